@@ -1,0 +1,35 @@
+"""The actor core of task_queue: usable on its own, without HTTP.
+
+    system = TaskSystem.start(handler, workers=4, queue_size=64)
+    system.submit(new_task("task-1", b'"some data"', max_retries=3))
+    ...
+    system.stop()
+"""
+
+from __future__ import annotations
+
+from actors.backoff import compute_backoff_ms, should_retry
+from actors.handlers import HandlerLoadError, load_handler, noop, simulation
+from actors.messages import Admission
+from actors.system import ShutdownSummary, TaskSystem
+from actors.task import DONE, FAILED, QUEUED, RUNNING, STATUSES, Task, TaskView, new_task
+
+__all__ = [
+    "DONE",
+    "FAILED",
+    "QUEUED",
+    "RUNNING",
+    "STATUSES",
+    "Admission",
+    "HandlerLoadError",
+    "ShutdownSummary",
+    "Task",
+    "TaskSystem",
+    "TaskView",
+    "compute_backoff_ms",
+    "load_handler",
+    "new_task",
+    "noop",
+    "should_retry",
+    "simulation",
+]

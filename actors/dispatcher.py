@@ -1,0 +1,127 @@
+"""DispatcherActor: admission, the bounded waiting line, and handing tasks to idle workers."""
+
+from __future__ import annotations
+
+import logging
+from collections import deque
+from typing import TYPE_CHECKING, Any
+
+import pykka
+
+from actors.messages import (
+    Admission,
+    AttemptFinished,
+    BeginShutdown,
+    Connect,
+    GetLineStats,
+    Insert,
+    Inserted,
+    InsertRefused,
+    LineStats,
+    RetriesDue,
+    Run,
+    Save,
+    ScheduleRetry,
+    Submit,
+    WhenIdle,
+)
+
+if TYPE_CHECKING:
+    from actors.task import Task
+
+logger = logging.getLogger(__name__)
+
+
+class DispatcherActor(pykka.ThreadingActor):
+    """Owns the waiting line: at most ``queue_size`` tasks wait, not counting running ones.
+
+    A new task first reserves a place here, then the repository stores it (or refuses a
+    duplicate), then it becomes a place in line. Each worker gets one task at a time, only when
+    idle, so no worker's inbox ever holds a backlog: the line is the only queue. Retries come
+    back through here too and always get in, full line or not.
+    """
+
+    def __init__(self, queue_size: int, repository: pykka.ActorRef) -> None:
+        super().__init__()
+        self._queue_size = queue_size
+        self._repository = repository
+        self._workers: tuple[pykka.ActorRef, ...] = ()
+        self._retry: pykka.ActorRef | None = None
+        self._line: deque[Task] = deque()
+        # Places held for tasks the repository is storing right now.
+        self._reserved = 0
+        self._idle: list[int] = []
+        self._shutting_down = False
+        self._idle_waiters: list[pykka.Future[None]] = []
+
+    def on_receive(self, message: Any) -> Any:
+        match message:
+            case Submit(task, reply):
+                self._admit(task, reply)
+            case Inserted(task):
+                self._reserved -= 1
+                self._line.append(task)
+                self._dispatch()
+            case InsertRefused():
+                self._reserved -= 1
+            case AttemptFinished(worker, task, retry_delay_s):
+                self._finished(worker, task, retry_delay_s)
+            case RetriesDue(tasks):
+                self._line.extend(tasks)
+                self._dispatch()
+            case GetLineStats():
+                return self._stats()
+            case WhenIdle(reply):
+                self._idle_waiters.append(reply)
+                self._answer_idle_waiters()
+            case BeginShutdown():
+                self._shutting_down = True
+            case Connect(workers, retry):
+                self._workers, self._retry = workers, retry
+                self._idle = list(range(len(workers)))
+            case _:
+                return super().on_receive(message)
+        return None
+
+    def _admit(self, task: Task, reply: pykka.Future[Admission]) -> None:
+        if self._shutting_down:
+            reply.set(Admission.SHUTTING_DOWN)
+            return
+        # Reserved tasks go straight to idle workers when stored, so they only count as waiting
+        # beyond the idle workers. (A non-empty line means no worker is idle.)
+        if len(self._line) + self._reserved - len(self._idle) >= self._queue_size:
+            reply.set(Admission.QUEUE_FULL)
+            return
+        self._reserved += 1
+        self._repository.tell(Insert(task, reply, self.actor_ref))
+
+    def _finished(self, worker: int, task: Task, retry_delay_s: float | None) -> None:
+        self._idle.append(worker)
+        # Saved before it is scheduled, so the stored state is never behind the retry's own.
+        self._repository.tell(Save(task))
+        if retry_delay_s is not None:
+            assert self._retry is not None
+            try:
+                self._retry.tell(ScheduleRetry(task, retry_delay_s))
+            except pykka.ActorDeadError:
+                # An attempt that outlived the shutdown deadline: its retry is abandoned, and
+                # the saved state (queued, next_attempt_at) says so.
+                logger.warning("task %r: retry not scheduled, shutting down", task.id)
+        self._dispatch()
+        self._answer_idle_waiters()
+
+    def _dispatch(self) -> None:
+        if self._shutting_down:
+            return
+        while self._line and self._idle:
+            self._workers[self._idle.pop()].tell(Run(self._line.popleft()))
+
+    def _stats(self) -> LineStats:
+        workers = len(self._workers)
+        return LineStats(waiting=len(self._line), busy=workers - len(self._idle), workers=workers)
+
+    def _answer_idle_waiters(self) -> None:
+        if self._idle_waiters and len(self._idle) == len(self._workers):
+            for waiter in self._idle_waiters:
+                waiter.set(None)
+            self._idle_waiters.clear()

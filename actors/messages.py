@@ -1,0 +1,151 @@
+"""The messages actors send each other: small, immutable, typed.
+
+pykka does not copy messages, so nothing here is mutable except the futures, which exist to be
+written once by the actor that answers.
+"""
+
+from __future__ import annotations
+
+import enum
+from typing import TYPE_CHECKING, NamedTuple
+
+if TYPE_CHECKING:
+    import pykka
+
+    from actors.task import Task
+
+
+class Admission(enum.Enum):
+    """How an enqueue ended."""
+
+    ACCEPTED = "accepted"
+    DUPLICATE = "duplicate"
+    QUEUE_FULL = "queue_full"
+    SHUTTING_DOWN = "shutting_down"
+
+
+class Connect(NamedTuple):
+    """Entry object -> dispatcher: the workers and the retry actor, which start after it."""
+
+    workers: tuple[pykka.ActorRef, ...]
+    retry: pykka.ActorRef
+
+
+# --- intake: request thread -> dispatcher -> repository -> dispatcher ---------------------------
+
+
+class Submit(NamedTuple):
+    """Request thread -> dispatcher: admit this new task if the line has room."""
+
+    task: Task
+    reply: pykka.Future[Admission]
+
+
+class Insert(NamedTuple):
+    """Dispatcher -> repository: store this task unless its id is taken, then tell ``admitted_by``."""
+
+    task: Task
+    reply: pykka.Future[Admission]
+    admitted_by: pykka.ActorRef
+
+
+class Inserted(NamedTuple):
+    """Repository -> dispatcher: the task is stored; its reserved place becomes a place in line."""
+
+    task: Task
+
+
+class InsertRefused(NamedTuple):
+    """Repository -> dispatcher: the id was taken; release the place reserved for it."""
+
+    task_id: str
+
+
+# --- running: dispatcher -> worker -> dispatcher ------------------------------------------------
+
+
+class Run(NamedTuple):
+    """Dispatcher -> worker: run one attempt of this task."""
+
+    task: Task
+
+
+class AttemptFinished(NamedTuple):
+    """Worker -> dispatcher: the outcome of an attempt, and that the worker is free again.
+
+    ``task`` is the state after the attempt: done, failed, or queued with ``next_attempt_at``,
+    in which case ``retry_delay_s`` says how long from now it is due.
+    """
+
+    worker: int
+    task: Task
+    retry_delay_s: float | None
+
+
+class Save(NamedTuple):
+    """Worker or dispatcher -> repository: this is the task's state now."""
+
+    task: Task
+
+
+# --- retries: dispatcher -> retry actor -> dispatcher -------------------------------------------
+
+
+class ScheduleRetry(NamedTuple):
+    """Dispatcher -> retry actor: send this task back to the line after ``delay_s``."""
+
+    task: Task
+    delay_s: float
+
+
+class RetriesDue(NamedTuple):
+    """Retry actor -> dispatcher: these tasks are due; they re-enter the line even when it is full."""
+
+    tasks: tuple[Task, ...]
+
+
+class AlarmRang(NamedTuple):
+    """Timer thread -> retry actor: the earliest retry it was told about is due."""
+
+
+# --- questions asked with ``ask`` ---------------------------------------------------------------
+
+
+class GetTask(NamedTuple):
+    """-> repository, answered with the Task or None."""
+
+    task_id: str
+
+
+class ListTasks(NamedTuple):
+    """-> repository, answered with a list of every task in creation order."""
+
+
+class CountByStatus(NamedTuple):
+    """-> repository, answered with a dict of status -> count."""
+
+
+class BeginShutdown(NamedTuple):
+    """-> dispatcher: refuse new tasks and stop handing out queued ones."""
+
+
+class WhenIdle(NamedTuple):
+    """-> dispatcher: set ``reply`` once no worker is running an attempt."""
+
+    reply: pykka.Future[None]
+
+
+class GetLineStats(NamedTuple):
+    """-> dispatcher, answered with LineStats."""
+
+
+class LineStats(NamedTuple):
+    """What the dispatcher knows: tasks waiting in line, workers busy and in all."""
+
+    waiting: int
+    busy: int
+    workers: int
+
+
+class CancelRetries(NamedTuple):
+    """-> retry actor: stop the alarm and release nothing more; answered with how many wait."""

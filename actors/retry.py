@@ -1,0 +1,97 @@
+"""RetryActor: holds tasks until their next attempt is due, then sends them back to the line."""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import logging
+import time
+from typing import TYPE_CHECKING, Any
+
+import pykka
+
+from actors.alarm import Alarm
+from actors.messages import AlarmRang, CancelRetries, RetriesDue, ScheduleRetry
+
+if TYPE_CHECKING:
+    from actors.task import Task
+
+logger = logging.getLogger(__name__)
+
+_ALARM_RANG = AlarmRang()
+
+
+class RetryActor(pykka.ThreadingActor):
+    """Keeps waiting retries in a heap by due time, with one alarm thread for all of them.
+
+    Due tasks go back to the dispatcher in one message, and the dispatcher lets them into the
+    line even when it is full: a retry is never dropped. Stopping this actor stops the alarm.
+    """
+
+    def __init__(self, dispatcher: pykka.ActorRef) -> None:
+        super().__init__()
+        self._dispatcher = dispatcher
+        # (due, tie-breaker, task): the counter keeps equal due times in arrival order and
+        # means tasks themselves are never compared.
+        self._waiting: list[tuple[float, int, Task]] = []
+        self._order = itertools.count()
+        self._alarm: Alarm | None = None
+        self._cancelled = False
+
+    def on_start(self) -> None:
+        self._alarm = Alarm(self._ring, name="retry-alarm")
+
+    def on_stop(self) -> None:
+        self._cancel()
+
+    def on_receive(self, message: Any) -> Any:
+        match message:
+            case ScheduleRetry(task, delay_s):
+                self._schedule(task, time.monotonic() + delay_s)
+            case AlarmRang():
+                self._release_due()
+            case CancelRetries():
+                return self._cancel()
+            case _:
+                return super().on_receive(message)
+        return None
+
+    def _ring(self) -> None:
+        # Runs on the alarm's thread: it only posts a message.
+        try:
+            self.actor_ref.tell(_ALARM_RANG)
+        except pykka.ActorDeadError:
+            pass
+
+    def _schedule(self, task: Task, due: float) -> None:
+        earliest_before = self._waiting[0][0] if self._waiting else None
+        heapq.heappush(self._waiting, (due, next(self._order), task))
+        if earliest_before is None or due < earliest_before:
+            self._set_alarm()
+
+    def _cancel(self) -> int:
+        """Stop the alarm for good; the waiting tasks stay where they are. Returns their count."""
+        if not self._cancelled:
+            self._cancelled = True
+            assert self._alarm is not None
+            self._alarm.close()
+            logger.debug("retry timer cancelled with %d task(s) waiting", len(self._waiting))
+        return len(self._waiting)
+
+    def _release_due(self) -> None:
+        if self._cancelled:
+            return
+        now = time.monotonic()
+        due: list[Task] = []
+        while self._waiting and self._waiting[0][0] <= now:
+            due.append(heapq.heappop(self._waiting)[2])
+        if due:
+            self._dispatcher.tell(RetriesDue(tuple(due)))
+        if self._waiting:
+            self._set_alarm()
+
+    def _set_alarm(self) -> None:
+        if self._cancelled:
+            return
+        assert self._alarm is not None
+        self._alarm.set(self._waiting[0][0])

@@ -1,0 +1,170 @@
+"""TaskSystem: the entry object that starts the actors in order, talks to them, and stops them."""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from typing import TYPE_CHECKING, NamedTuple
+
+import pykka
+
+from actors.dispatcher import DispatcherActor
+from actors.messages import (
+    Admission,
+    BeginShutdown,
+    Connect,
+    CountByStatus,
+    CancelRetries,
+    GetLineStats,
+    GetTask,
+    LineStats,
+    ListTasks,
+    Submit,
+    WhenIdle,
+)
+from actors.repository import RepositoryActor
+from actors.retry import RetryActor
+from actors.worker import RetryPolicy, WorkerActor
+
+if TYPE_CHECKING:
+    from actors.backoff import Uniform
+    from actors.task import Task
+    from actors.worker import Handler
+
+logger = logging.getLogger(__name__)
+
+STOP_TIMEOUT_S = 5.0
+"""How long stopping one idle actor may take before we stop waiting for it."""
+
+
+class ShutdownSummary(NamedTuple):
+    """What the system held when it stopped."""
+
+    counts: dict[str, int]
+    """Tasks per status."""
+    abandoned_in_line: int
+    """Queued tasks that never got a worker."""
+    abandoned_retries: int
+    """Tasks that were waiting for their next attempt."""
+    drained: bool
+    """False when the deadline passed with attempts still running."""
+
+
+class TaskSystem:
+    """The actor system as one object: usable with or without HTTP.
+
+    ``start`` builds repository -> dispatcher -> workers -> retry actor, each started after what
+    it talks to; ``stop`` takes them down in the reverse order. Methods ending in ``_async``
+    return a pykka future for the caller to wait on with its own timeout.
+    """
+
+    def __init__(
+        self,
+        repository: pykka.ActorRef,
+        dispatcher: pykka.ActorRef,
+        workers: tuple[pykka.ActorRef, ...],
+        retry: pykka.ActorRef,
+    ) -> None:
+        self._repository = repository
+        self._dispatcher = dispatcher
+        self._workers = workers
+        self._retry = retry
+
+    @classmethod
+    def start(
+        cls,
+        handler: Handler,
+        *,
+        workers: int = 4,
+        queue_size: int = 64,
+        retry_base_ms: float = 100,
+        retry_max_ms: float = 30_000,
+        uniform: Uniform = random.uniform,
+    ) -> TaskSystem:
+        if workers < 1 or queue_size < 1:
+            raise ValueError("workers and queue_size must be at least 1")
+        repository = RepositoryActor.start()
+        dispatcher = DispatcherActor.start(queue_size, repository)
+        policy = RetryPolicy(base_ms=retry_base_ms, max_ms=retry_max_ms)
+        worker_refs = tuple(
+            WorkerActor.start(index, handler, dispatcher, repository, policy, uniform)
+            for index in range(workers)
+        )
+        retry = RetryActor.start(dispatcher)
+        dispatcher.tell(Connect(worker_refs, retry))
+        logger.debug("actor system started with %d workers", workers)
+        return cls(repository, dispatcher, worker_refs, retry)
+
+    # --- what the API asks ---------------------------------------------------------------------
+
+    def submit_async(self, task: Task) -> pykka.Future[Admission]:
+        """Offer a new task; the future says whether it was accepted, and if not, why."""
+        reply: pykka.Future[Admission] = pykka.ThreadingFuture()
+        self._dispatcher.tell(Submit(task, reply))
+        return reply
+
+    def get_async(self, task_id: str) -> pykka.Future[Task | None]:
+        return self._repository.ask(GetTask(task_id), block=False)
+
+    def list_async(self) -> pykka.Future[list[Task]]:
+        return self._repository.ask(ListTasks(), block=False)
+
+    def counts_async(self) -> pykka.Future[dict[str, int]]:
+        return self._repository.ask(CountByStatus(), block=False)
+
+    def line_stats_async(self) -> pykka.Future[LineStats]:
+        return self._dispatcher.ask(GetLineStats(), block=False)
+
+    # --- blocking conveniences for tests and scripts ------------------------------------------
+
+    def submit(self, task: Task, timeout_s: float = 5.0) -> Admission:
+        return self.submit_async(task).get(timeout=timeout_s)
+
+    def get(self, task_id: str, timeout_s: float = 5.0) -> Task | None:
+        return self.get_async(task_id).get(timeout=timeout_s)
+
+    def list(self, timeout_s: float = 5.0) -> list[Task]:
+        return self.list_async().get(timeout=timeout_s)
+
+    # --- shutdown ------------------------------------------------------------------------------
+
+    def begin_shutdown(self) -> None:
+        """Refuse new tasks from now on and stop starting queued ones."""
+        self._dispatcher.ask(BeginShutdown(), timeout=STOP_TIMEOUT_S)
+
+    def wait_idle(self, timeout_s: float) -> bool:
+        """Wait until no attempt is running; False if ``timeout_s`` passed first."""
+        reply: pykka.Future[None] = pykka.ThreadingFuture()
+        self._dispatcher.tell(WhenIdle(reply))
+        try:
+            reply.get(timeout=max(0.0, timeout_s))
+        except pykka.Timeout:
+            return False
+        return True
+
+    def stop(self, deadline: float | None = None) -> ShutdownSummary:
+        """Shut down in order: intake, running attempts, then retry -> dispatcher -> workers -> repository.
+
+        ``deadline`` (a ``time.monotonic()`` value) bounds the wait for running attempts.
+        """
+        if deadline is None:
+            deadline = time.monotonic() + 30.0
+        self.begin_shutdown()
+        drained = self.wait_idle(deadline - time.monotonic())
+        abandoned_retries = self._retry.ask(CancelRetries(), timeout=STOP_TIMEOUT_S)
+        self._retry.stop(timeout=STOP_TIMEOUT_S)
+        line = self._dispatcher.ask(GetLineStats(), timeout=STOP_TIMEOUT_S)
+        self._dispatcher.stop(timeout=STOP_TIMEOUT_S)
+        for worker in self._workers:
+            # A worker still inside a handler (deadline passed) cannot answer; it is a daemon
+            # thread, so it does not hold the process open either.
+            worker.stop(block=False)
+        counts = self._repository.ask(CountByStatus(), timeout=STOP_TIMEOUT_S)
+        self._repository.stop(timeout=STOP_TIMEOUT_S)
+        return ShutdownSummary(
+            counts=counts,
+            abandoned_in_line=line.waiting,
+            abandoned_retries=abandoned_retries,
+            drained=drained,
+        )

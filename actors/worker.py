@@ -1,0 +1,126 @@
+"""WorkerActor: runs one attempt at a time on its own thread and reports how it went."""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import TYPE_CHECKING, Any
+
+import msgspec
+import pykka
+
+from actors.backoff import compute_backoff_ms, should_retry
+from actors.messages import AttemptFinished, Run, Save
+from actors.task import DONE, FAILED, QUEUED, RUNNING, Task, view_of
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from actors.backoff import Uniform
+    from actors.task import TaskView
+
+    Handler = Callable[[TaskView], object]
+
+logger = logging.getLogger(__name__)
+
+replace = msgspec.structs.replace
+
+
+class RetryPolicy(msgspec.Struct, frozen=True):
+    """The backoff settings every worker applies to a failed attempt."""
+
+    base_ms: float
+    max_ms: float
+
+
+class WorkerActor(pykka.ThreadingActor):
+    """Marks the task running, calls the handler, then reports done, retry or failed.
+
+    The dispatcher sends a worker a task only when it is idle, and the worker's single report
+    (``AttemptFinished``) carries both the outcome and the news that it is free again.
+    """
+
+    # A handler stuck past the shutdown deadline must not keep the process alive.
+    use_daemon_thread = True
+
+    def __init__(
+        self,
+        index: int,
+        handler: Handler,
+        dispatcher: pykka.ActorRef,
+        repository: pykka.ActorRef,
+        retry_policy: RetryPolicy,
+        uniform: Uniform,
+    ) -> None:
+        super().__init__()
+        self._index = index
+        self._handler = handler
+        self._dispatcher = dispatcher
+        self._repository = repository
+        self._retry_policy = retry_policy
+        self._uniform = uniform
+
+    def on_receive(self, message: Any) -> Any:
+        if not isinstance(message, Run):
+            return super().on_receive(message)
+        running = replace(
+            message.task,
+            status=RUNNING,
+            attempts=message.task.attempts + 1,
+            updated_at=time.time(),
+            next_attempt_at=None,
+        )
+        self._repository.tell(Save(running))
+        try:
+            self._handler(view_of(running))
+        except BaseException as exc:  # noqa: BLE001 - any exception is a failed attempt, never a dead worker
+            finished, retry_delay_s = self._after_failure(running, exc)
+        else:
+            finished, retry_delay_s = replace(running, status=DONE, updated_at=time.time()), None
+            logger.debug("task %r attempt %d done", running.id, running.attempts)
+        try:
+            self._dispatcher.tell(AttemptFinished(self._index, finished, retry_delay_s))
+        except pykka.ActorDeadError:
+            # Only after the shutdown deadline cut this attempt off: nobody is left to tell.
+            logger.warning("task %r attempt %d ended after shutdown", running.id, running.attempts)
+        return None
+
+    def _after_failure(self, running: Task, exc: BaseException) -> tuple[Task, float | None]:
+        error = describe(exc)
+        now = time.time()
+        if not should_retry(running.attempts, running.max_retries):
+            logger.warning(
+                "task %r failed for good after attempt %d: %s", running.id, running.attempts, error
+            )
+            return replace(running, status=FAILED, last_error=error, updated_at=now), None
+        delay_ms = compute_backoff_ms(
+            running.attempts,
+            base_ms=self._retry_policy.base_ms,
+            max_ms=self._retry_policy.max_ms,
+            uniform=self._uniform,
+        )
+        logger.info(
+            "task %r attempt %d failed, retrying in %.0f ms: %s",
+            running.id,
+            running.attempts,
+            delay_ms,
+            error,
+        )
+        waiting = replace(
+            running,
+            status=QUEUED,
+            last_error=error,
+            updated_at=now,
+            next_attempt_at=now + delay_ms / 1000,
+        )
+        return waiting, delay_ms / 1000
+
+
+def describe(exc: BaseException) -> str:
+    """``str(exc)``, made safe to store and to encode as JSON."""
+    try:
+        text = str(exc)
+    except Exception:  # noqa: BLE001 - a broken __str__ must not lose the failure
+        text = f"{type(exc).__name__} (its message could not be read)"
+    # Lone surrogates cannot be written as UTF-8 JSON; everything else is kept as raised.
+    return text.encode("utf-8", "replace").decode("utf-8")

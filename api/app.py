@@ -1,0 +1,38 @@
+"""``create_app``: the Falcon application, built from the actor system it talks to."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import falcon
+
+from api.enqueue import EnqueueResource
+from api.errors import handle_unexpected, serialize_error
+from api.health import HealthResource
+from api.reply import REQUEST_TIMEOUT_S
+from api.tasks import TaskListResource, TaskResource
+
+if TYPE_CHECKING:
+    from actors.system import TaskSystem
+
+DEFAULT_MAX_BODY_BYTES = 1_048_576
+
+
+def create_app(
+    system: TaskSystem,
+    *,
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+    request_timeout_s: float = REQUEST_TIMEOUT_S,
+) -> falcon.App:
+    """The REST API over ``system``; every response, errors included, is JSON."""
+    app = falcon.App(media_type=falcon.MEDIA_JSON)
+    app.set_error_serializer(serialize_error)
+    app.add_error_handler(Exception, handle_unexpected)
+    app.add_route(
+        "/enqueue",
+        EnqueueResource(system, max_body_bytes=max_body_bytes, timeout_s=request_timeout_s),
+    )
+    app.add_route("/task", TaskResource(system, timeout_s=request_timeout_s))
+    app.add_route("/tasks", TaskListResource(system, timeout_s=request_timeout_s))
+    app.add_route("/healthz", HealthResource())
+    return app

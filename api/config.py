@@ -1,0 +1,91 @@
+"""The service's configuration, read from the environment and checked before anything starts."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Annotated, Literal
+
+import msgspec
+from msgspec import Meta
+
+
+class ConfigError(Exception):
+    """An environment variable has a value the service cannot run with."""
+
+
+LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
+
+DAY_MS = 86_400_000
+
+
+class Config(msgspec.Struct, frozen=True, rename="upper", kw_only=True):
+    """Every setting, named as its environment variable (field ``workers`` is ``WORKERS``)."""
+
+    host: str = "127.0.0.1"
+    port: Annotated[int, Meta(ge=0, le=65535)] = 8080
+    workers: Annotated[int, Meta(ge=1, le=1024)] = 4
+    queue_size: Annotated[int, Meta(ge=1, le=10_000_000)] = 64
+    retry_base_ms: Annotated[int, Meta(ge=0, le=DAY_MS)] = 100
+    retry_max_ms: Annotated[int, Meta(ge=0, le=30 * DAY_MS)] = 30_000
+    max_body_bytes: Annotated[int, Meta(ge=64, le=1 << 30)] = 1_048_576
+    # 16 threads hold up at 256 connections; see BENCHMARKS.md for the measurements.
+    http_threads: Annotated[int, Meta(ge=1, le=1024)] = 16
+    shutdown_timeout_s: Annotated[float, Meta(ge=0, le=86_400)] = 30.0
+    task_handler: str | None = None
+    sim_min_ms: Annotated[float, Meta(ge=0, le=DAY_MS)] = 100.0
+    sim_max_ms: Annotated[float, Meta(ge=0, le=DAY_MS)] = 500.0
+    sim_failure_rate: Annotated[float, Meta(ge=0, le=1)] = 0.2
+    log_level: LogLevel = "INFO"
+
+
+CONFIG_VARIABLES = tuple(
+    field.encode_name for field in msgspec.structs.fields(Config)
+)
+"""The environment variables the service reads."""
+
+_PATH = re.compile(r" - at `\$\.(\w+)`$")
+
+# msgspec's words for a string it could not convert, said the way a person setting a variable
+# would understand them.
+_PLAIN_REASONS = {
+    "Expected `int`, got `str`": "expected a whole number",
+    "Expected `float`, got `str`": "expected a number",
+    "Invalid enum value": f"expected one of {', '.join(LogLevel.__args__)}",
+}
+
+
+def load_config(environ: Mapping[str, str]) -> Config:
+    """Build the Config from ``environ``; an empty variable counts as unset.
+
+    Raises ConfigError naming the variable and its value when a value is wrong.
+    """
+    given: dict[str, str] = {
+        name: environ[name].strip() for name in CONFIG_VARIABLES if environ.get(name, "").strip()
+    }
+    if "LOG_LEVEL" in given:
+        given["LOG_LEVEL"] = given["LOG_LEVEL"].upper()
+    try:
+        # strict=False lets msgspec turn "8080" into 8080, with the bounds above still checked.
+        config = msgspec.convert(given, Config, strict=False)
+    except msgspec.ValidationError as exc:
+        raise ConfigError(_describe(exc, given)) from None
+    if config.sim_min_ms > config.sim_max_ms:
+        raise ConfigError(
+            f"SIM_MIN_MS={given.get('SIM_MIN_MS', config.sim_min_ms)} is more than "
+            f"SIM_MAX_MS={given.get('SIM_MAX_MS', config.sim_max_ms)}"
+        )
+    return config
+
+
+def _describe(exc: msgspec.ValidationError, given: Mapping[str, str]) -> str:
+    message = str(exc)
+    match = _PATH.search(message)
+    if match is None:
+        return f"invalid configuration: {message}"
+    name = match.group(1)
+    reason = message[: match.start()]
+    for msgspec_words, plain in _PLAIN_REASONS.items():
+        if reason.startswith(msgspec_words):
+            reason = plain
+    return f"invalid {name}={given.get(name, '')!r}: {reason}"

@@ -1,0 +1,48 @@
+"""Error responses: one shape for all of them, ``{"error": "..."}``."""
+
+from __future__ import annotations
+
+import http
+import logging
+from typing import TYPE_CHECKING, Any
+
+import falcon
+
+from api.schema import ErrorBody, encoder
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+logger = logging.getLogger(__name__)
+
+
+def error_json(message: str) -> bytes:
+    return encoder.encode(ErrorBody(error=message))
+
+
+def error_message(status_code: int, description: str | None) -> str:
+    """The description when there is one, else the status's own phrase ("not found")."""
+    if description:
+        return description
+    try:
+        return http.HTTPStatus(status_code).phrase.lower()
+    except ValueError:
+        return "error"
+
+
+def serialize_error(req: falcon.Request, resp: falcon.Response, error: falcon.HTTPError) -> None:
+    """Falcon's error serializer: JSON whatever the client's Accept header says."""
+    resp.data = error_json(error_message(error.status_code, error.description))
+    resp.content_type = falcon.MEDIA_JSON
+
+
+def handle_unexpected(
+    req: falcon.Request, resp: falcon.Response, error: Exception, params: Mapping[str, Any]
+) -> None:
+    """A bug, not bad input: log it whole, answer 500 in the usual shape."""
+    logger.exception("unhandled error on %s %s", req.method, req.path)
+    raise falcon.HTTPInternalServerError(description="internal server error")
+
+
+def service_unavailable(message: str, retry_after_s: int | None = None) -> falcon.HTTPError:
+    return falcon.HTTPServiceUnavailable(description=message, retry_after=retry_after_s)

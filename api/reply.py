@@ -1,0 +1,38 @@
+"""Waiting on an actor's answer from a request thread, never forever."""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Final, TypeVar
+
+import pykka
+
+from api.errors import service_unavailable
+
+if TYPE_CHECKING:
+    import falcon
+
+T = TypeVar("T")
+
+logger = logging.getLogger(__name__)
+
+REQUEST_TIMEOUT_S: Final = 10.0
+"""How long a request thread waits for an actor before answering 503."""
+
+TIMEOUT_MESSAGE: Final = "timed out waiting for the task system; try again"
+
+
+def wait_for(future: pykka.Future[T], timeout_s: float) -> T:
+    """The future's value, or a 503 error to raise if it is not there in ``timeout_s``."""
+    try:
+        return future.get(timeout=timeout_s)
+    except pykka.Timeout:
+        logger.warning("an actor did not answer within %.1f s", timeout_s)
+        raise _timeout_error() from None
+    except pykka.ActorDeadError:
+        # Only while shutting down: the actors stop after the HTTP server has drained.
+        raise service_unavailable("shutting down") from None
+
+
+def _timeout_error() -> falcon.HTTPError:
+    return service_unavailable(TIMEOUT_MESSAGE, retry_after_s=1)

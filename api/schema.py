@@ -1,0 +1,121 @@
+"""The JSON the API reads and writes, as msgspec structs with prebuilt decoders and encoders."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Annotated, Final
+
+import msgspec
+from msgspec import Meta, Raw
+
+from actors.task import NULL_PAYLOAD
+
+if TYPE_CHECKING:
+    from actors.task import Task
+
+MAX_ID_LENGTH: Final = 256
+MAX_RETRIES_LIMIT: Final = 100
+DEFAULT_MAX_RETRIES: Final = 3
+
+TaskId = Annotated[
+    str,
+    Meta(
+        min_length=1,
+        max_length=MAX_ID_LENGTH,
+        pattern=r"^[^\x00-\x1f\x7f]*$",
+        description="1 to 256 characters, no control characters (U+0000-U+001F, U+007F).",
+    ),
+]
+MaxRetries = Annotated[
+    int,
+    Meta(ge=0, le=MAX_RETRIES_LIMIT, description="Retries after the first attempt."),
+]
+
+
+class EnqueueRequest(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    """The body of ``POST /enqueue``. Any field not named here is refused."""
+
+    id: TaskId
+    # Kept as the client's JSON text: validated, never turned into Python objects on intake.
+    payload: Raw = Raw(NULL_PAYLOAD)
+    max_retries: MaxRetries = DEFAULT_MAX_RETRIES
+
+
+class TaskBody(msgspec.Struct, frozen=True):
+    """A task as the API shows it."""
+
+    id: str
+    payload: Raw
+    max_retries: int
+    status: str
+    attempts: int
+    last_error: str | None
+    created_at: datetime
+    updated_at: datetime
+    next_attempt_at: datetime | None
+
+
+class ErrorBody(msgspec.Struct, frozen=True):
+    """Every error response: ``{"error": "<human-readable message>"}``."""
+
+    error: str
+
+
+def task_body(task: Task) -> TaskBody:
+    """The wire form of a stored task: RFC 3339 UTC times, the payload as sent."""
+    return TaskBody(
+        id=task.id,
+        payload=Raw(task.payload),
+        max_retries=task.max_retries,
+        status=task.status,
+        attempts=task.attempts,
+        last_error=task.last_error,
+        created_at=datetime.fromtimestamp(task.created_at, UTC),
+        updated_at=datetime.fromtimestamp(task.updated_at, UTC),
+        next_attempt_at=(
+            None
+            if task.next_attempt_at is None
+            else datetime.fromtimestamp(task.next_attempt_at, UTC)
+        ),
+    )
+
+
+enqueue_decoder: Final = msgspec.json.Decoder(EnqueueRequest)
+encoder: Final = msgspec.json.Encoder()
+
+
+class InvalidBody(ValueError):
+    """The body is not something ``POST /enqueue`` accepts; the message says why."""
+
+
+# msgspec's messages end with where in the document the problem is; these fields get a
+# sentence of their own, the rest (unknown or missing fields) are clear as msgspec says them.
+_FIELD_RULES: Final = {
+    "id": f"id must be a string of 1 to {MAX_ID_LENGTH} characters without control characters",
+    "max_retries": f"max_retries must be an integer from 0 to {MAX_RETRIES_LIMIT}",
+}
+_AT_FIELD: Final = re.compile(r" - at `\$\.(\w+)`$")
+
+
+def decode_enqueue(body: bytes) -> EnqueueRequest:
+    """Decode and validate an enqueue body, or raise InvalidBody with a message for the client."""
+    try:
+        return enqueue_decoder.decode(body)
+    except msgspec.ValidationError as exc:
+        raise InvalidBody(_describe(str(exc))) from None
+    except (msgspec.DecodeError, UnicodeDecodeError):
+        # Malformed JSON, invalid UTF-8, an empty or truncated body, lone surrogate escapes.
+        raise InvalidBody("invalid JSON") from None
+    except RecursionError:
+        # msgspec refuses nesting deeper than the interpreter's recursion limit (about 1000).
+        raise InvalidBody("nesting too deep") from None
+
+
+def _describe(message: str) -> str:
+    match = _AT_FIELD.search(message)
+    if match is not None and match.group(1) in _FIELD_RULES:
+        return _FIELD_RULES[match.group(1)]
+    if message.startswith("Expected `object`"):
+        return "the body must be a JSON object"
+    return message

@@ -1,0 +1,136 @@
+"""Run task_queue: read the configuration, wire the actors and the HTTP server, serve, shut down.
+
+    pip install -e . && python main.py
+
+Exit codes: 0 after a graceful shutdown, 2 for a startup error (bad configuration, a handler
+that cannot be imported, an address that cannot be bound), 1 when a second signal cut the
+shutdown short.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import sys
+import threading
+import time
+from typing import TYPE_CHECKING, Final
+
+from actors import HandlerLoadError, TaskSystem, load_handler, simulation
+from api import ConfigError, create_app, load_config
+from api.server import HttpServer
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+    from actors.system import ShutdownSummary
+    from actors.worker import Handler
+    from api import Config
+
+logger = logging.getLogger("task_queue")
+
+STOP_SIGNALS: Final = {signal.SIGTERM, signal.SIGINT}
+EXIT_STARTUP_ERROR: Final = 2
+EXIT_FORCED: Final = 1
+
+
+def main(environ: Mapping[str, str] = os.environ) -> int:
+    try:
+        config = load_config(environ)
+    except ConfigError as exc:
+        print(f"task_queue: {exc}", file=sys.stderr)
+        return EXIT_STARTUP_ERROR
+    configure_logging(config.log_level)
+    try:
+        handler = build_handler(config)
+    except HandlerLoadError as exc:
+        print(f"task_queue: TASK_HANDLER: {exc}", file=sys.stderr)
+        return EXIT_STARTUP_ERROR
+
+    # Stop signals are taken with sigwait by the main thread, never by a handler running at an
+    # arbitrary point. Blocked before any thread starts, so every thread inherits the mask.
+    signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+
+    system = TaskSystem.start(
+        handler,
+        workers=config.workers,
+        queue_size=config.queue_size,
+        retry_base_ms=config.retry_base_ms,
+        retry_max_ms=config.retry_max_ms,
+    )
+    try:
+        server = HttpServer(
+            create_app(system, max_body_bytes=config.max_body_bytes),
+            host=config.host,
+            port=config.port,
+            threads=config.http_threads,
+            max_body_bytes=config.max_body_bytes,
+        )
+    except OSError as exc:
+        system.stop(time.monotonic())
+        print(f"task_queue: cannot listen on {config.host}:{config.port}: {exc}", file=sys.stderr)
+        return EXIT_STARTUP_ERROR
+    server.start()
+    logger.info(
+        "listening on http://%s:%d (workers=%d queue_size=%d http_threads=%d handler=%s)",
+        server.host,
+        server.port,
+        config.workers,
+        config.queue_size,
+        config.http_threads,
+        config.task_handler or "built-in simulation",
+    )
+
+    received = signal.sigwait(STOP_SIGNALS)
+    threading.Thread(target=_exit_on_second_signal, name="second-signal", daemon=True).start()
+    deadline = time.monotonic() + config.shutdown_timeout_s
+    logger.info(
+        "%s received: shutting down (up to %.0f s for work in flight)",
+        signal.Signals(received).name,
+        config.shutdown_timeout_s,
+    )
+    system.begin_shutdown()
+    logger.info("intake closed")
+    if not server.stop(deadline):
+        logger.warning("HTTP requests still in flight at the deadline were cut off")
+    logger.info("HTTP server stopped")
+    summary = system.stop(deadline)
+    logger.info("%s", describe_summary(summary))
+    return 0
+
+
+def configure_logging(level: str) -> None:
+    logging.basicConfig(
+        level=level,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+
+
+def build_handler(config: Config) -> Handler:
+    if config.task_handler:
+        return load_handler(config.task_handler)
+    return simulation(config.sim_min_ms, config.sim_max_ms, config.sim_failure_rate)
+
+
+def describe_summary(summary: ShutdownSummary) -> str:
+    counts = " ".join(f"{status}={count}" for status, count in summary.counts.items())
+    line = (
+        f"shutdown complete: {counts}; abandoned {summary.abandoned_in_line} queued "
+        f"and {summary.abandoned_retries} awaiting retry"
+    )
+    if not summary.drained:
+        line += f"; {summary.counts.get('running', 0)} running attempt(s) cut off at the deadline"
+    return line
+
+
+def _exit_on_second_signal() -> None:
+    received = signal.sigwait(STOP_SIGNALS)
+    logger.warning("%s received again: exiting now", signal.Signals(received).name)
+    logging.shutdown()
+    os._exit(EXIT_FORCED)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
