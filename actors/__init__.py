@@ -1,9 +1,7 @@
-"""The actor core of task_queue: usable on its own, without HTTP.
+"""The actor core of task_queue, usable on its own, without HTTP.
 
-    system = TaskSystem.start(handler, workers=4, queue_size=64)
-    system.submit(new_task("task-1", b'"some data"', max_retries=3))
-    ...
-    system.stop()
+Start a ``TaskSystem`` with a handler, ``submit`` tasks made with ``new_task``, read them back
+with ``get``, and ``stop`` it; README.md ("How it works") shows it whole.
 """
 
 from __future__ import annotations

@@ -8,16 +8,18 @@ from typing import TYPE_CHECKING, Any
 
 import pykka
 
+from actors.base import Actor
 from actors.messages import (
     Admission,
     AttemptFinished,
     BeginShutdown,
     Connect,
+    DuplicateId,
     GetLineStats,
     Insert,
     Inserted,
-    InsertRefused,
     LineStats,
+    Refusal,
     RetriesDue,
     Run,
     Save,
@@ -27,12 +29,13 @@ from actors.messages import (
 )
 
 if TYPE_CHECKING:
+    from actors.reply import Reply
     from actors.task import Task
 
 logger = logging.getLogger(__name__)
 
 
-class DispatcherActor(pykka.ThreadingActor):
+class DispatcherActor(Actor):
     """Owns the waiting line: at most ``queue_size`` tasks wait, not counting running ones.
 
     A new task first reserves a place here, then the repository stores it (or refuses a
@@ -52,7 +55,7 @@ class DispatcherActor(pykka.ThreadingActor):
         self._reserved = 0
         self._idle: list[int] = []
         self._shutting_down = False
-        self._idle_waiters: list[pykka.Future[None]] = []
+        self._idle_waiters: list[Reply[None]] = []
 
     def on_receive(self, message: Any) -> Any:
         match message:
@@ -62,7 +65,7 @@ class DispatcherActor(pykka.ThreadingActor):
                 self._reserved -= 1
                 self._line.append(task)
                 self._dispatch()
-            case InsertRefused():
+            case DuplicateId():
                 self._reserved -= 1
             case AttemptFinished(worker, task, retry_delay_s):
                 self._finished(worker, task, retry_delay_s)
@@ -83,14 +86,14 @@ class DispatcherActor(pykka.ThreadingActor):
                 return super().on_receive(message)
         return None
 
-    def _admit(self, task: Task, reply: pykka.Future[Admission]) -> None:
+    def _admit(self, task: Task, reply: Reply[Admission]) -> None:
         if self._shutting_down:
-            reply.set(Admission.SHUTTING_DOWN)
+            self._repository.tell(Refusal(task.id, reply, Admission.SHUTTING_DOWN))
             return
         # Reserved tasks go straight to idle workers when stored, so they only count as waiting
         # beyond the idle workers. (A non-empty line means no worker is idle.)
         if len(self._line) + self._reserved - len(self._idle) >= self._queue_size:
-            reply.set(Admission.QUEUE_FULL)
+            self._repository.tell(Refusal(task.id, reply, Admission.QUEUE_FULL))
             return
         self._reserved += 1
         self._repository.tell(Insert(task, reply, self.actor_ref))

@@ -1,7 +1,8 @@
 """The messages actors send each other: small, immutable, typed.
 
-pykka does not copy messages, so nothing here is mutable except the futures, which exist to be
-written once by the actor that answers.
+pykka does not copy messages, so nothing here is mutable except the replies, which exist to be
+written once by the actor that answers. Questions from request threads carry their own Reply;
+the entry object's lifecycle questions (shutdown, counts at the end) use pykka's ``ask``.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from typing import TYPE_CHECKING, NamedTuple
 if TYPE_CHECKING:
     import pykka
 
+    from actors.reply import Reply
     from actors.task import Task
 
 
@@ -38,15 +40,27 @@ class Submit(NamedTuple):
     """Request thread -> dispatcher: admit this new task if the line has room."""
 
     task: Task
-    reply: pykka.Future[Admission]
+    reply: Reply[Admission]
 
 
 class Insert(NamedTuple):
-    """Dispatcher -> repository: store this task unless its id is taken, then tell ``admitted_by``."""
+    """Dispatcher -> repository: store this task unless its id is taken; tell ``admitted_by``."""
 
     task: Task
-    reply: pykka.Future[Admission]
+    reply: Reply[Admission]
     admitted_by: pykka.ActorRef
+
+
+class Refusal(NamedTuple):
+    """Dispatcher -> repository: answer ``reason``, or DUPLICATE if the id is already known.
+
+    A known id is a conflict whatever the line's state: the client learns its task exists
+    rather than being told to retry something that will never be accepted.
+    """
+
+    task_id: str
+    reply: Reply[Admission]
+    reason: Admission
 
 
 class Inserted(NamedTuple):
@@ -55,7 +69,7 @@ class Inserted(NamedTuple):
     task: Task
 
 
-class InsertRefused(NamedTuple):
+class DuplicateId(NamedTuple):
     """Repository -> dispatcher: the id was taken; release the place reserved for it."""
 
     task_id: str
@@ -99,7 +113,7 @@ class ScheduleRetry(NamedTuple):
 
 
 class RetriesDue(NamedTuple):
-    """Retry actor -> dispatcher: these tasks are due; they re-enter the line even when it is full."""
+    """Retry actor -> dispatcher: these are due; they re-enter the line even when it is full."""
 
     tasks: tuple[Task, ...]
 
@@ -112,13 +126,16 @@ class AlarmRang(NamedTuple):
 
 
 class GetTask(NamedTuple):
-    """-> repository, answered with the Task or None."""
+    """-> repository: reply with the Task, or None."""
 
     task_id: str
+    reply: Reply[Task | None]
 
 
 class ListTasks(NamedTuple):
-    """-> repository, answered with a list of every task in creation order."""
+    """-> repository: reply with a list of every task in creation order."""
+
+    reply: Reply[list[Task]]
 
 
 class CountByStatus(NamedTuple):
@@ -132,7 +149,7 @@ class BeginShutdown(NamedTuple):
 class WhenIdle(NamedTuple):
     """-> dispatcher: set ``reply`` once no worker is running an attempt."""
 
-    reply: pykka.Future[None]
+    reply: Reply[None]
 
 
 class GetLineStats(NamedTuple):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import heapq
 import itertools
 import logging
@@ -11,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 import pykka
 
 from actors.alarm import Alarm
+from actors.base import Actor
 from actors.messages import AlarmRang, CancelRetries, RetriesDue, ScheduleRetry
 
 if TYPE_CHECKING:
@@ -21,7 +23,7 @@ logger = logging.getLogger(__name__)
 _ALARM_RANG = AlarmRang()
 
 
-class RetryActor(pykka.ThreadingActor):
+class RetryActor(Actor):
     """Keeps waiting retries in a heap by due time, with one alarm thread for all of them.
 
     Due tasks go back to the dispatcher in one message, and the dispatcher lets them into the
@@ -58,10 +60,8 @@ class RetryActor(pykka.ThreadingActor):
 
     def _ring(self) -> None:
         # Runs on the alarm's thread: it only posts a message.
-        try:
+        with contextlib.suppress(pykka.ActorDeadError):
             self.actor_ref.tell(_ALARM_RANG)
-        except pykka.ActorDeadError:
-            pass
 
     def _schedule(self, task: Task, due: float) -> None:
         earliest_before = self._waiting[0][0] if self._waiting else None

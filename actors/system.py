@@ -13,16 +13,16 @@ from actors.dispatcher import DispatcherActor
 from actors.messages import (
     Admission,
     BeginShutdown,
+    CancelRetries,
     Connect,
     CountByStatus,
-    CancelRetries,
     GetLineStats,
     GetTask,
-    LineStats,
     ListTasks,
     Submit,
     WhenIdle,
 )
+from actors.reply import Reply
 from actors.repository import RepositoryActor
 from actors.retry import RetryActor
 from actors.worker import RetryPolicy, WorkerActor
@@ -56,7 +56,7 @@ class TaskSystem:
 
     ``start`` builds repository -> dispatcher -> workers -> retry actor, each started after what
     it talks to; ``stop`` takes them down in the reverse order. Methods ending in ``_async``
-    return a pykka future for the caller to wait on with its own timeout.
+    return a Reply for the caller to wait on with its own timeout.
     """
 
     def __init__(
@@ -98,23 +98,21 @@ class TaskSystem:
 
     # --- what the API asks ---------------------------------------------------------------------
 
-    def submit_async(self, task: Task) -> pykka.Future[Admission]:
-        """Offer a new task; the future says whether it was accepted, and if not, why."""
-        reply: pykka.Future[Admission] = pykka.ThreadingFuture()
+    def submit_async(self, task: Task) -> Reply[Admission]:
+        """Offer a new task; the reply says whether it was accepted, and if not, why."""
+        reply: Reply[Admission] = Reply()
         self._dispatcher.tell(Submit(task, reply))
         return reply
 
-    def get_async(self, task_id: str) -> pykka.Future[Task | None]:
-        return self._repository.ask(GetTask(task_id), block=False)
+    def get_async(self, task_id: str) -> Reply[Task | None]:
+        reply: Reply[Task | None] = Reply()
+        self._repository.tell(GetTask(task_id, reply))
+        return reply
 
-    def list_async(self) -> pykka.Future[list[Task]]:
-        return self._repository.ask(ListTasks(), block=False)
-
-    def counts_async(self) -> pykka.Future[dict[str, int]]:
-        return self._repository.ask(CountByStatus(), block=False)
-
-    def line_stats_async(self) -> pykka.Future[LineStats]:
-        return self._dispatcher.ask(GetLineStats(), block=False)
+    def list_async(self) -> Reply[list[Task]]:
+        reply: Reply[list[Task]] = Reply()
+        self._repository.tell(ListTasks(reply))
+        return reply
 
     # --- blocking conveniences for tests and scripts ------------------------------------------
 
@@ -130,12 +128,12 @@ class TaskSystem:
     # --- shutdown ------------------------------------------------------------------------------
 
     def begin_shutdown(self) -> None:
-        """Refuse new tasks from now on and stop starting queued ones."""
+        """Refusal new tasks from now on and stop starting queued ones."""
         self._dispatcher.ask(BeginShutdown(), timeout=STOP_TIMEOUT_S)
 
     def wait_idle(self, timeout_s: float) -> bool:
         """Wait until no attempt is running; False if ``timeout_s`` passed first."""
-        reply: pykka.Future[None] = pykka.ThreadingFuture()
+        reply: Reply[None] = Reply()
         self._dispatcher.tell(WhenIdle(reply))
         try:
             reply.get(timeout=max(0.0, timeout_s))
@@ -144,7 +142,7 @@ class TaskSystem:
         return True
 
     def stop(self, deadline: float | None = None) -> ShutdownSummary:
-        """Shut down in order: intake, running attempts, then retry -> dispatcher -> workers -> repository.
+        """Shut down: intake, running attempts, then retry -> dispatcher -> workers -> repository.
 
         ``deadline`` (a ``time.monotonic()`` value) bounds the wait for running attempts.
         """

@@ -1,4 +1,4 @@
-"""The task: an immutable snapshot that travels between actors, and the read-only view handlers get."""
+"""The task: an immutable snapshot that travels between actors, and the view handlers get."""
 
 from __future__ import annotations
 

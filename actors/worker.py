@@ -10,6 +10,7 @@ import msgspec
 import pykka
 
 from actors.backoff import compute_backoff_ms, should_retry
+from actors.base import Actor
 from actors.messages import AttemptFinished, Run, Save
 from actors.task import DONE, FAILED, QUEUED, RUNNING, Task, view_of
 
@@ -33,7 +34,7 @@ class RetryPolicy(msgspec.Struct, frozen=True):
     max_ms: float
 
 
-class WorkerActor(pykka.ThreadingActor):
+class WorkerActor(Actor):
     """Marks the task running, calls the handler, then reports done, retry or failed.
 
     The dispatcher sends a worker a task only when it is idle, and the worker's single report
@@ -73,7 +74,7 @@ class WorkerActor(pykka.ThreadingActor):
         self._repository.tell(Save(running))
         try:
             self._handler(view_of(running))
-        except BaseException as exc:  # noqa: BLE001 - any exception is a failed attempt, never a dead worker
+        except BaseException as exc:
             finished, retry_delay_s = self._after_failure(running, exc)
         else:
             finished, retry_delay_s = replace(running, status=DONE, updated_at=time.time()), None
@@ -120,7 +121,7 @@ def describe(exc: BaseException) -> str:
     """``str(exc)``, made safe to store and to encode as JSON."""
     try:
         text = str(exc)
-    except Exception:  # noqa: BLE001 - a broken __str__ must not lose the failure
+    except Exception:
         text = f"{type(exc).__name__} (its message could not be read)"
     # Lone surrogates cannot be written as UTF-8 JSON; everything else is kept as raised.
     return text.encode("utf-8", "replace").decode("utf-8")

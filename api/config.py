@@ -39,9 +39,7 @@ class Config(msgspec.Struct, frozen=True, rename="upper", kw_only=True):
     log_level: LogLevel = "INFO"
 
 
-CONFIG_VARIABLES = tuple(
-    field.encode_name for field in msgspec.structs.fields(Config)
-)
+CONFIG_VARIABLES = tuple(field.encode_name for field in msgspec.structs.fields(Config))
 """The environment variables the service reads."""
 
 _PATH = re.compile(r" - at `\$\.(\w+)`$")

@@ -47,9 +47,7 @@ class EnqueueResource:
 
 def read_body(req: falcon.Request, limit: int) -> bytes:
     """The whole body, or 413 if it is longer than ``limit`` bytes, declared or not."""
-    too_large = falcon.HTTPContentTooLarge(
-        description=f"request body is larger than {limit} bytes"
-    )
+    too_large = falcon.HTTPContentTooLarge(description=f"request body is larger than {limit} bytes")
     if req.content_length is not None and req.content_length > limit:
         raise too_large
     body = req.bounded_stream.read(limit + 1)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Final, TypeVar
+from typing import TYPE_CHECKING, Final, Protocol, TypeVar
 
 import pykka
 
@@ -13,6 +13,7 @@ if TYPE_CHECKING:
     import falcon
 
 T = TypeVar("T")
+T_co = TypeVar("T_co", covariant=True)
 
 logger = logging.getLogger(__name__)
 
@@ -22,10 +23,16 @@ REQUEST_TIMEOUT_S: Final = 10.0
 TIMEOUT_MESSAGE: Final = "timed out waiting for the task system; try again"
 
 
-def wait_for(future: pykka.Future[T], timeout_s: float) -> T:
-    """The future's value, or a 503 error to raise if it is not there in ``timeout_s``."""
+class Answer(Protocol[T_co]):
+    """An actor's answer to come: a Reply, or a pykka future."""
+
+    def get(self, *, timeout: float | None = None) -> T_co: ...
+
+
+def wait_for(answer: Answer[T], timeout_s: float) -> T:
+    """The answer, or a 503 error to raise if it is not there in ``timeout_s``."""
     try:
-        return future.get(timeout=timeout_s)
+        return answer.get(timeout=timeout_s)
     except pykka.Timeout:
         logger.warning("an actor did not answer within %.1f s", timeout_s)
         raise _timeout_error() from None

