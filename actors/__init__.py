@@ -9,7 +9,7 @@ from __future__ import annotations
 from actors.backoff import compute_backoff_ms, should_retry
 from actors.handlers import HandlerLoadError, load_handler, noop, simulation
 from actors.messages import Admission
-from actors.system import ShutdownSummary, TaskSystem
+from actors.system import ShutdownSummary, SystemStopped, TaskSystem
 from actors.task import DONE, FAILED, QUEUED, RUNNING, STATUSES, Task, TaskView, new_task
 
 __all__ = [
@@ -21,6 +21,7 @@ __all__ = [
     "Admission",
     "HandlerLoadError",
     "ShutdownSummary",
+    "SystemStopped",
     "Task",
     "TaskSystem",
     "TaskView",

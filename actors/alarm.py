@@ -55,5 +55,4 @@ class Alarm:
                 continue
             if command is _CLOSE:
                 return
-            assert isinstance(command, float)
-            deadline = command
+            deadline = float(command)  # type: ignore[arg-type]

@@ -38,6 +38,10 @@ STOP_TIMEOUT_S = 5.0
 """How long stopping one idle actor may take before we stop waiting for it."""
 
 
+class SystemStopped(Exception):
+    """The actors have stopped: the system takes no more questions."""
+
+
 class ShutdownSummary(NamedTuple):
     """What the system held when it stopped."""
 
@@ -101,17 +105,17 @@ class TaskSystem:
     def submit_async(self, task: Task) -> Reply[Admission]:
         """Offer a new task; the reply says whether it was accepted, and if not, why."""
         reply: Reply[Admission] = Reply()
-        self._dispatcher.tell(Submit(task, reply))
+        _tell(self._dispatcher, Submit(task, reply))
         return reply
 
     def get_async(self, task_id: str) -> Reply[Task | None]:
         reply: Reply[Task | None] = Reply()
-        self._repository.tell(GetTask(task_id, reply))
+        _tell(self._repository, GetTask(task_id, reply))
         return reply
 
     def list_async(self) -> Reply[list[Task]]:
         reply: Reply[list[Task]] = Reply()
-        self._repository.tell(ListTasks(reply))
+        _tell(self._repository, ListTasks(reply))
         return reply
 
     # --- blocking conveniences for tests and scripts ------------------------------------------
@@ -166,3 +170,10 @@ class TaskSystem:
             abandoned_retries=abandoned_retries,
             drained=drained,
         )
+
+
+def _tell(actor: pykka.ActorRef, message: object) -> None:
+    try:
+        actor.tell(message)
+    except pykka.ActorDeadError:
+        raise SystemStopped("the task system has stopped") from None

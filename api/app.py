@@ -6,8 +6,9 @@ from typing import TYPE_CHECKING
 
 import falcon
 
+from actors.system import SystemStopped
 from api.enqueue import EnqueueResource
-from api.errors import handle_unexpected, serialize_error
+from api.errors import handle_system_stopped, handle_unexpected, serialize_error
 from api.health import HealthResource
 from api.reply import REQUEST_TIMEOUT_S
 from api.tasks import TaskListResource, TaskResource
@@ -28,6 +29,7 @@ def create_app(
     app = falcon.App(media_type=falcon.MEDIA_JSON)
     app.set_error_serializer(serialize_error)
     app.add_error_handler(Exception, handle_unexpected)
+    app.add_error_handler(SystemStopped, handle_system_stopped)
     app.add_route(
         "/enqueue",
         EnqueueResource(system, max_body_bytes=max_body_bytes, timeout_s=request_timeout_s),

@@ -9,6 +9,7 @@ import falcon
 from actors.messages import Admission
 from actors.task import new_task
 from api.errors import service_unavailable
+from api.options import JsonOptions
 from api.reply import wait_for
 from api.schema import InvalidBody, decode_enqueue, encoder, task_body
 
@@ -19,7 +20,7 @@ RETRY_AFTER_FULL_S: Final = 1
 """What ``Retry-After`` tells a client refused because the line is full."""
 
 
-class EnqueueResource:
+class EnqueueResource(JsonOptions):
     def __init__(self, system: TaskSystem, *, max_body_bytes: int, timeout_s: float) -> None:
         self._system = system
         self._max_body_bytes = max_body_bytes

@@ -44,5 +44,12 @@ def handle_unexpected(
     raise falcon.HTTPInternalServerError(description="internal server error")
 
 
+def handle_system_stopped(
+    req: falcon.Request, resp: falcon.Response, error: Exception, params: Mapping[str, Any]
+) -> None:
+    """A request that outlived the shutdown deadline finds the actors gone."""
+    raise service_unavailable("shutting down")
+
+
 def service_unavailable(message: str, retry_after_s: int | None = None) -> falcon.HTTPError:
     return falcon.HTTPServiceUnavailable(description=message, retry_after=retry_after_s)

@@ -6,11 +6,12 @@ from typing import Final
 
 import falcon
 
+from api.options import JsonOptions
 from api.schema import encoder
 
 _OK: Final = encoder.encode({"status": "ok"})
 
 
-class HealthResource:
+class HealthResource(JsonOptions):
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         resp.data = _OK

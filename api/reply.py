@@ -36,9 +36,6 @@ def wait_for(answer: Answer[T], timeout_s: float) -> T:
     except pykka.Timeout:
         logger.warning("an actor did not answer within %.1f s", timeout_s)
         raise _timeout_error() from None
-    except pykka.ActorDeadError:
-        # Only while shutting down: the actors stop after the HTTP server has drained.
-        raise service_unavailable("shutting down") from None
 
 
 def _timeout_error() -> falcon.HTTPError:

@@ -103,7 +103,20 @@ def decode_enqueue(body: bytes) -> EnqueueRequest:
     try:
         return enqueue_decoder.decode(body)
     except msgspec.ValidationError as exc:
+        # The typed decoder stops at the first value of the wrong type, before it has read the
+        # rest: a body like `[1, 2` is wrong in shape *and* not JSON, and the second matters more.
+        _check_syntax(body)
         raise InvalidBody(_describe(str(exc))) from None
+    except (msgspec.DecodeError, UnicodeDecodeError):
+        raise InvalidBody("invalid JSON") from None
+    except RecursionError:
+        raise InvalidBody("nesting too deep") from None
+
+
+def _check_syntax(body: bytes) -> None:
+    """Raise InvalidBody if ``body`` is not JSON at all, or nested too deep to read."""
+    try:
+        msgspec.json.decode(body)
     except (msgspec.DecodeError, UnicodeDecodeError):
         # Malformed JSON, invalid UTF-8, an empty or truncated body, lone surrogate escapes.
         raise InvalidBody("invalid JSON") from None

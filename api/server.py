@@ -39,7 +39,8 @@ class JsonErrorTask(ErrorTask):
     def execute(self) -> None:
         error = self.request.error
         if error.code == 413:
-            limit = self.channel.adj.max_request_body_size
+            # waitress refuses bodies of its limit and more; ours is the largest accepted.
+            limit = self.channel.adj.max_request_body_size - 1
             message = f"request body is larger than {limit} bytes"
         else:
             detail = str(error.body).strip()
@@ -52,15 +53,25 @@ class JsonErrorTask(ErrorTask):
         self.write(body)
 
 
-class JsonErrorChannel(HTTPChannel):
+class ServiceChannel(HTTPChannel):
+    """A connection that answers waitress's own errors in JSON and stops reading when draining."""
+
     error_task_class = JsonErrorTask
+
+    def readable(self) -> bool:
+        # While the server drains, a request partly received is read to its end and served, but
+        # nothing new is started: a keep-alive client cannot begin more work on its connection.
+        if self.server.draining and self.request is None:
+            return False
+        return bool(super().readable())
 
 
 class HttpServer:
     """Serves a WSGI app with waitress on its own event-loop thread.
 
-    ``stop`` is the graceful part: refuse new connections, let requests already received run to
-    completion and be sent, close idle keep-alive connections at once, then end the loop.
+    ``stop`` is the graceful part: refuse new connections, stop reading from open ones, let
+    requests already received run to completion and be sent, close every connection as soon as
+    it has nothing in flight (idle keep-alive connections at once), then end the loop.
     Everything that touches waitress's connections runs on the loop thread (through waitress's
     trigger), because that thread owns them.
     """
@@ -74,7 +85,6 @@ class HttpServer:
         threads: int,
         max_body_bytes: int,
     ) -> None:
-        self._app = app
         listener = _listen(host, port)
         self._server: BaseWSGIServer = waitress.create_server(
             app,
@@ -83,10 +93,12 @@ class HttpServer:
             connection_limit=CONNECTION_LIMIT,
             # select() cannot watch descriptors above 1024; poll() can.
             asyncore_use_poll=True,
-            max_request_body_size=max_body_bytes,
+            # waitress refuses a body of this size or more; MAX_BODY_BYTES itself is allowed.
+            max_request_body_size=max_body_bytes + 1,
             ident="task_queue",
         )
-        self._server.channel_class = JsonErrorChannel
+        self._server.channel_class = ServiceChannel
+        self._server.draining = False
         # One warning per queued request under load: costly, and says nothing a metric doesn't.
         logging.getLogger("waitress.queue").setLevel(logging.ERROR)
         self.host, self.port = listener.getsockname()[:2]
@@ -100,32 +112,39 @@ class HttpServer:
 
         Returns False if requests were still in flight at the deadline and got cut off.
         """
-        # From now on every response asks its client to close the connection.
-        self._server.application = _closing_connections(self._app)
-        self._on_loop(self._close_listener)
-        drained = True
-        while self._on_loop(self._close_idle_connections) > 0:
-            if time.monotonic() >= deadline:
-                drained = False
-                break
-            time.sleep(DRAIN_POLL_S)
-        # With no connection, no listener and no trigger left in its map, the loop returns.
-        self._on_loop(self._close_all)
+        try:
+            self._on_loop(self._start_draining)
+            drained = True
+            while self._on_loop(self._close_idle_connections) > 0:
+                if time.monotonic() >= deadline:
+                    drained = False
+                    break
+                time.sleep(DRAIN_POLL_S)
+            # With no connection, no listener and no trigger left in its map, the loop returns.
+            self._on_loop(self._close_all)
+        except queue.Empty:
+            logger.error("the HTTP event loop did not answer; stopping without draining")
+            drained = False
         self._loop.join(LOOP_CALL_TIMEOUT_S)
         self._server.task_dispatcher.shutdown(cancel_pending=True, timeout=LOOP_CALL_TIMEOUT_S)
         return drained
 
     # --- run on the loop thread ----------------------------------------------------------------
 
-    def _close_listener(self) -> None:
+    def _start_draining(self) -> None:
+        self._server.draining = True
         wasyncore.dispatcher.close(self._server)
 
     def _close_idle_connections(self) -> int:
-        """Close connections with nothing in flight; return how many still have something."""
+        """Close connections with nothing in flight; return how many still have something.
+
+        In flight means partly received, received and not yet answered, or answered and not
+        yet sent. A client that never finishes sending its request holds the stop until the
+        deadline, no longer.
+        """
         busy = 0
         for channel in list(self._server.active_channels.values()):
-            in_flight = channel.requests or channel.request is not None
-            if in_flight or channel.total_outbufs_len:
+            if channel.request is not None or channel.requests or channel.total_outbufs_len:
                 busy += 1
             else:
                 channel.handle_close()
@@ -161,13 +180,3 @@ def _listen(host: str, port: int) -> socket.socket:
         host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
     )[0]
     return socket.create_server(address[:2], family=family, backlog=1024)
-
-
-def _closing_connections(app: Callable[..., Iterable[bytes]]) -> Callable[..., Iterable[bytes]]:
-    def closing_app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
-        def start_closing(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
-            return start_response(status, [*headers, ("Connection", "close")], exc_info)
-
-        return app(environ, start_closing)
-
-    return closing_app

@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING
 
 import falcon
 
+from api.options import JsonOptions
 from api.reply import wait_for
 from api.schema import encoder, task_body
 
@@ -13,7 +14,7 @@ if TYPE_CHECKING:
     from actors.system import TaskSystem
 
 
-class TaskResource:
+class TaskResource(JsonOptions):
     def __init__(self, system: TaskSystem, *, timeout_s: float) -> None:
         self._system = system
         self._timeout_s = timeout_s
@@ -28,7 +29,7 @@ class TaskResource:
         resp.data = encoder.encode(task_body(task))
 
 
-class TaskListResource:
+class TaskListResource(JsonOptions):
     def __init__(self, system: TaskSystem, *, timeout_s: float) -> None:
         self._system = system
         self._timeout_s = timeout_s
