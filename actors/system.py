@@ -132,7 +132,7 @@ class TaskSystem:
     # --- shutdown ------------------------------------------------------------------------------
 
     def begin_shutdown(self) -> None:
-        """Refusal new tasks from now on and stop starting queued ones."""
+        """Refuse new tasks from now on and stop starting queued ones."""
         self._dispatcher.ask(BeginShutdown(), timeout=STOP_TIMEOUT_S)
 
     def wait_idle(self, timeout_s: float) -> bool:

@@ -73,18 +73,28 @@ class WorkerActor(Actor):
         )
         self._repository.tell(Save(running))
         try:
-            self._handler(view_of(running))
-        except BaseException as exc:
-            finished, retry_delay_s = self._after_failure(running, exc)
-        else:
-            finished, retry_delay_s = replace(running, status=DONE, updated_at=time.time()), None
-            logger.debug("task %r attempt %d done", running.id, running.attempts)
+            finished, retry_delay_s = self._attempt(running)
+        except Exception:
+            # A fault of ours, not the handler's (say, an injected random source that raised):
+            # the task still reaches a final state and the worker still reports itself free.
+            logger.exception("task %r attempt %d: worker error", running.id, running.attempts)
+            error = "worker error, see the service log"
+            finished = replace(running, status=FAILED, last_error=error, updated_at=time.time())
+            retry_delay_s = None
         try:
             self._dispatcher.tell(AttemptFinished(self._index, finished, retry_delay_s))
         except pykka.ActorDeadError:
             # Only after the shutdown deadline cut this attempt off: nobody is left to tell.
             logger.warning("task %r attempt %d ended after shutdown", running.id, running.attempts)
         return None
+
+    def _attempt(self, running: Task) -> tuple[Task, float | None]:
+        try:
+            self._handler(view_of(running))
+        except BaseException as exc:
+            return self._after_failure(running, exc)
+        logger.debug("task %r attempt %d done", running.id, running.attempts)
+        return replace(running, status=DONE, updated_at=time.time()), None
 
     def _after_failure(self, running: Task, exc: BaseException) -> tuple[Task, float | None]:
         error = describe(exc)
@@ -121,7 +131,7 @@ def describe(exc: BaseException) -> str:
     """``str(exc)``, made safe to store and to encode as JSON."""
     try:
         text = str(exc)
-    except Exception:
+    except BaseException:  # even a __str__ that raises SystemExit must not take the worker down
         text = f"{type(exc).__name__} (its message could not be read)"
     # Lone surrogates cannot be written as UTF-8 JSON; everything else is kept as raised.
     return text.encode("utf-8", "replace").decode("utf-8")

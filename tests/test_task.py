@@ -7,7 +7,7 @@ import time
 import msgspec
 import pytest
 
-from actors.task import DONE, FAILED, QUEUED, RUNNING, Task, new_task, view_of
+from actors.task import DONE, FAILED, QUEUED, RUNNING, new_task, view_of
 
 
 def test_a_new_task_is_queued_with_no_attempts_and_no_error() -> None:
@@ -48,7 +48,9 @@ def test_a_change_makes_a_new_task_and_leaves_the_old_one_as_it_was() -> None:
     assert (running.status, running.attempts) == (RUNNING, 1)
 
 
-@pytest.mark.parametrize(("status", "final"), [(QUEUED, False), (RUNNING, False), (DONE, True), (FAILED, True)])
+@pytest.mark.parametrize(
+    ("status", "final"), [(QUEUED, False), (RUNNING, False), (DONE, True), (FAILED, True)]
+)
 def test_only_done_and_failed_are_final(status: str, final: bool) -> None:
     task = msgspec.structs.replace(new_task("t", b"null", 0), status=status)
     assert task.is_final is final

@@ -1,0 +1,195 @@
+"""load_config: defaults, every variable parsed, and each bad value named in the error."""
+
+from __future__ import annotations
+
+import pytest
+
+from api.config import CONFIG_VARIABLES, Config, ConfigError, load_config
+
+
+def test_an_empty_environment_gives_the_documented_defaults() -> None:
+    config = load_config({})
+
+    assert config == Config(
+        host="127.0.0.1",
+        port=8080,
+        workers=4,
+        queue_size=64,
+        retry_base_ms=100,
+        retry_max_ms=30_000,
+        max_body_bytes=1_048_576,
+        http_threads=16,
+        shutdown_timeout_s=30.0,
+        task_handler=None,
+        sim_min_ms=100.0,
+        sim_max_ms=500.0,
+        sim_failure_rate=0.2,
+        log_level="INFO",
+    )
+
+
+def test_http_threads_default_to_more_than_waitress_four() -> None:
+    assert load_config({}).http_threads > 4
+
+
+def test_every_variable_is_read_and_parsed() -> None:
+    environ = {
+        "HOST": "0.0.0.0",
+        "PORT": "9090",
+        "WORKERS": "7",
+        "QUEUE_SIZE": "1000",
+        "RETRY_BASE_MS": "5",
+        "RETRY_MAX_MS": "2500",
+        "MAX_BODY_BYTES": "4096",
+        "HTTP_THREADS": "32",
+        "SHUTDOWN_TIMEOUT_S": "2.5",
+        "TASK_HANDLER": "mypkg.jobs:run",
+        "SIM_MIN_MS": "1.5",
+        "SIM_MAX_MS": "3",
+        "SIM_FAILURE_RATE": "0.75",
+        "LOG_LEVEL": "DEBUG",
+    }
+
+    config = load_config(environ)
+
+    assert set(environ) == set(CONFIG_VARIABLES)
+    assert config == Config(
+        host="0.0.0.0",
+        port=9090,
+        workers=7,
+        queue_size=1000,
+        retry_base_ms=5,
+        retry_max_ms=2500,
+        max_body_bytes=4096,
+        http_threads=32,
+        shutdown_timeout_s=2.5,
+        task_handler="mypkg.jobs:run",
+        sim_min_ms=1.5,
+        sim_max_ms=3.0,
+        sim_failure_rate=0.75,
+        log_level="DEBUG",
+    )
+
+
+def test_variables_the_service_does_not_know_are_ignored() -> None:
+    assert load_config({"PATH": "/usr/bin", "workers": "not read"}) == load_config({})
+
+
+@pytest.mark.parametrize("name", CONFIG_VARIABLES)
+@pytest.mark.parametrize("empty", ["", "   "])
+def test_an_empty_variable_counts_as_unset(name: str, empty: str) -> None:
+    assert load_config({name: empty}) == load_config({})
+
+
+def test_surrounding_whitespace_is_ignored() -> None:
+    assert load_config({"WORKERS": " 8 ", "LOG_LEVEL": "\twarning\n"}).workers == 8
+
+
+@pytest.mark.parametrize("level", ["debug", "Info", "WARNING", "error", "critical"])
+def test_log_level_is_read_in_any_case(level: str) -> None:
+    assert load_config({"LOG_LEVEL": level}).log_level == level.upper()
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("PORT", "http"),
+        ("PORT", "80.5"),
+        ("WORKERS", "four"),
+        ("WORKERS", "4.5"),
+        ("WORKERS", "true"),
+        ("QUEUE_SIZE", "1_000"),
+        ("RETRY_BASE_MS", "0x10"),
+        ("RETRY_MAX_MS", "30s"),
+        ("MAX_BODY_BYTES", "1MB"),
+        ("HTTP_THREADS", "many"),
+        ("SHUTDOWN_TIMEOUT_S", "soon"),
+        ("SIM_MIN_MS", "fast"),
+        ("SIM_MAX_MS", "slow"),
+        ("SIM_FAILURE_RATE", "20%"),
+    ],
+)
+def test_a_value_that_is_not_a_number_is_an_error_naming_the_variable(
+    name: str, value: str
+) -> None:
+    with pytest.raises(ConfigError) as raised:
+        load_config({name: value})
+
+    assert name in str(raised.value)
+    assert value in str(raised.value)
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("PORT", "-1"),
+        ("PORT", "65536"),
+        ("WORKERS", "0"),
+        ("WORKERS", "-4"),
+        ("QUEUE_SIZE", "0"),
+        ("RETRY_BASE_MS", "-1"),
+        ("RETRY_MAX_MS", "-1"),
+        ("MAX_BODY_BYTES", "0"),
+        ("HTTP_THREADS", "0"),
+        ("SHUTDOWN_TIMEOUT_S", "-0.5"),
+        ("SHUTDOWN_TIMEOUT_S", "inf"),
+        ("SHUTDOWN_TIMEOUT_S", "nan"),
+        ("SIM_MIN_MS", "-1"),
+        ("SIM_MAX_MS", "-1"),
+        ("SIM_FAILURE_RATE", "1.01"),
+        ("SIM_FAILURE_RATE", "-0.1"),
+        ("SIM_FAILURE_RATE", "nan"),
+    ],
+)
+def test_a_value_out_of_range_is_an_error_naming_the_variable(name: str, value: str) -> None:
+    with pytest.raises(ConfigError, match=name):
+        load_config({name: value})
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("PORT", "0"),
+        ("PORT", "65535"),
+        ("WORKERS", "1"),
+        ("SIM_FAILURE_RATE", "0"),
+        ("SIM_FAILURE_RATE", "1"),
+        ("SHUTDOWN_TIMEOUT_S", "0"),
+        ("RETRY_BASE_MS", "0"),
+    ],
+)
+def test_the_ends_of_each_range_are_allowed(name: str, value: str) -> None:
+    config = load_config({name: value})
+    assert getattr(config, name.lower()) == float(value)
+
+
+@pytest.mark.parametrize(
+    "environ",
+    [
+        {"SIM_MIN_MS": "600"},
+        {"SIM_MAX_MS": "50"},
+        {"SIM_MIN_MS": "10", "SIM_MAX_MS": "9.5"},
+    ],
+)
+def test_a_simulation_minimum_above_its_maximum_is_an_error_naming_both(
+    environ: dict[str, str],
+) -> None:
+    with pytest.raises(ConfigError) as raised:
+        load_config(environ)
+
+    assert "SIM_MIN_MS" in str(raised.value)
+    assert "SIM_MAX_MS" in str(raised.value)
+
+
+def test_an_equal_simulation_minimum_and_maximum_are_allowed() -> None:
+    config = load_config({"SIM_MIN_MS": "250", "SIM_MAX_MS": "250"})
+    assert config.sim_min_ms == config.sim_max_ms == 250
+
+
+@pytest.mark.parametrize("level", ["VERBOSE", "trace", "5", "INFO,DEBUG"])
+def test_an_unknown_log_level_is_an_error_naming_the_variable_and_the_choices(level: str) -> None:
+    with pytest.raises(ConfigError) as raised:
+        load_config({"LOG_LEVEL": level})
+
+    assert "LOG_LEVEL" in str(raised.value)
+    assert "DEBUG" in str(raised.value) and "CRITICAL" in str(raised.value)

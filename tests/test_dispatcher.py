@@ -1,0 +1,318 @@
+"""DispatcherActor on its own: admission, the bounded line, one task per idle worker, shutdown."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any, NamedTuple
+
+import msgspec
+import pykka
+import pytest
+
+from actors.dispatcher import DispatcherActor
+from actors.messages import (
+    Admission,
+    AttemptFinished,
+    BeginShutdown,
+    Connect,
+    GetLineStats,
+    GetTask,
+    Insert,
+    Inserted,
+    LineStats,
+    Refusal,
+    RetriesDue,
+    Run,
+    ScheduleRetry,
+    Submit,
+    WhenIdle,
+)
+from actors.reply import Reply
+from actors.repository import RepositoryActor
+from actors.task import DONE, QUEUED, Task, new_task
+
+TIMEOUT_S = 5.0
+
+
+class Recorded(NamedTuple):
+    """-> a fake actor: answered with every message it recorded, in order."""
+
+
+class Recorder(pykka.ThreadingActor):
+    """A fake worker or retry actor: records what it is told, does nothing else."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._messages: list[object] = []
+
+    def on_receive(self, message: Any) -> Any:
+        if isinstance(message, Recorded):
+            return list(self._messages)
+        self._messages.append(message)
+        return None
+
+
+class ReleaseHeld(NamedTuple):
+    """-> HoldingRepository: store every held task now, answering as the real one does."""
+
+
+class HoldingRepository(pykka.ThreadingActor):
+    """A fake repository that holds each Insert until told to go on: a slow store."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._held: list[Insert] = []
+        self._ids: set[str] = set()
+
+    def on_receive(self, message: Any) -> Any:
+        match message:
+            case Insert():
+                self._held.append(message)
+            case Refusal(task_id, reply, reason):
+                known = task_id in self._ids or any(i.task.id == task_id for i in self._held)
+                reply.set(Admission.DUPLICATE if known else reason)
+            case ReleaseHeld():
+                for task, reply, admitted_by in self._held:
+                    self._ids.add(task.id)
+                    admitted_by.tell(Inserted(task))
+                    reply.set(Admission.ACCEPTED)
+                self._held.clear()
+        return None
+
+
+class Line:
+    """A dispatcher wired to a repository, fake workers and a fake retry actor."""
+
+    def __init__(self, queue_size: int, workers: int, repository: pykka.ActorRef) -> None:
+        self.repository = repository
+        self.dispatcher = DispatcherActor.start(queue_size, repository)
+        self.workers = tuple(Recorder.start() for _ in range(workers))
+        self.retry = Recorder.start()
+        self.dispatcher.tell(Connect(self.workers, self.retry))
+
+    def submit_async(self, task_id: str) -> Reply[Admission]:
+        reply: Reply[Admission] = Reply()
+        self.dispatcher.tell(Submit(new_task(task_id, b"null", max_retries=3), reply))
+        return reply
+
+    def submit(self, task_id: str) -> Admission:
+        return self.submit_async(task_id).get(timeout=TIMEOUT_S)
+
+    def stats(self) -> LineStats:
+        stats: LineStats = self.dispatcher.ask(GetLineStats(), block=False).get(timeout=TIMEOUT_S)
+        return stats
+
+    def ran_by(self, worker: int) -> list[str]:
+        """Ids of the tasks handed to a worker. Asking the dispatcher first flushes its inbox."""
+        self.stats()
+        return [run.task.id for run in self.runs(worker)]
+
+    def runs(self, worker: int) -> list[Run]:
+        messages = self.workers[worker].ask(Recorded(), block=False).get(timeout=TIMEOUT_S)
+        assert all(isinstance(message, Run) for message in messages)
+        return list(messages)
+
+    def finish(self, worker: int, retry_delay_s: float | None = None) -> Task:
+        """Report that ``worker`` finished the last task it was handed."""
+        self.stats()  # the dispatcher has told the worker everything it is going to
+        [*_, last] = self.runs(worker)
+        status = DONE if retry_delay_s is None else QUEUED
+        task = msgspec.structs.replace(last.task, status=status, attempts=last.task.attempts + 1)
+        self.dispatcher.tell(AttemptFinished(worker, task, retry_delay_s))
+        return task
+
+    def stored(self, task_id: str) -> Task | None:
+        reply: Reply[Task | None] = Reply()
+        self.repository.tell(GetTask(task_id, reply))
+        return reply.get(timeout=TIMEOUT_S)
+
+
+@pytest.fixture
+def repository() -> Iterator[pykka.ActorRef]:
+    ref = RepositoryActor.start()
+    yield ref
+    ref.stop()
+
+
+def test_the_line_holds_exactly_queue_size_tasks_beyond_the_running_ones(
+    repository: pykka.ActorRef,
+) -> None:
+    line = Line(queue_size=3, workers=2, repository=repository)
+
+    admissions = [line.submit(f"task-{n}") for n in range(5)]
+
+    assert admissions == [Admission.ACCEPTED] * 5
+    assert line.stats() == LineStats(waiting=3, busy=2, workers=2)
+    assert line.submit("one-too-many") is Admission.QUEUE_FULL
+
+
+def test_a_refused_task_is_not_stored(repository: pykka.ActorRef) -> None:
+    line = Line(queue_size=1, workers=1, repository=repository)
+    line.submit("running")
+    line.submit("waiting")
+
+    assert line.submit("refused") is Admission.QUEUE_FULL
+    assert line.stored("refused") is None
+    assert line.stats().waiting == 1
+
+
+def test_a_worker_that_finishes_makes_room_for_exactly_one_more(
+    repository: pykka.ActorRef,
+) -> None:
+    line = Line(queue_size=2, workers=1, repository=repository)
+    for n in range(3):
+        line.submit(f"task-{n}")
+    assert line.submit("refused-1") is Admission.QUEUE_FULL
+
+    line.finish(0)
+
+    assert line.submit("task-3") is Admission.ACCEPTED
+    assert line.submit("refused-2") is Admission.QUEUE_FULL
+
+
+def test_places_reserved_while_the_repository_stores_count_against_the_line() -> None:
+    line = Line(queue_size=2, workers=1, repository=HoldingRepository.start())
+    pending = [line.submit_async(f"task-{n}") for n in range(3)]
+
+    # One for the idle worker and two for the line are reserved, none stored yet.
+    assert line.submit("task-3") is Admission.QUEUE_FULL
+
+    line.repository.tell(ReleaseHeld())
+    assert [reply.get(timeout=TIMEOUT_S) for reply in pending] == [Admission.ACCEPTED] * 3
+    assert line.stats() == LineStats(waiting=2, busy=1, workers=1)
+    assert line.ran_by(0) == ["task-0"]
+
+
+def test_a_duplicate_releases_the_place_it_reserved(repository: pykka.ActorRef) -> None:
+    line = Line(queue_size=1, workers=1, repository=repository)
+    line.submit("task-0")  # running
+
+    assert line.submit("task-0") is Admission.DUPLICATE
+    assert line.submit("task-1") is Admission.ACCEPTED
+    assert line.submit("task-2") is Admission.QUEUE_FULL
+
+
+def test_a_known_id_is_a_duplicate_even_when_the_line_is_full(
+    repository: pykka.ActorRef,
+) -> None:
+    line = Line(queue_size=1, workers=1, repository=repository)
+    line.submit("task-0")
+    line.submit("task-1")
+
+    assert line.submit("task-1") is Admission.DUPLICATE
+    assert line.submit("task-0") is Admission.DUPLICATE
+
+
+def test_each_idle_worker_gets_one_task_and_no_worker_gets_a_backlog(
+    repository: pykka.ActorRef,
+) -> None:
+    line = Line(queue_size=10, workers=2, repository=repository)
+    for n in range(6):
+        line.submit(f"task-{n}")
+
+    assert sorted(line.ran_by(0) + line.ran_by(1)) == ["task-0", "task-1"]
+    assert line.stats() == LineStats(waiting=4, busy=2, workers=2)
+
+    first_to_finish = 0
+    before = line.ran_by(first_to_finish)
+    line.finish(first_to_finish)
+
+    assert line.ran_by(first_to_finish) == [*before, "task-2"]
+    assert len(line.ran_by(1 - first_to_finish)) == 1
+    assert line.stats() == LineStats(waiting=3, busy=2, workers=2)
+
+
+def test_tasks_leave_the_line_in_the_order_they_entered(repository: pykka.ActorRef) -> None:
+    line = Line(queue_size=10, workers=1, repository=repository)
+    ids = [f"task-{n}" for n in range(5)]
+    for task_id in ids:
+        line.submit(task_id)
+
+    for _ in ids[1:]:
+        line.finish(0)
+
+    assert line.ran_by(0) == ids
+
+
+def test_due_retries_enter_the_line_even_when_it_is_full(repository: pykka.ActorRef) -> None:
+    line = Line(queue_size=1, workers=1, repository=repository)
+    line.submit("task-0")
+    line.submit("task-1")
+    assert line.submit("refused") is Admission.QUEUE_FULL
+    retries = tuple(
+        msgspec.structs.replace(new_task(f"retry-{n}", b"null", 3), attempts=1) for n in range(2)
+    )
+
+    line.dispatcher.tell(RetriesDue(retries))
+
+    assert line.stats() == LineStats(waiting=3, busy=1, workers=1)
+    for _ in range(3):
+        line.finish(0)
+    assert line.ran_by(0) == ["task-0", "task-1", "retry-0", "retry-1"]
+
+
+def test_a_failed_attempt_is_saved_then_handed_to_the_retry_actor(
+    repository: pykka.ActorRef,
+) -> None:
+    line = Line(queue_size=1, workers=1, repository=repository)
+    line.submit("task-0")
+
+    waiting = line.finish(0, retry_delay_s=0.25)
+
+    line.stats()
+    assert line.retry.ask(Recorded(), timeout=TIMEOUT_S) == [ScheduleRetry(waiting, 0.25)]
+    assert line.stored("task-0") == waiting
+
+
+def test_begin_shutdown_refuses_new_tasks_without_storing_them(
+    repository: pykka.ActorRef,
+) -> None:
+    line = Line(queue_size=5, workers=1, repository=repository)
+
+    line.dispatcher.ask(BeginShutdown(), timeout=TIMEOUT_S)
+
+    assert line.submit("late") is Admission.SHUTTING_DOWN
+    assert line.stored("late") is None
+
+
+def test_begin_shutdown_stops_handing_out_queued_tasks_and_retries(
+    repository: pykka.ActorRef,
+) -> None:
+    line = Line(queue_size=5, workers=1, repository=repository)
+    line.submit("task-0")
+    line.submit("task-1")
+
+    line.dispatcher.ask(BeginShutdown(), timeout=TIMEOUT_S)
+    line.finish(0)
+    line.dispatcher.tell(RetriesDue((new_task("retry-0", b"null", 3),)))
+
+    assert line.ran_by(0) == ["task-0"]
+    assert line.stats() == LineStats(waiting=2, busy=0, workers=1)
+
+
+def test_when_idle_answers_once_the_last_running_attempt_finishes(
+    repository: pykka.ActorRef,
+) -> None:
+    line = Line(queue_size=5, workers=2, repository=repository)
+    line.submit("task-0")
+    line.submit("task-1")
+    [busy_a] = [w for w in range(2) if line.ran_by(w) == ["task-0"]]
+    idle: Reply[None] = Reply()
+
+    line.dispatcher.tell(WhenIdle(idle))
+    line.finish(busy_a)
+    line.stats()
+    with pytest.raises(pykka.Timeout):
+        idle.get(timeout=0)
+
+    line.finish(1 - busy_a)
+    idle.get(timeout=TIMEOUT_S)
+
+
+def test_when_idle_answers_at_once_when_nothing_runs(repository: pykka.ActorRef) -> None:
+    line = Line(queue_size=5, workers=3, repository=repository)
+    idle: Reply[None] = Reply()
+
+    line.dispatcher.tell(WhenIdle(idle))
+
+    idle.get(timeout=TIMEOUT_S)
