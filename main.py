@@ -3,8 +3,8 @@
     pip install -e . && python main.py
 
 Exit codes: 0 after a graceful shutdown, 2 for a startup error (bad configuration, a handler
-that cannot be imported, an address that cannot be bound), 1 when a second signal cut the
-shutdown short.
+that cannot be imported, a DB_PATH that is not a usable store, an address that cannot be bound),
+1 when a second signal cut the shutdown short.
 """
 
 from __future__ import annotations
@@ -15,9 +15,17 @@ import signal
 import sys
 import threading
 import time
+from functools import partial
 from typing import TYPE_CHECKING, Final
 
-from actors import HandlerLoadError, TaskSystem, load_handler, simulation
+from actors import (
+    HandlerLoadError,
+    SqliteStore,
+    StoreError,
+    TaskSystem,
+    load_handler,
+    simulation,
+)
 from api import ConfigError, create_app, load_config
 from api.server import HttpServer
 
@@ -52,13 +60,18 @@ def main(environ: Mapping[str, str] = os.environ) -> int:
     # arbitrary point. Blocked before any thread starts, so every thread inherits the mask.
     signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
 
-    system = TaskSystem.start(
-        handler,
-        workers=config.workers,
-        queue_size=config.queue_size,
-        retry_base_ms=config.retry_base_ms,
-        retry_max_ms=config.retry_max_ms,
-    )
+    try:
+        system = TaskSystem.start(
+            handler,
+            workers=config.workers,
+            queue_size=config.queue_size,
+            retry_base_ms=config.retry_base_ms,
+            retry_max_ms=config.retry_max_ms,
+            open_store=partial(SqliteStore.open, config.db_path) if config.db_path else None,
+        )
+    except StoreError as exc:
+        print(f"task_queue: DB_PATH={config.db_path}: {exc}", file=sys.stderr)
+        return EXIT_STARTUP_ERROR
     try:
         server = HttpServer(
             create_app(system, max_body_bytes=config.max_body_bytes),
@@ -73,13 +86,14 @@ def main(environ: Mapping[str, str] = os.environ) -> int:
         return EXIT_STARTUP_ERROR
     server.start()
     logger.info(
-        "listening on http://%s:%d (workers=%d queue_size=%d http_threads=%d handler=%s)",
+        "listening on http://%s:%d (workers=%d queue_size=%d http_threads=%d handler=%s store=%s)",
         server.host,
         server.port,
         config.workers,
         config.queue_size,
         config.http_threads,
         config.task_handler or "built-in simulation",
+        config.db_path or "memory only",
     )
 
     received = signal.sigwait(STOP_SIGNALS)
@@ -116,12 +130,15 @@ def build_handler(config: Config) -> Handler:
 
 def describe_summary(summary: ShutdownSummary) -> str:
     counts = " ".join(f"{status}={count}" for status, count in summary.counts.items())
+    fate = "kept for the next start:" if summary.kept else "abandoned"
     line = (
-        f"shutdown complete: {counts}; abandoned {summary.abandoned_in_line} queued "
+        f"shutdown complete: {counts}; {fate} {summary.abandoned_in_line} queued "
         f"and {summary.abandoned_retries} awaiting retry"
     )
     if not summary.drained:
         line += f"; {summary.counts.get('running', 0)} running attempt(s) cut off at the deadline"
+        if summary.kept:
+            line += " (they count as interrupted at the next start)"
     return line
 
 

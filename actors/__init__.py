@@ -9,6 +9,8 @@ from __future__ import annotations
 from actors.backoff import compute_backoff_ms, should_retry
 from actors.handlers import HandlerLoadError, load_handler, noop, simulation
 from actors.messages import Admission
+from actors.sqlite_store import SqliteStore
+from actors.store import MemoryStore, Store, StoreError
 from actors.system import ShutdownSummary, SystemStopped, TaskSystem
 from actors.task import DONE, FAILED, QUEUED, RUNNING, STATUSES, Task, TaskView, new_task
 
@@ -20,7 +22,11 @@ __all__ = [
     "STATUSES",
     "Admission",
     "HandlerLoadError",
+    "MemoryStore",
     "ShutdownSummary",
+    "SqliteStore",
+    "Store",
+    "StoreError",
     "SystemStopped",
     "Task",
     "TaskSystem",

@@ -166,3 +166,19 @@ class LineStats(NamedTuple):
 
 class CancelRetries(NamedTuple):
     """-> retry actor: stop the alarm and release nothing more; answered with how many wait."""
+
+
+# --- start with a durable store -----------------------------------------------------------------
+
+
+class Recover(NamedTuple):
+    """Entry object -> repository, first of all: open the store and load every task.
+
+    Answered (through ``ask``) with every stored task in creation order, or with the StoreError
+    that made the store unusable, returned rather than raised: pykka would log a raised one with
+    a traceback, and it is the user's configuration error, which main.py reports plainly.
+    """
+
+
+class CommitDue(NamedTuple):
+    """Alarm thread -> repository: changes nobody is waiting for have waited long enough."""

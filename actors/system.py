@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import random
 import time
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING, NamedTuple, cast
 
 import pykka
 
@@ -19,16 +19,23 @@ from actors.messages import (
     GetLineStats,
     GetTask,
     ListTasks,
+    Recover,
+    RetriesDue,
+    Save,
+    ScheduleRetry,
     Submit,
     WhenIdle,
 )
+from actors.recovery import plan_recovery
 from actors.reply import Reply
 from actors.repository import RepositoryActor
 from actors.retry import RetryActor
+from actors.store import StoreError
 from actors.worker import RetryPolicy, WorkerActor
 
 if TYPE_CHECKING:
     from actors.backoff import Uniform
+    from actors.store import OpenStore
     from actors.task import Task
     from actors.worker import Handler
 
@@ -53,6 +60,8 @@ class ShutdownSummary(NamedTuple):
     """Tasks that were waiting for their next attempt."""
     drained: bool
     """False when the deadline passed with attempts still running."""
+    kept: bool = False
+    """True with a durable store: the queued and waiting tasks are kept for the next start."""
 
 
 class TaskSystem:
@@ -60,7 +69,8 @@ class TaskSystem:
 
     ``start`` builds repository -> dispatcher -> workers -> retry actor, each started after what
     it talks to; ``stop`` takes them down in the reverse order. Methods ending in ``_async``
-    return a Reply for the caller to wait on with its own timeout.
+    return a Reply for the caller to wait on with its own timeout. With ``open_store`` the
+    tasks are durable, and ``start`` first recovers what the store holds (actors/recovery.py).
     """
 
     def __init__(
@@ -69,11 +79,14 @@ class TaskSystem:
         dispatcher: pykka.ActorRef,
         workers: tuple[pykka.ActorRef, ...],
         retry: pykka.ActorRef,
+        *,
+        durable: bool = False,
     ) -> None:
         self._repository = repository
         self._dispatcher = dispatcher
         self._workers = workers
         self._retry = retry
+        self._durable = durable
 
     @classmethod
     def start(
@@ -85,20 +98,38 @@ class TaskSystem:
         retry_base_ms: float = 100,
         retry_max_ms: float = 30_000,
         uniform: Uniform = random.uniform,
+        open_store: OpenStore | None = None,
     ) -> TaskSystem:
+        """Start the actors; with ``open_store``, over a durable store, recovering its tasks.
+
+        ``open_store`` is called on the repository's thread. Raises StoreError (with nothing
+        left running) when the store cannot be used.
+        """
         if workers < 1 or queue_size < 1:
             raise ValueError("workers and queue_size must be at least 1")
-        repository = RepositoryActor.start()
-        dispatcher = DispatcherActor.start(queue_size, repository)
         policy = RetryPolicy(base_ms=retry_base_ms, max_ms=retry_max_ms)
+        repository = RepositoryActor.start(open_store)
+        stored = _recover(repository) if open_store is not None else ()
+        plan = plan_recovery(stored, now=time.time(), policy=policy, uniform=uniform)
+        for task in plan.saves:
+            repository.tell(Save(task))
+        dispatcher = DispatcherActor.start(queue_size, repository)
         worker_refs = tuple(
             WorkerActor.start(index, handler, dispatcher, repository, policy, uniform)
             for index in range(workers)
         )
         retry = RetryActor.start(dispatcher)
         dispatcher.tell(Connect(worker_refs, retry))
+        if plan.line:
+            # Before start returns, so before any Submit: recovered tasks go ahead of new work,
+            # and like due retries they get in past the line's bound.
+            dispatcher.tell(RetriesDue(plan.line))
+        for task, delay_s in plan.retries:
+            retry.tell(ScheduleRetry(task, delay_s))
+        if open_store is not None:
+            logger.info("%s", plan.describe())
         logger.debug("actor system started with %d workers", workers)
-        return cls(repository, dispatcher, worker_refs, retry)
+        return cls(repository, dispatcher, worker_refs, retry, durable=open_store is not None)
 
     # --- what the API asks ---------------------------------------------------------------------
 
@@ -169,7 +200,22 @@ class TaskSystem:
             abandoned_in_line=line.waiting,
             abandoned_retries=abandoned_retries,
             drained=drained,
+            kept=self._durable,
         )
+
+
+def _recover(repository: pykka.ActorRef) -> tuple[Task, ...]:
+    """Have the repository open its store; every stored task, or StoreError with it stopped."""
+    try:
+        # No timeout: loading takes as long as the file is big, and a file another process
+        # holds is given up on after the store's own lock timeout.
+        found = cast("tuple[Task, ...] | StoreError", repository.ask(Recover()))
+        if isinstance(found, StoreError):
+            raise found
+    except BaseException:
+        repository.stop()
+        raise
+    return found
 
 
 def _tell(actor: pykka.ActorRef, message: object) -> None:

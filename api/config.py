@@ -37,6 +37,9 @@ class Config(msgspec.Struct, frozen=True, rename="upper", kw_only=True):
     sim_max_ms: Annotated[float, Meta(ge=0, le=DAY_MS)] = 500.0
     sim_failure_rate: Annotated[float, Meta(ge=0, le=1)] = 0.2
     log_level: LogLevel = "INFO"
+    # Unset: tasks live in memory only. Set: the SQLite file that keeps them across restarts;
+    # whether it is usable is checked when the store opens (actors/sqlite_store.py).
+    db_path: str | None = None
 
 
 CONFIG_VARIABLES = tuple(field.encode_name for field in msgspec.structs.fields(Config))

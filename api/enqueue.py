@@ -48,10 +48,13 @@ class EnqueueResource(JsonOptions):
 
 def read_body(req: falcon.Request, limit: int) -> bytes:
     """The whole body, or 413 if it is longer than ``limit`` bytes, declared or not."""
-    too_large = falcon.HTTPContentTooLarge(description=f"request body is larger than {limit} bytes")
     if req.content_length is not None and req.content_length > limit:
-        raise too_large
+        raise _too_large(limit)
     body = req.bounded_stream.read(limit + 1)
     if len(body) > limit:
-        raise too_large
+        raise _too_large(limit)
     return body
+
+
+def _too_large(limit: int) -> falcon.HTTPError:
+    return falcon.HTTPContentTooLarge(description=f"request body is larger than {limit} bytes")

@@ -65,6 +65,20 @@ class ServiceChannel(HTTPChannel):
             return False
         return bool(super().readable())
 
+    def writable(self) -> bool:
+        # waitress says "writable" whenever output is buffered, but while a request is still
+        # being serviced its handle_write sends nothing until send_bytes have piled up. A small
+        # response written before its thread finishes the request therefore made the event loop
+        # spin on an always-ready socket, holding the GIL the request thread needed to finish:
+        # under 64+ connections throughput collapsed to a few hundred requests/s. Asking for
+        # writes only when handle_write would send keeps the loop asleep until then; the thread
+        # wakes it (pull_trigger) when the request is done.
+        if self.will_close or self.close_when_flushed:
+            return True
+        if not self.total_outbufs_len:
+            return False
+        return not self.requests or self.total_outbufs_len >= self.adj.send_bytes
+
 
 class HttpServer:
     """Serves a WSGI app with waitress on its own event-loop thread.

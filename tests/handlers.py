@@ -9,6 +9,7 @@ number, and a test controls when a blocked attempt ends by creating a file or op
 from __future__ import annotations
 
 import json
+import os
 import threading
 import time
 from pathlib import Path
@@ -100,3 +101,31 @@ class Gate:
 
     def open(self) -> None:
         self._opened.set()
+
+
+def record_then_sleep(task: TaskView) -> None:
+    """Record the run as it starts, then take a while, and fail as the payload says.
+
+    Appends one JSON line ``{"id", "attempt", "pid", "at"}`` to the file ``payload["log"]`` before
+    doing anything else, so an attempt that a crash cuts off is on record too, and ``pid`` tells
+    which run of the service made it. Then waits for ``payload["release"]`` to exist if given
+    (as ``wait_for_file``), sleeps ``payload["sleep_s"]`` (default 0), and fails the first
+    ``payload["failures"]`` attempts (default 0).
+    """
+    payload = task.payload
+    line = json.dumps(
+        {"id": task.id, "attempt": task.attempts, "pid": os.getpid(), "at": time.time()}
+    )
+    with Path(payload["log"]).open("a", encoding="utf-8") as log:
+        log.write(line + "\n")
+    if "release" in payload:
+        release = Path(payload["release"])
+        deadline = time.monotonic() + BLOCK_LIMIT_S
+        while not release.exists():
+            if time.monotonic() >= deadline:
+                raise HandlerFailure(f"{release} did not appear within {BLOCK_LIMIT_S} s")
+            time.sleep(POLL_S)
+    time.sleep(payload.get("sleep_s", 0))
+    failures = payload.get("failures", 0)
+    if task.attempts <= failures:
+        raise HandlerFailure(f"failure {task.attempts} of {failures}")

@@ -25,6 +25,7 @@ def test_an_empty_environment_gives_the_documented_defaults() -> None:
         sim_max_ms=500.0,
         sim_failure_rate=0.2,
         log_level="INFO",
+        db_path=None,
     )
 
 
@@ -48,6 +49,7 @@ def test_every_variable_is_read_and_parsed() -> None:
         "SIM_MAX_MS": "3",
         "SIM_FAILURE_RATE": "0.75",
         "LOG_LEVEL": "DEBUG",
+        "DB_PATH": "/var/lib/task_queue/tasks.db",
     }
 
     config = load_config(environ)
@@ -68,6 +70,7 @@ def test_every_variable_is_read_and_parsed() -> None:
         sim_max_ms=3.0,
         sim_failure_rate=0.75,
         log_level="DEBUG",
+        db_path="/var/lib/task_queue/tasks.db",
     )
 
 

@@ -1,14 +1,18 @@
-"""RepositoryActor on its own: insert, refuse duplicates, hand out snapshots in creation order."""
+"""RepositoryActor on its own: insert, refuse duplicates, hand out snapshots in creation order;
+over a durable store, answer nothing before the change it shows is committed."""
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
 
 import msgspec
 import pykka
 import pytest
 
+from actors import repository as repository_module
 from actors.messages import (
     Admission,
     CountByStatus,
@@ -17,12 +21,16 @@ from actors.messages import (
     Insert,
     Inserted,
     ListTasks,
+    Recover,
     Refusal,
     Save,
 )
 from actors.reply import Reply
-from actors.repository import RepositoryActor
+from actors.repository import BATCH_CAP, RepositoryActor
+from actors.sqlite_store import SqliteStore
+from actors.store import MemoryStore, Store, StoreError
 from actors.task import DONE, FAILED, QUEUED, RUNNING, Task, new_task
+from tests.support import wait_until
 
 TIMEOUT_S = 5.0
 
@@ -215,3 +223,292 @@ def test_a_refusal_of_a_known_id_answers_duplicate(
 
     assert reply.get(timeout=TIMEOUT_S) is Admission.DUPLICATE
     assert list_all(repository) == [original]
+
+
+# --- over a durable store: group commit, nothing shown before it is committed ------------------
+
+
+class GatedStore:
+    """A store whose every commit waits for the test's say-so, around a real store.
+
+    ``entered`` is released as each commit begins and ``proceed`` is what the commit waits for,
+    so a test can look at the world while a commit is stuck in the middle.
+    """
+
+    def __init__(self, inner: Store) -> None:
+        self.inner = inner
+        self.entered = threading.Semaphore(0)
+        self.proceed = threading.Semaphore(0)
+        self.batches: list[list[str]] = []
+        self.threads: set[int] = {threading.get_ident()}
+        self.closed = False
+
+    def load(self) -> list[Task]:
+        return self.inner.load()
+
+    def commit(self, tasks: Sequence[Task]) -> None:
+        self.threads.add(threading.get_ident())
+        self.entered.release()
+        assert self.proceed.acquire(timeout=TIMEOUT_S), "the test never let the commit proceed"
+        self.inner.commit(tasks)
+        self.batches.append([task.id for task in tasks])
+
+    def close(self) -> None:
+        self.threads.add(threading.get_ident())
+        self.closed = True
+        self.inner.close()
+
+    def wait_entered(self) -> None:
+        assert self.entered.acquire(timeout=TIMEOUT_S), "no commit began"
+
+
+class FailingStore(MemoryStore):
+    def commit(self, tasks: Sequence[Task]) -> None:
+        raise StoreError("cannot be written: disk full")
+
+
+def reply_is_set(reply: Reply[Any]) -> bool:
+    try:
+        reply.get(timeout=0)
+    except pykka.Timeout:
+        return False
+    return True
+
+
+@pytest.fixture
+def gated(tmp_path: Path) -> Iterator[tuple[pykka.ActorRef, GatedStore]]:
+    """A repository over a gated SqliteStore, opened (and recovered from) on its own thread."""
+    stores: list[GatedStore] = []
+
+    def open_store() -> GatedStore:
+        stores.append(GatedStore(SqliteStore.open(tmp_path / "tasks.db")))
+        return stores[0]
+
+    ref = RepositoryActor.start(open_store)
+    assert ref.ask(Recover(), timeout=TIMEOUT_S) == ()
+    yield ref, stores[0]
+    ref.stop(block=False)
+    for _ in range(BATCH_CAP):  # let any commit still waiting through
+        stores[0].proceed.release()
+
+
+def test_the_store_is_opened_and_used_only_on_the_repository_thread(
+    gated: tuple[pykka.ActorRef, GatedStore],
+) -> None:
+    repository, store = gated
+    store.proceed.release()
+    insert(repository, new_task("task-1", b"null", max_retries=3))
+    repository.stop()
+
+    assert store.closed
+    assert len(store.threads) == 1
+    assert store.threads != {threading.get_ident()}
+
+
+def test_no_answer_leaves_before_the_commit_of_what_it_answers(
+    gated: tuple[pykka.ActorRef, GatedStore],
+) -> None:
+    repository, store = gated
+    dispatcher = TellRecorder()
+    task = new_task("task-1", b'"data"', max_retries=3)
+    reply: Reply[Admission] = Reply()
+    dispatcher.watched = reply
+
+    repository.tell(Insert(task, reply, dispatcher))  # type: ignore[arg-type]
+    store.wait_entered()
+
+    assert not reply_is_set(reply)
+    assert dispatcher.told == []
+    store.proceed.release()
+    assert reply.get(timeout=TIMEOUT_S) is Admission.ACCEPTED
+    assert dispatcher.told == [Inserted(task)]
+    assert dispatcher.reply_was_set == [False]
+    assert store.batches == [["task-1"]]
+
+
+def test_a_read_that_sees_an_uncommitted_change_waits_for_its_commit(
+    gated: tuple[pykka.ActorRef, GatedStore],
+) -> None:
+    repository, store = gated
+    first = new_task("first", b"null", max_retries=3)
+    repository.tell(Save(first))
+    store.wait_entered()
+    # Both wait in the inbox behind the stuck commit, so the read is handled with the change
+    # staged and not yet committed.
+    running = msgspec.structs.replace(first, status=RUNNING, attempts=1)
+    repository.tell(Save(running))
+    read: Reply[Task | None] = Reply()
+    repository.tell(GetTask("first", read))
+    store.proceed.release()
+    store.wait_entered()
+
+    assert not reply_is_set(read)
+    store.proceed.release()
+    assert read.get(timeout=TIMEOUT_S) == running
+    assert store.batches == [["first"], ["first"]]
+
+
+def test_a_read_with_nothing_staged_is_answered_at_once(
+    gated: tuple[pykka.ActorRef, GatedStore],
+) -> None:
+    repository, store = gated
+    store.proceed.release()
+    insert(repository, new_task("task-1", b"null", max_retries=3))
+
+    assert get(repository, "task-1") is not None
+    assert [task.id for task in list_all(repository)] == ["task-1"]
+    assert store.batches == [["task-1"]]
+
+
+def test_changes_that_arrive_together_share_one_commit_and_answers_keep_their_order(
+    gated: tuple[pykka.ActorRef, GatedStore],
+) -> None:
+    repository, store = gated
+    repository.tell(Save(new_task("opener", b"null", max_retries=0)))
+    store.wait_entered()
+    dispatcher = TellRecorder()
+    replies: list[Reply[Admission]] = []
+    for n in range(10):
+        replies.append(Reply())
+        task = new_task(f"task-{n}", b"null", max_retries=0)
+        repository.tell(Insert(task, replies[-1], dispatcher))  # type: ignore[arg-type]
+    duplicate: Reply[Admission] = Reply()
+    repository.tell(Insert(new_task("task-3", b"1", 0), duplicate, dispatcher))  # type: ignore[arg-type]
+    store.proceed.release()
+    store.wait_entered()
+
+    assert dispatcher.told == []
+    assert not any(reply_is_set(reply) for reply in [*replies, duplicate])
+    store.proceed.release()
+    assert [reply.get(timeout=TIMEOUT_S) for reply in replies] == [Admission.ACCEPTED] * 10
+    assert duplicate.get(timeout=TIMEOUT_S) is Admission.DUPLICATE
+    assert store.batches == [["opener"], [f"task-{n}" for n in range(10)]]
+    assert [type(message) for message in dispatcher.told] == [Inserted] * 10 + [DuplicateId]
+
+
+def test_a_steady_stream_of_changes_is_committed_at_least_every_batch_cap(
+    gated: tuple[pykka.ActorRef, GatedStore],
+) -> None:
+    repository, store = gated
+    repository.tell(Save(new_task("opener", b"null", max_retries=0)))
+    store.wait_entered()
+    for n in range(BATCH_CAP + 10):
+        repository.tell(Save(new_task(f"task-{n}", b"null", max_retries=0)))
+    for _ in range(3):
+        store.proceed.release()
+    count = ListTasks(Reply())
+    repository.tell(count)
+    count.reply.get(timeout=TIMEOUT_S)
+
+    assert [len(batch) for batch in store.batches] == [1, BATCH_CAP, 10]
+
+
+def test_counts_asked_at_shutdown_are_of_committed_tasks(
+    gated: tuple[pykka.ActorRef, GatedStore],
+) -> None:
+    repository, store = gated
+    task = new_task("task-1", b"null", max_retries=0)
+    repository.tell(Save(task))
+    store.wait_entered()
+    repository.tell(Save(msgspec.structs.replace(task, status=DONE, attempts=1)))
+    counts = repository.ask(CountByStatus(), block=False)
+    # Something behind the question, so the inbox is not empty when it is answered.
+    repository.tell(Save(new_task("task-2", b"null", max_retries=0)))
+    store.proceed.release()
+    store.wait_entered()
+
+    with pytest.raises(pykka.Timeout):
+        counts.get(timeout=0.05)
+    store.proceed.release()
+    assert counts.get(timeout=TIMEOUT_S)[DONE] == 1
+    store.proceed.release()
+    wait_until(lambda: len(store.batches) == 3, TIMEOUT_S)
+    assert store.batches == [["task-1"], ["task-1"], ["task-2"]]
+
+
+def test_stopping_commits_what_is_staged_then_closes_the_store(
+    gated: tuple[pykka.ActorRef, GatedStore], tmp_path: Path
+) -> None:
+    repository, store = gated
+    repository.tell(Save(new_task("first", b"null", max_retries=0)))
+    store.wait_entered()
+    repository.tell(Save(new_task("last", b"null", max_retries=0)))
+    # The stop waits in the inbox behind "last", so the inbox is not empty when it is staged.
+    repository.stop(block=False)
+    store.proceed.release()
+    store.proceed.release()
+    wait_until(lambda: store.closed, TIMEOUT_S)
+
+    assert store.batches == [["first"], ["last"]]
+    reopened = SqliteStore.open(tmp_path / "tasks.db")
+    assert [task.id for task in reopened.load()] == ["first", "last"]
+    reopened.close()
+
+
+def test_a_store_that_cannot_be_opened_is_reported_to_the_asker() -> None:
+    def refuse() -> Store:
+        raise StoreError("is not an SQLite database")
+
+    repository = RepositoryActor.start(refuse)
+
+    found = repository.ask(Recover(), timeout=TIMEOUT_S)
+
+    assert isinstance(found, StoreError)
+    assert str(found) == "is not an SQLite database"
+
+
+def test_recover_loads_every_stored_task_in_creation_order() -> None:
+    store = MemoryStore()
+    tasks = [new_task(f"task-{n}", b"null", max_retries=0, now=float(n)) for n in range(3)]
+    store.commit(tasks)
+    repository = RepositoryActor.start(lambda: store)
+
+    assert repository.ask(Recover(), timeout=TIMEOUT_S) == tuple(tasks)
+    assert list_all(repository) == tasks
+    assert insert(repository, new_task("task-1", b"1", max_retries=0)) is Admission.DUPLICATE
+
+
+def test_a_commit_that_fails_releases_nothing_and_stops_the_repository() -> None:
+    repository = RepositoryActor.start(FailingStore)
+    assert repository.ask(Recover(), timeout=TIMEOUT_S) == ()
+    dispatcher = TellRecorder()
+    reply: Reply[Admission] = Reply()
+
+    repository.tell(Insert(new_task("task-1", b"null", 0), reply, dispatcher))  # type: ignore[arg-type]
+
+    wait_until(lambda: not repository.is_alive(), TIMEOUT_S)
+    assert not reply_is_set(reply)
+    assert dispatcher.told == []
+
+
+def test_without_a_store_nothing_is_held_back(repository: pykka.ActorRef) -> None:
+    assert repository.ask(Recover(), timeout=TIMEOUT_S) == ()
+    dispatcher = TellRecorder()
+
+    assert insert(repository, new_task("task-1", b"null", 0), dispatcher) is Admission.ACCEPTED
+    assert len(dispatcher.told) == 1
+
+
+def test_a_change_nobody_waits_on_shares_the_next_commit(
+    gated: tuple[pykka.ActorRef, GatedStore], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(repository_module, "COMMIT_DELAY_S", 60.0)
+    repository, store = gated
+    store.proceed.release()
+    repository.tell(Save(new_task("running", b"null", max_retries=0)))
+
+    insert(repository, new_task("inserted", b"null", max_retries=0))
+
+    assert store.batches == [["running", "inserted"]]
+
+
+def test_a_change_nobody_waits_on_is_committed_after_the_commit_delay(
+    gated: tuple[pykka.ActorRef, GatedStore], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(repository_module, "COMMIT_DELAY_S", 0.01)
+    repository, store = gated
+    store.proceed.release()
+
+    repository.tell(Save(new_task("done", b"null", max_retries=0)))
+
+    wait_until(lambda: store.batches == [["done"]], TIMEOUT_S)

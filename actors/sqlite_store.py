@@ -1,0 +1,233 @@
+"""SqliteStore: the durable store, one SQLite file in WAL mode, used from one thread."""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import itertools
+import logging
+import os
+import sqlite3
+from typing import TYPE_CHECKING, Final
+
+import msgspec
+
+from actors.store import StoreError
+from actors.task import STATUSES, Task
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+logger = logging.getLogger(__name__)
+
+SCHEMA_VERSION: Final = 1
+"""Kept in ``PRAGMA user_version``. A file with a higher one was written by newer code: refused."""
+
+APPLICATION_ID: Final = 0x74517565
+"""Kept in ``PRAGMA application_id`` ("tQue"): marks a file as a task_queue store, so another
+program's SQLite database is never mistaken for one (or written to)."""
+
+SYNCHRONOUS: Final = "NORMAL"
+"""In WAL mode NORMAL writes each commit to the log before the answer goes out but leaves the
+fsync to checkpoints: a commit survives any end of the process (a crash, SIGKILL, the OOM
+killer), which is the promise a 201 makes, while a power cut or a kernel crash may take back the
+last commits (never corrupting the file). FULL, an fsync per commit, would cover those too, at
+about a quarter of a millisecond more per commit here; BENCHMARKS.md ("Durability") has both."""
+
+LOCK_TIMEOUT_S: Final = 0.5
+"""How long opening waits for another process to let go of the file before giving up."""
+
+_SCHEMA: Final = """
+CREATE TABLE tasks (
+    seq INTEGER PRIMARY KEY,    -- creation order: rowids only grow, and no row is ever deleted
+    id TEXT NOT NULL UNIQUE,
+    payload BLOB NOT NULL,      -- the JSON text the client sent, verbatim
+    max_retries INTEGER NOT NULL,
+    status TEXT NOT NULL,
+    attempts INTEGER NOT NULL,
+    created_at REAL NOT NULL,   -- seconds since the epoch, as the Task holds them
+    updated_at REAL NOT NULL,
+    last_error TEXT,
+    next_attempt_at REAL
+)
+"""
+
+MAX_ROWS_PER_STATEMENT: Final = 512
+"""Most task states one INSERT carries (a power of two, as every statement's row count is)."""
+
+# The columns in the order of Task's fields, so a row is a Task's positional arguments and a
+# Task's astuple() is a row.
+_FIELDS: Final = tuple(field.name for field in msgspec.structs.fields(Task))
+_COLUMNS: Final = ", ".join(_FIELDS)
+_LOAD: Final = f"SELECT {_COLUMNS} FROM tasks ORDER BY seq"
+
+astuple = msgspec.structs.astuple
+
+
+@functools.cache
+def _upsert(rows: int) -> str:
+    """One INSERT of ``rows`` task states; a known id takes the new state and keeps its place."""
+    values = ", ".join(["(" + ", ".join("?" * len(_FIELDS)) + ")"] * rows)
+    updates = ", ".join(f"{name} = excluded.{name}" for name in _FIELDS if name != "id")
+    conflict = f"ON CONFLICT (id) DO UPDATE SET {updates}"
+    return f"INSERT INTO tasks ({_COLUMNS}) VALUES {values} {conflict}"
+
+
+class SqliteStore:
+    """Tasks in one SQLite file: WAL journal, exclusive lock, a versioned schema.
+
+    Open it with ``SqliteStore.open(path)`` on the thread that will use it (sqlite3 refuses a
+    connection from any other thread). The file stays locked until ``close``: a second service
+    on the same file fails at start instead of running the same tasks twice.
+    """
+
+    def __init__(self, connection: sqlite3.Connection) -> None:
+        self._connection = connection
+        # Builds of SQLite may allow fewer bound values than the 32766 of recent ones.
+        variables = connection.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)
+        fit = 1 << ((variables // len(_FIELDS)).bit_length() - 1)
+        self._max_rows = min(MAX_ROWS_PER_STATEMENT, fit)
+
+    @classmethod
+    def open(cls, path: str | os.PathLike[str]) -> SqliteStore:
+        """Open (or create) the store at ``path``; StoreError if it is not a usable one.
+
+        A file that is not an SQLite database, another program's database, a schema newer than
+        this code, or a place that cannot be written are errors, never a fresh start over them.
+        """
+        name = os.fspath(path)
+        _check_place(name)
+        try:
+            # isolation_level=None: no implicit transactions; commit() says where each begins.
+            connection = sqlite3.connect(name, timeout=LOCK_TIMEOUT_S, isolation_level=None)
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot be opened: {exc}") from None
+        try:
+            _prepare(connection)
+        except BaseException:
+            connection.close()
+            raise
+        logger.debug("store %s open (schema %d, synchronous=%s)", name, SCHEMA_VERSION, SYNCHRONOUS)
+        return cls(connection)
+
+    def load(self) -> list[Task]:
+        try:
+            rows = self._connection.execute(_LOAD).fetchall()
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot be read: {exc}") from None
+        tasks = [Task(*row) for row in rows]
+        for task in tasks:
+            if task.status not in STATUSES:
+                raise StoreError(f"holds task {task.id!r} with an unknown status {task.status!r}")
+        return tasks
+
+    def commit(self, tasks: Sequence[Task]) -> None:
+        if not tasks:
+            return
+        connection = self._connection
+        try:
+            if len(tasks) <= self._max_rows:
+                # The usual case: one statement, in autocommit mode its own transaction.
+                self._upsert(tasks)
+            else:
+                connection.execute("BEGIN")
+                for start in range(0, len(tasks), self._max_rows):
+                    self._upsert(tasks[start : start + self._max_rows])
+                connection.execute("COMMIT")
+        except Exception as exc:  # sqlite3.Error, or a value sqlite3 cannot bind
+            if connection.in_transaction:
+                with contextlib.suppress(sqlite3.Error):
+                    connection.execute("ROLLBACK")
+            raise StoreError(f"cannot be written: {exc}") from exc
+
+    def close(self) -> None:
+        # The last connection to close checkpoints the WAL into the file and removes it.
+        self._connection.close()
+
+    def _upsert(self, tasks: Sequence[Task]) -> None:
+        """Store up to ``_max_rows`` states with one statement: one trip into SQLite for all.
+
+        Not ``executemany``: it enters SQLite once per row, and each entry lets go of the GIL,
+        which under load takes far longer to get back than the row takes to write (measured:
+        half the commit time, twice the throughput of the engine). The row count is rounded up
+        to a power of two by repeating the last state, which writes it again to no effect, so
+        a handful of prepared statements serve every batch size.
+        """
+        rows = 1 << (len(tasks) - 1).bit_length()
+        values = list(itertools.chain.from_iterable(map(astuple, tasks)))
+        values.extend(astuple(tasks[-1]) * (rows - len(tasks)))
+        self._connection.execute(_upsert(rows), values)
+
+
+def _check_place(name: str) -> None:
+    # SQLite's own words for these are "unable to open database file" or "disk I/O error".
+    if os.path.isdir(name):
+        raise StoreError("is a directory, not a database file")
+    directory = os.path.dirname(os.path.abspath(name))
+    if not os.path.isdir(directory):
+        raise StoreError(f"cannot be created: there is no directory {directory}")
+    if os.path.exists(name) and not os.access(name, os.R_OK | os.W_OK):
+        raise StoreError("cannot be written: permission denied")
+    if not os.access(directory, os.W_OK | os.X_OK):
+        raise StoreError(
+            f"cannot be written: permission denied on {directory}, where SQLite keeps the "
+            "write-ahead log beside the file"
+        )
+
+
+def _prepare(connection: sqlite3.Connection) -> None:
+    # Before the first read: the lock taken then is kept, so no other process can use the file
+    # alongside us, and WAL needs no shared-memory file.
+    connection.execute("PRAGMA locking_mode = EXCLUSIVE")
+    try:
+        application_id = connection.execute("PRAGMA application_id").fetchone()[0]
+        version = connection.execute("PRAGMA user_version").fetchone()[0]
+        tables = [row[0] for row in connection.execute("SELECT name FROM sqlite_schema")]
+    except sqlite3.Error as exc:
+        raise _open_error(exc) from None
+    fresh = application_id == 0 and version == 0 and not tables
+    if not fresh:
+        _check_ours(application_id, version, tables)
+    try:
+        mode = connection.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+        if mode.lower() != "wal":
+            raise StoreError(f"cannot use a write-ahead log (journal mode stays {mode!r})")
+        connection.execute(f"PRAGMA synchronous = {SYNCHRONOUS}")
+        connection.execute("BEGIN IMMEDIATE")
+        if fresh:
+            connection.execute(_SCHEMA)
+            connection.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+        # A real write at start, so a file or directory we cannot write to fails now and not at
+        # the first commit, after tasks were already offered to clients.
+        connection.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        connection.execute("COMMIT")
+    except sqlite3.Error as exc:
+        raise _open_error(exc) from None
+
+
+def _check_ours(application_id: int, version: int, tables: list[str]) -> None:
+    if application_id != APPLICATION_ID:
+        listed = ", ".join(sorted(tables)) or "none"
+        raise StoreError(
+            "is an SQLite database that is not a task_queue store "
+            f"(application_id {application_id}, tables: {listed}); it is left untouched"
+        )
+    if version > SCHEMA_VERSION:
+        raise StoreError(
+            f"has schema version {version}, newer than this code's {SCHEMA_VERSION}: "
+            "it was written by a newer task_queue, which is what must open it"
+        )
+    if version < 1:
+        raise StoreError(f"is marked as a task_queue store but has no schema (version {version})")
+
+
+def _open_error(exc: sqlite3.Error) -> StoreError:
+    # The primary code is the low byte of an extended one (SQLITE_READONLY_DBMOVED, say).
+    code = getattr(exc, "sqlite_errorcode", 0) & 0xFF
+    if code in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):
+        return StoreError(f"is in use by another process ({exc})")
+    if code == sqlite3.SQLITE_NOTADB:
+        return StoreError(f"is not an SQLite database ({exc}); it is left untouched")
+    if code in (sqlite3.SQLITE_READONLY, sqlite3.SQLITE_CANTOPEN, sqlite3.SQLITE_PERM):
+        return StoreError(f"cannot be written: {exc}")
+    return StoreError(f"cannot be used: {exc}")

@@ -1,0 +1,68 @@
+"""The store under the RepositoryActor: the protocol a durable store meets, and one in memory."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from actors.task import Task
+
+
+class StoreError(Exception):
+    """The store cannot be opened, read or written: nothing durable can be promised over it."""
+
+
+class Store(Protocol):
+    """Where the RepositoryActor keeps the tasks that must outlive the process.
+
+    The repository's own map still answers every read; the store is read once, at start, and
+    written in transactions of whole task states. Only the repository's thread ever uses it, so
+    an implementation needs no locks (and an SQLite connection never crosses threads).
+    """
+
+    def load(self) -> list[Task]:
+        """Every stored task, in creation order."""
+        ...
+
+    def commit(self, tasks: Sequence[Task]) -> None:
+        """Store these task states in one transaction: all of them, or none (StoreError).
+
+        A known id keeps its place in creation order and takes the new state; a new id goes
+        after every task already stored, in the order given.
+        """
+        ...
+
+    def close(self) -> None:
+        """Release the store; nothing staged is lost, since a commit is already stored."""
+        ...
+
+
+OpenStore = Callable[[], Store]
+"""Opens a store. The repository calls it on its own thread, the only one that uses the store."""
+
+
+class MemoryStore:
+    """A store that lasts as long as this object: the actors' durability without a file.
+
+    Hand the same one to two TaskSystems in a row and the second recovers what the first left,
+    as it would from a file: what tests of recovery need, with nothing on disk.
+    """
+
+    def __init__(self) -> None:
+        self._tasks: dict[str, Task] = {}
+        self.commits = 0
+        """Transactions committed so far."""
+
+    def load(self) -> list[Task]:
+        return list(self._tasks.values())
+
+    def commit(self, tasks: Sequence[Task]) -> None:
+        for task in tasks:
+            self._tasks[task.id] = task
+        self.commits += 1
+
+    def close(self) -> None:
+        """Nothing to release: the tasks stay for the next TaskSystem that opens this store."""
