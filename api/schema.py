@@ -64,6 +64,7 @@ class ErrorBody(msgspec.Struct, frozen=True):
 
 def task_body(task: Task) -> TaskBody:
     """The wire form of a stored task: RFC 3339 UTC times, the payload as sent."""
+    created_at = datetime.fromtimestamp(task.created_at, UTC)
     return TaskBody(
         id=task.id,
         payload=Raw(task.payload),
@@ -71,8 +72,13 @@ def task_body(task: Task) -> TaskBody:
         status=task.status,
         attempts=task.attempts,
         last_error=task.last_error,
-        created_at=datetime.fromtimestamp(task.created_at, UTC),
-        updated_at=datetime.fromtimestamp(task.updated_at, UTC),
+        created_at=created_at,
+        # A new task's two times are the same: convert once (every 201 takes this path).
+        updated_at=(
+            created_at
+            if task.updated_at == task.created_at
+            else datetime.fromtimestamp(task.updated_at, UTC)
+        ),
         next_attempt_at=(
             None
             if task.next_attempt_at is None

@@ -18,7 +18,7 @@ def test_an_empty_environment_gives_the_documented_defaults() -> None:
         retry_base_ms=100,
         retry_max_ms=30_000,
         max_body_bytes=1_048_576,
-        http_threads=16,
+        http_threads=32,
         shutdown_timeout_s=30.0,
         task_handler=None,
         sim_min_ms=100.0,
