@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import pykka
+
+from actors import TaskSystem
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Iterator
+
+    from actors import TaskView
 
 T = TypeVar("T")
 
@@ -25,3 +32,32 @@ def wait_until(
         if time.monotonic() >= deadline:
             raise AssertionError(f"condition not met within {timeout_s} s: {condition}")
         time.sleep(interval_s)
+
+
+def no_jitter(a: float, b: float) -> float:
+    """A ``uniform`` that always gives its lower bound: backoff delays become exact."""
+    return a
+
+
+def starting_systems(**defaults: Any) -> Iterator[Callable[..., TaskSystem]]:
+    """For a fixture: start TaskSystems with small retry delays and no jitter (``defaults`` and
+    each call's options override), and stop afterwards every one the test did not stop itself."""
+    started: list[TaskSystem] = []
+
+    def start(handler: Callable[[TaskView], object], **options: Any) -> TaskSystem:
+        options = {
+            "retry_base_ms": 1,
+            "retry_max_ms": 10,
+            "uniform": no_jitter,
+            **defaults,
+            **options,
+        }
+        system = TaskSystem.start(handler, **options)
+        started.append(system)
+        return system
+
+    yield start
+    for system in started:
+        # A system the test already stopped has no actors left to stop.
+        with contextlib.suppress(pykka.ActorDeadError):
+            system.stop(deadline=time.monotonic() + 1)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import threading
 import time
@@ -18,7 +17,7 @@ from actors.recovery import INTERRUPTED, plan_recovery
 from actors.sqlite_store import SqliteStore
 from actors.store import StoreError
 from actors.worker import RetryPolicy
-from tests.support import wait_until
+from tests.support import no_jitter, starting_systems, wait_until
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
@@ -29,10 +28,6 @@ NOW = 1_800_000_000.0
 POLICY = RetryPolicy(base_ms=100, max_ms=1_000)
 
 replace = msgspec.structs.replace
-
-
-def no_jitter(a: float, b: float) -> float:
-    return a
 
 
 def a_task(task_id: str, status: str = QUEUED, **fields: object) -> Task:
@@ -166,24 +161,7 @@ def on_disk(db: Path) -> dict[str, Task]:
 @pytest.fixture
 def start(db: Path) -> Iterator[Callable[..., TaskSystem]]:
     """Starts systems over ``db``, small retry delays; stops each afterwards unless the test did."""
-    started: list[TaskSystem] = []
-
-    def start(handler: Callable[[TaskView], object], **options: object) -> TaskSystem:
-        options = {
-            "retry_base_ms": 1,
-            "retry_max_ms": 10,
-            "uniform": no_jitter,
-            "open_store": partial(SqliteStore.open, db),
-            **options,
-        }
-        system = TaskSystem.start(handler, **options)  # type: ignore[arg-type]
-        started.append(system)
-        return system
-
-    yield start
-    for system in started:
-        with contextlib.suppress(pykka.ActorDeadError):
-            system.stop(deadline=time.monotonic() + 1)
+    yield from starting_systems(open_store=partial(SqliteStore.open, db))
 
 
 def settled(system: TaskSystem, task_id: str) -> Task:

@@ -2,25 +2,19 @@
 
 from __future__ import annotations
 
-import contextlib
 import itertools
 import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 
-import pykka
 import pytest
 
 from actors import DONE, FAILED, QUEUED, RUNNING, Admission, Task, TaskSystem, TaskView, new_task
 from actors.system import ShutdownSummary
-from tests.support import wait_until
+from tests.support import starting_systems, wait_until
 
 TIMEOUT_S = 5.0
-
-
-def no_jitter(a: float, b: float) -> float:
-    return a
 
 
 def a_minute(a: float, b: float) -> float:
@@ -45,19 +39,7 @@ class Calls:
 @pytest.fixture
 def start() -> Iterator[Callable[..., TaskSystem]]:
     """Starts systems with small retry delays; stops each afterwards unless the test did."""
-    started: list[TaskSystem] = []
-
-    def start(handler: Callable[[TaskView], object], **options: object) -> TaskSystem:
-        options = {"retry_base_ms": 1, "retry_max_ms": 10, "uniform": no_jitter, **options}
-        system = TaskSystem.start(handler, **options)  # type: ignore[arg-type]
-        started.append(system)
-        return system
-
-    yield start
-    for system in started:
-        # A system the test already stopped has no actors left to stop.
-        with contextlib.suppress(pykka.ActorDeadError):
-            system.stop(deadline=time.monotonic() + 1)
+    yield from starting_systems()
 
 
 def submit(system: TaskSystem, task_id: str, max_retries: int = 3) -> Admission:
