@@ -74,7 +74,7 @@ def main(environ: Mapping[str, str] = os.environ) -> int:
         return EXIT_STARTUP_ERROR
     try:
         server = HttpServer(
-            create_app(system, max_body_bytes=config.max_body_bytes),
+            create_app(system, max_body_bytes=config.max_body_bytes, api_token=config.api_token),
             host=config.host,
             port=config.port,
             threads=config.http_threads,
@@ -86,7 +86,8 @@ def main(environ: Mapping[str, str] = os.environ) -> int:
         return EXIT_STARTUP_ERROR
     server.start()
     logger.info(
-        "listening on http://%s:%d (workers=%d queue_size=%d http_threads=%d handler=%s store=%s)",
+        "listening on http://%s:%d (workers=%d queue_size=%d http_threads=%d handler=%s store=%s "
+        "auth=%s)",
         server.host,
         server.port,
         config.workers,
@@ -94,6 +95,8 @@ def main(environ: Mapping[str, str] = os.environ) -> int:
         config.http_threads,
         config.task_handler or "built-in simulation",
         config.db_path or "memory only",
+        # Whether a token is set, never the token itself.
+        "bearer token" if config.api_token else "none",
     )
 
     received = signal.sigwait(STOP_SIGNALS)

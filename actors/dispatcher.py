@@ -14,11 +14,15 @@ from actors.messages import (
     AttemptFinished,
     BeginShutdown,
     Connect,
+    DispatcherStats,
     DuplicateId,
+    GetDispatcherStats,
     GetLineStats,
+    GetReadiness,
     Insert,
     Inserted,
     LineStats,
+    Readiness,
     Refusal,
     RetriesDue,
     Run,
@@ -27,6 +31,7 @@ from actors.messages import (
     Submit,
     WhenIdle,
 )
+from actors.task import DONE, FAILED
 
 if TYPE_CHECKING:
     from actors.reply import Reply
@@ -56,6 +61,11 @@ class DispatcherActor(Actor):
         self._idle: list[int] = []
         self._shutting_down = False
         self._idle_waiters: list[Reply[None]] = []
+        # Totals since start, for GET /stats: counted where the events already pass.
+        self._attempts = 0
+        self._retries = 0
+        self._done = 0
+        self._failed = 0
 
     def on_receive(self, message: Any) -> Any:
         match message:
@@ -74,6 +84,10 @@ class DispatcherActor(Actor):
                 self._dispatch()
             case GetLineStats():
                 return self._stats()
+            case GetDispatcherStats(reply):
+                reply.set(self._totals())
+            case GetReadiness(reply):
+                reply.set(self._readiness())
             case WhenIdle(reply):
                 self._idle_waiters.append(reply)
                 self._answer_idle_waiters()
@@ -90,9 +104,7 @@ class DispatcherActor(Actor):
         if self._shutting_down:
             self._repository.tell(Refusal(task.id, reply, Admission.SHUTTING_DOWN))
             return
-        # Reserved tasks go straight to idle workers when stored, so they only count as waiting
-        # beyond the idle workers. (A non-empty line means no worker is idle.)
-        if len(self._line) + self._reserved - len(self._idle) >= self._queue_size:
+        if self._is_full():
             self._repository.tell(Refusal(task.id, reply, Admission.QUEUE_FULL))
             return
         self._reserved += 1
@@ -100,6 +112,12 @@ class DispatcherActor(Actor):
 
     def _finished(self, worker: int, task: Task, retry_delay_s: float | None) -> None:
         self._idle.append(worker)
+        if retry_delay_s is not None:
+            self._retries += 1
+        elif task.status == DONE:
+            self._done += 1
+        elif task.status == FAILED:
+            self._failed += 1
         # Saved before it is scheduled, so the stored state is never behind the retry's own.
         self._repository.tell(Save(task))
         if retry_delay_s is not None:
@@ -118,6 +136,30 @@ class DispatcherActor(Actor):
             return
         while self._line and self._idle:
             self._workers[self._idle.pop()].tell(Run(self._line.popleft()))
+            self._attempts += 1
+
+    def _is_full(self) -> bool:
+        # Reserved tasks go straight to idle workers when stored, so they only count as waiting
+        # beyond the idle workers. (A non-empty line means no worker is idle.)
+        return len(self._line) + self._reserved - len(self._idle) >= self._queue_size
+
+    def _readiness(self) -> Readiness:
+        if self._shutting_down:
+            return Readiness.SHUTTING_DOWN
+        return Readiness.FULL if self._is_full() else Readiness.READY
+
+    def _totals(self) -> DispatcherStats:
+        workers = len(self._workers)
+        return DispatcherStats(
+            waiting=len(self._line),
+            busy=workers - len(self._idle),
+            workers=workers,
+            queue_size=self._queue_size,
+            attempts=self._attempts,
+            retries=self._retries,
+            done=self._done,
+            failed=self._failed,
+        )
 
     def _stats(self) -> LineStats:
         workers = len(self._workers)

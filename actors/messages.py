@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, NamedTuple
 if TYPE_CHECKING:
     import pykka
 
+    from actors.paging import Page
     from actors.reply import Reply
     from actors.task import Task
 
@@ -182,3 +183,82 @@ class Recover(NamedTuple):
 
 class CommitDue(NamedTuple):
     """Alarm thread -> repository: changes nobody is waiting for have waited long enough."""
+
+
+# --- stats and readiness: request thread -> one actor each, asked in parallel -----------------
+
+
+class Readiness(enum.Enum):
+    """Whether a new task would be admitted now, as ``GET /readyz`` reports it."""
+
+    READY = "ready"
+    FULL = "full"
+    SHUTTING_DOWN = "shutting down"
+
+
+class GetReadiness(NamedTuple):
+    """Request thread -> dispatcher: reply with the Readiness a Submit would meet now."""
+
+    reply: Reply[Readiness]
+
+
+class DispatcherStats(NamedTuple):
+    """What the dispatcher counts: its line and workers now, and attempts since start."""
+
+    waiting: int
+    busy: int
+    workers: int
+    queue_size: int
+    attempts: int
+    """Attempts handed to a worker since start."""
+    retries: int
+    """Attempts that ended in a retry."""
+    done: int
+    failed: int
+
+
+class GetDispatcherStats(NamedTuple):
+    """Request thread -> dispatcher: reply with DispatcherStats."""
+
+    reply: Reply[DispatcherStats]
+
+
+class RepositoryStats(NamedTuple):
+    """What the repository counts: tasks per status now, and every intake answer since start.
+
+    Every Admission is decided here (a refusal of a known id becomes DUPLICATE here), so this
+    is where each enqueue is counted exactly once, by how it ended.
+    """
+
+    counts: dict[str, int]
+    """Tasks per status; a fresh dict, the asker's own."""
+    enqueued: int
+    duplicate: int
+    full: int
+    shutting_down: int
+
+
+class GetRepositoryStats(NamedTuple):
+    """Request thread -> repository: reply with RepositoryStats."""
+
+    reply: Reply[RepositoryStats]
+
+
+class GetRetryStats(NamedTuple):
+    """Request thread -> retry actor: reply with how many tasks wait for their next attempt."""
+
+    reply: Reply[int]
+
+
+# --- paging: request thread -> repository -------------------------------------------------------
+
+
+class ListPage(NamedTuple):
+    """-> repository: reply with the Page of tasks after ``after`` (None: from the first) with
+    ``status`` (None: any), at most ``limit`` (None: all); or with None if ``after`` is unknown.
+    """
+
+    reply: Reply[Page | None]
+    status: str | None = None
+    limit: int | None = None
+    after: str | None = None

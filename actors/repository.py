@@ -17,14 +17,18 @@ from actors.messages import (
     CommitDue,
     CountByStatus,
     DuplicateId,
+    GetRepositoryStats,
     GetTask,
     Insert,
     Inserted,
+    ListPage,
     ListTasks,
     Recover,
     Refusal,
+    RepositoryStats,
     Save,
 )
+from actors.paging import CreationOrder
 from actors.store import StoreError
 from actors.task import STATUSES, Task
 
@@ -73,6 +77,8 @@ class RepositoryActor(Actor):
         super().__init__()
         # A dict keeps insertion order, and replacing a value keeps its place: creation order.
         self._tasks: dict[str, Task] = {}
+        # Where each task stands in creation order, for GET /tasks?after=; follows the map lazily.
+        self._order = CreationOrder()
         self._open_store = open_store
         self._store: Store | None = None
         # Changes not yet committed, latest state per id, in the order each id was first staged
@@ -84,6 +90,11 @@ class RepositoryActor(Actor):
         # and once per commit that cost more than the commits it saved.
         self._alarm: Alarm | None = None
         self._alarm_set = False
+        # Tasks per status, kept up to date on every change so GET /stats never scans the map;
+        # and every intake answer since start, by how it ended.
+        self._counts: dict[str, int] = dict.fromkeys(STATUSES, 0)
+        self._enqueued = 0
+        self._refused: Counter[Admission] = Counter()
 
     def on_receive(self, message: Any) -> Any:
         answer = self._handle(message)
@@ -112,23 +123,34 @@ class RepositoryActor(Actor):
     def _handle(self, message: Any) -> Any:
         match message:
             case Save(task):
+                old = self._tasks.get(task.id)
                 self._tasks[task.id] = task
+                if old is not None:
+                    self._counts[old.status] -= 1
+                self._counts[task.status] += 1
                 if self._store is not None:
                     self._staged[task.id] = task
             case Insert(task, reply, admitted_by):
                 self._insert(task, reply, admitted_by)
             case Refusal(task_id, reply, reason):
-                self._send(reply.set, Admission.DUPLICATE if task_id in self._tasks else reason)
+                answer = Admission.DUPLICATE if task_id in self._tasks else reason
+                self._refused[answer] += 1
+                self._send(reply.set, answer)
             case GetTask(task_id, reply):
                 self._send(reply.set, self._tasks.get(task_id))
             case ListTasks(reply):
                 self._send(reply.set, list(self._tasks.values()))
+            case ListPage(reply, status, limit, after):
+                page = self._order.page(self._tasks, status=status, limit=limit, after=after)
+                self._send(reply.set, page)
             case CountByStatus():
                 # Answered through pykka's future, which cannot be held back: commit first.
                 if self._staged:
                     self._commit()
                 counts = Counter(task.status for task in self._tasks.values())
                 return {status: counts.get(status, 0) for status in STATUSES}
+            case GetRepositoryStats(reply):
+                self._send(reply.set, self._stats())
             case CommitDue():
                 self._alarm_set = False
                 if self._staged:
@@ -143,14 +165,26 @@ class RepositoryActor(Actor):
         # The dispatcher hears first and the client second: once the client has its answer, any
         # later message it causes finds the dispatcher already knowing the task's fate.
         if task.id in self._tasks:
+            self._refused[Admission.DUPLICATE] += 1
             self._send(admitted_by.tell, DuplicateId(task.id))
             self._send(reply.set, Admission.DUPLICATE)
             return
         self._tasks[task.id] = task
+        self._counts[task.status] += 1
+        self._enqueued += 1
         if self._store is not None:
             self._staged[task.id] = task
         self._send(admitted_by.tell, Inserted(task))
         self._send(reply.set, Admission.ACCEPTED)
+
+    def _stats(self) -> RepositoryStats:
+        return RepositoryStats(
+            counts=dict(self._counts),
+            enqueued=self._enqueued,
+            duplicate=self._refused[Admission.DUPLICATE],
+            full=self._refused[Admission.QUEUE_FULL],
+            shutting_down=self._refused[Admission.SHUTTING_DOWN],
+        )
 
     def _send(self, send: Callable[[T], object], value: T) -> None:
         """Send now, or after the commit if anything staged could still be lost."""
@@ -188,6 +222,8 @@ class RepositoryActor(Actor):
         self._store = store
         self._alarm = Alarm(self._ring, name="repository-commit-alarm")
         self._tasks = {task.id: task for task in stored}
+        self._counts = dict.fromkeys(STATUSES, 0)
+        self._counts.update(Counter(task.status for task in self._tasks.values()))
         return tuple(stored)
 
     def _ring(self) -> None:

@@ -13,7 +13,7 @@ import pykka
 
 from actors.alarm import Alarm
 from actors.base import Actor
-from actors.messages import AlarmRang, CancelRetries, RetriesDue, ScheduleRetry
+from actors.messages import AlarmRang, CancelRetries, GetRetryStats, RetriesDue, ScheduleRetry
 
 if TYPE_CHECKING:
     from actors.task import Task
@@ -54,6 +54,8 @@ class RetryActor(Actor):
                 self._release_due()
             case CancelRetries():
                 return self._cancel()
+            case GetRetryStats(reply):
+                reply.set(len(self._waiting))
             case _:
                 return super().on_receive(message)
         return None

@@ -16,10 +16,18 @@ from actors.messages import (
     CancelRetries,
     Connect,
     CountByStatus,
+    DispatcherStats,
+    GetDispatcherStats,
     GetLineStats,
+    GetReadiness,
+    GetRepositoryStats,
+    GetRetryStats,
     GetTask,
+    ListPage,
     ListTasks,
+    Readiness,
     Recover,
+    RepositoryStats,
     RetriesDue,
     Save,
     ScheduleRetry,
@@ -35,6 +43,7 @@ from actors.worker import RetryPolicy, WorkerActor
 
 if TYPE_CHECKING:
     from actors.backoff import Uniform
+    from actors.paging import Page
     from actors.store import OpenStore
     from actors.task import Task
     from actors.worker import Handler
@@ -64,6 +73,78 @@ class ShutdownSummary(NamedTuple):
     """True with a durable store: the queued and waiting tasks are kept for the next start."""
 
 
+class SystemStats(NamedTuple):
+    """The actors' counts gathered for ``GET /stats``: each from the actor that sees it."""
+
+    counts: dict[str, int]
+    """Tasks per status now."""
+    waiting: int
+    """Tasks waiting in line."""
+    scheduled: int
+    """Tasks waiting for their next attempt."""
+    workers: int
+    busy: int
+    queue_size: int
+    enqueued: int
+    """Since start: tasks accepted."""
+    rejected_full: int
+    rejected_duplicate: int
+    rejected_shutting_down: int
+    attempts: int
+    """Since start: attempts handed to a worker."""
+    retries: int
+    """Since start: attempts that ended in a retry."""
+    done: int
+    failed: int
+    uptime_s: float
+
+
+class StatsAnswer:
+    """The three actors' answers to one stats question, asked in parallel, awaited together."""
+
+    __slots__ = ("_dispatcher", "_repository", "_retry", "_started_at")
+
+    def __init__(
+        self,
+        repository: Reply[RepositoryStats],
+        dispatcher: Reply[DispatcherStats],
+        retry: Reply[int],
+        started_at: float,
+    ) -> None:
+        self._repository = repository
+        self._dispatcher = dispatcher
+        self._retry = retry
+        self._started_at = started_at
+
+    def get(self, *, timeout: float | None = None) -> SystemStats:
+        """All three answers within ``timeout`` in all, or ``pykka.Timeout``."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+
+        def left() -> float | None:
+            return None if deadline is None else max(0.0, deadline - time.monotonic())
+
+        repository = self._repository.get(timeout=left())
+        line = self._dispatcher.get(timeout=left())
+        scheduled = self._retry.get(timeout=left())
+        return SystemStats(
+            counts=repository.counts,
+            waiting=line.waiting,
+            scheduled=scheduled,
+            workers=line.workers,
+            busy=line.busy,
+            queue_size=line.queue_size,
+            enqueued=repository.enqueued,
+            rejected_full=repository.full,
+            rejected_duplicate=repository.duplicate,
+            rejected_shutting_down=repository.shutting_down,
+            attempts=line.attempts,
+            retries=line.retries,
+            done=line.done,
+            failed=line.failed,
+            uptime_s=time.monotonic() - self._started_at,
+        )
+
+
 class TaskSystem:
     """The actor system as one object: usable with or without HTTP.
 
@@ -87,6 +168,7 @@ class TaskSystem:
         self._workers = workers
         self._retry = retry
         self._durable = durable
+        self._started_at = time.monotonic()
 
     @classmethod
     def start(
@@ -149,6 +231,31 @@ class TaskSystem:
         _tell(self._repository, ListTasks(reply))
         return reply
 
+    def list_page_async(
+        self, *, status: str | None = None, limit: int | None = None, after: str | None = None
+    ) -> Reply[Page | None]:
+        """Tasks in creation order after ``after``, with ``status``, at most ``limit`` of them;
+        the reply is None when ``after`` is not a known id."""
+        reply: Reply[Page | None] = Reply()
+        _tell(self._repository, ListPage(reply, status, limit, after))
+        return reply
+
+    def ready_async(self) -> Reply[Readiness]:
+        """Whether a new task would be admitted now (GET /readyz)."""
+        reply: Reply[Readiness] = Reply()
+        _tell(self._dispatcher, GetReadiness(reply))
+        return reply
+
+    def stats_async(self) -> StatsAnswer:
+        """Counts from the repository, the dispatcher and the retry actor, asked all at once."""
+        repository: Reply[RepositoryStats] = Reply()
+        dispatcher: Reply[DispatcherStats] = Reply()
+        retry: Reply[int] = Reply()
+        _tell(self._repository, GetRepositoryStats(repository))
+        _tell(self._dispatcher, GetDispatcherStats(dispatcher))
+        _tell(self._retry, GetRetryStats(retry))
+        return StatsAnswer(repository, dispatcher, retry, self._started_at)
+
     # --- blocking conveniences for tests and scripts ------------------------------------------
 
     def submit(self, task: Task, timeout_s: float = 5.0) -> Admission:
@@ -159,6 +266,22 @@ class TaskSystem:
 
     def list(self, timeout_s: float = 5.0) -> list[Task]:
         return self.list_async().get(timeout=timeout_s)
+
+    def list_page(
+        self,
+        *,
+        status: str | None = None,
+        limit: int | None = None,
+        after: str | None = None,
+        timeout_s: float = 5.0,
+    ) -> Page | None:
+        return self.list_page_async(status=status, limit=limit, after=after).get(timeout=timeout_s)
+
+    def stats(self, timeout_s: float = 5.0) -> SystemStats:
+        return self.stats_async().get(timeout=timeout_s)
+
+    def ready(self, timeout_s: float = 5.0) -> Readiness:
+        return self.ready_async().get(timeout=timeout_s)
 
     # --- shutdown ------------------------------------------------------------------------------
 

@@ -7,10 +7,12 @@ from typing import TYPE_CHECKING
 import falcon
 
 from actors.system import SystemStopped
+from api.auth import BearerTokenAuth
 from api.enqueue import EnqueueResource
 from api.errors import handle_system_stopped, handle_unexpected, serialize_error
 from api.health import HealthResource
 from api.reply import REQUEST_TIMEOUT_S
+from api.stats import InvalidCount, ReadinessResource, StatsResource
 from api.tasks import TaskListResource, TaskResource
 
 if TYPE_CHECKING:
@@ -24,17 +26,26 @@ def create_app(
     *,
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
     request_timeout_s: float = REQUEST_TIMEOUT_S,
+    api_token: str | None = None,
 ) -> falcon.App:
     """The REST API over ``system``; every response, errors included, is JSON."""
     app = falcon.App(media_type=falcon.MEDIA_JSON)
     app.set_error_serializer(serialize_error)
+    if api_token:
+        # Not installed without a token: an open service pays nothing per request.
+        app.add_middleware(BearerTokenAuth(api_token))
     app.add_error_handler(Exception, handle_unexpected)
     app.add_error_handler(SystemStopped, handle_system_stopped)
+    invalid = InvalidCount()
     app.add_route(
         "/enqueue",
-        EnqueueResource(system, max_body_bytes=max_body_bytes, timeout_s=request_timeout_s),
+        EnqueueResource(
+            system, max_body_bytes=max_body_bytes, timeout_s=request_timeout_s, invalid=invalid
+        ),
     )
     app.add_route("/task", TaskResource(system, timeout_s=request_timeout_s))
     app.add_route("/tasks", TaskListResource(system, timeout_s=request_timeout_s))
     app.add_route("/healthz", HealthResource())
+    app.add_route("/stats", StatsResource(system, invalid, timeout_s=request_timeout_s))
+    app.add_route("/readyz", ReadinessResource(system, timeout_s=request_timeout_s))
     return app

@@ -42,6 +42,9 @@ class Config(msgspec.Struct, frozen=True, rename="upper", kw_only=True):
     # Unset: tasks live in memory only. Set: the SQLite file that keeps them across restarts;
     # whether it is usable is checked when the store opens (actors/sqlite_store.py).
     db_path: str | None = None
+    # Unset: no authentication. Set: every endpoint but /healthz and /readyz needs
+    # `Authorization: Bearer <token>` (api/auth.py). Never logged.
+    api_token: str | None = None
 
 
 CONFIG_VARIABLES = tuple(field.encode_name for field in msgspec.structs.fields(Config))

@@ -15,14 +15,23 @@ from api.schema import InvalidBody, decode_enqueue, encoder, task_body
 
 if TYPE_CHECKING:
     from actors.system import TaskSystem
+    from api.stats import InvalidCount
 
 RETRY_AFTER_FULL_S: Final = 1
 """What ``Retry-After`` tells a client refused because the line is full."""
 
 
 class EnqueueResource(JsonOptions):
-    def __init__(self, system: TaskSystem, *, max_body_bytes: int, timeout_s: float) -> None:
+    def __init__(
+        self,
+        system: TaskSystem,
+        *,
+        max_body_bytes: int,
+        timeout_s: float,
+        invalid: InvalidCount | None = None,
+    ) -> None:
         self._system = system
+        self._invalid = invalid
         self._max_body_bytes = max_body_bytes
         self._timeout_s = timeout_s
 
@@ -32,6 +41,8 @@ class EnqueueResource(JsonOptions):
         try:
             request = decode_enqueue(body)
         except InvalidBody as exc:
+            if self._invalid is not None:
+                self._invalid.add()
             raise falcon.HTTPBadRequest(description=str(exc)) from None
         task = new_task(request.id, bytes(request.payload), request.max_retries)
         admission = wait_for(self._system.submit_async(task), self._timeout_s)

@@ -26,6 +26,7 @@ def test_an_empty_environment_gives_the_documented_defaults() -> None:
         sim_failure_rate=0.2,
         log_level="INFO",
         db_path=None,
+        api_token=None,
     )
 
 
@@ -50,6 +51,7 @@ def test_every_variable_is_read_and_parsed() -> None:
         "SIM_FAILURE_RATE": "0.75",
         "LOG_LEVEL": "DEBUG",
         "DB_PATH": "/var/lib/task_queue/tasks.db",
+        "API_TOKEN": "s3cret-token",
     }
 
     config = load_config(environ)
@@ -71,6 +73,7 @@ def test_every_variable_is_read_and_parsed() -> None:
         sim_failure_rate=0.75,
         log_level="DEBUG",
         db_path="/var/lib/task_queue/tasks.db",
+        api_token="s3cret-token",
     )
 
 

@@ -15,11 +15,15 @@ from actors.messages import (
     AttemptFinished,
     BeginShutdown,
     Connect,
+    DispatcherStats,
+    GetDispatcherStats,
     GetLineStats,
+    GetReadiness,
     GetTask,
     Insert,
     Inserted,
     LineStats,
+    Readiness,
     Refusal,
     RetriesDue,
     Run,
@@ -29,7 +33,7 @@ from actors.messages import (
 )
 from actors.reply import Reply
 from actors.repository import RepositoryActor
-from actors.task import DONE, QUEUED, Task, new_task
+from actors.task import DONE, FAILED, QUEUED, Task, new_task
 
 TIMEOUT_S = 5.0
 
@@ -316,3 +320,64 @@ def test_when_idle_answers_at_once_when_nothing_runs(repository: pykka.ActorRef)
     line.dispatcher.tell(WhenIdle(idle))
 
     idle.get(timeout=TIMEOUT_S)
+
+
+# --- stats and readiness ------------------------------------------------------------------------
+
+
+def dispatcher_stats(line: Line) -> DispatcherStats:
+    reply: Reply[DispatcherStats] = Reply()
+    line.dispatcher.tell(GetDispatcherStats(reply))
+    return reply.get(timeout=TIMEOUT_S)
+
+
+def readiness(line: Line) -> Readiness:
+    reply: Reply[Readiness] = Reply()
+    line.dispatcher.tell(GetReadiness(reply))
+    return reply.get(timeout=TIMEOUT_S)
+
+
+def test_dispatcher_stats_count_attempts_handed_out_and_how_each_ended(
+    repository: pykka.ActorRef,
+) -> None:
+    line = Line(queue_size=5, workers=1, repository=repository)
+    for n in range(4):
+        line.submit(f"task-{n}")
+
+    line.finish(0, retry_delay_s=60)  # task-0 waits for a retry
+    line.finish(0)  # task-1 done
+    line.stats()
+    [*_, last] = line.runs(0)
+    failed = msgspec.structs.replace(last.task, status=FAILED, attempts=1)
+    line.dispatcher.tell(AttemptFinished(0, failed, None))  # task-2 failed
+
+    assert dispatcher_stats(line) == DispatcherStats(
+        waiting=0, busy=1, workers=1, queue_size=5, attempts=4, retries=1, done=1, failed=1
+    )
+
+
+def test_readiness_is_full_exactly_when_a_submit_would_be_refused_as_full(
+    repository: pykka.ActorRef,
+) -> None:
+    line = Line(queue_size=2, workers=1, repository=repository)
+    assert readiness(line) is Readiness.READY
+    line.submit("running")
+    line.submit("waiting-1")
+    assert readiness(line) is Readiness.READY
+
+    line.submit("waiting-2")
+
+    assert readiness(line) is Readiness.FULL
+    assert line.submit("one-too-many") is Admission.QUEUE_FULL
+    line.finish(0)
+    assert readiness(line) is Readiness.READY
+
+
+def test_readiness_is_shutting_down_once_shutdown_began_even_with_room(
+    repository: pykka.ActorRef,
+) -> None:
+    line = Line(queue_size=2, workers=1, repository=repository)
+
+    line.dispatcher.ask(BeginShutdown(), timeout=TIMEOUT_S)
+
+    assert readiness(line) is Readiness.SHUTTING_DOWN

@@ -17,14 +17,18 @@ from actors.messages import (
     Admission,
     CountByStatus,
     DuplicateId,
+    GetRepositoryStats,
     GetTask,
     Insert,
     Inserted,
+    ListPage,
     ListTasks,
     Recover,
     Refusal,
+    RepositoryStats,
     Save,
 )
+from actors.paging import Page
 from actors.reply import Reply
 from actors.repository import BATCH_CAP, RepositoryActor
 from actors.sqlite_store import SqliteStore
@@ -512,3 +516,201 @@ def test_a_change_nobody_waits_on_is_committed_after_the_commit_delay(
     repository.tell(Save(new_task("done", b"null", max_retries=0)))
 
     wait_until(lambda: store.batches == [["done"]], TIMEOUT_S)
+
+
+# --- stats --------------------------------------------------------------------------------------
+
+
+def repository_stats(repository: pykka.ActorRef) -> RepositoryStats:
+    reply: Reply[RepositoryStats] = Reply()
+    repository.tell(GetRepositoryStats(reply))
+    return reply.get(timeout=TIMEOUT_S)
+
+
+def test_stats_count_tasks_per_status_as_they_change(repository: pykka.ActorRef) -> None:
+    first, second = new_task("a", b"null", 3), new_task("b", b"null", 3)
+    insert(repository, first)
+    insert(repository, second)
+    repository.tell(Save(msgspec.structs.replace(first, status=RUNNING)))
+    repository.tell(Save(msgspec.structs.replace(first, status=DONE)))
+    repository.tell(Save(msgspec.structs.replace(second, status=FAILED)))
+    repository.tell(Save(new_task("saved-only", b"null", 3)))
+
+    counts = repository_stats(repository).counts
+
+    assert counts == {QUEUED: 1, RUNNING: 0, DONE: 1, FAILED: 1}
+    assert counts == repository.ask(CountByStatus(), timeout=TIMEOUT_S)
+
+
+def test_stats_count_every_intake_answer_by_how_it_ended(repository: pykka.ActorRef) -> None:
+    insert(repository, new_task("a", b"null", 3))
+    insert(repository, new_task("b", b"null", 3))
+    insert(repository, new_task("a", b"null", 3))  # duplicate on insert
+    for task_id, reason in [
+        ("a", Admission.QUEUE_FULL),  # known id: a duplicate, not a refusal for room
+        ("c", Admission.QUEUE_FULL),
+        ("d", Admission.QUEUE_FULL),
+        ("e", Admission.SHUTTING_DOWN),
+    ]:
+        reply: Reply[Admission] = Reply()
+        repository.tell(Refusal(task_id, reply, reason))
+
+    stats = repository_stats(repository)
+
+    assert (stats.enqueued, stats.duplicate, stats.full, stats.shutting_down) == (2, 2, 2, 1)
+
+
+def test_stats_count_the_recovered_tasks_per_status() -> None:
+    store = MemoryStore()
+    base = new_task("a", b"null", 3)
+    store.commit(
+        [
+            msgspec.structs.replace(base, id=i, status=s)
+            for i, s in [("a", DONE), ("b", QUEUED), ("c", DONE)]
+        ]
+    )
+    repository = RepositoryActor.start(lambda: store)
+    repository.ask(Recover(), timeout=TIMEOUT_S)
+
+    stats = repository_stats(repository)
+
+    assert stats.counts == {QUEUED: 1, RUNNING: 0, DONE: 2, FAILED: 0}
+    assert stats.enqueued == 0
+
+
+# --- pages: ListPage ---------------------------------------------------------------------------
+
+
+def list_page(
+    repository: pykka.ActorRef,
+    *,
+    status: str | None = None,
+    limit: int | None = None,
+    after: str | None = None,
+) -> Page | None:
+    reply: Reply[Page | None] = Reply()
+    repository.tell(ListPage(reply, status, limit, after))
+    return reply.get(timeout=TIMEOUT_S)
+
+
+def insert_many(repository: pykka.ActorRef, ids: Sequence[str]) -> None:
+    for n, task_id in enumerate(ids):
+        insert(repository, new_task(task_id, b"null", max_retries=1, now=1_000.0 + n))
+
+
+def test_a_page_without_conditions_is_every_task_in_creation_order(
+    repository: pykka.ActorRef,
+) -> None:
+    insert_many(repository, ["c", "a", "b"])
+
+    page = list_page(repository)
+
+    assert page == Page(list_all(repository), more=False)
+
+
+def test_pages_of_a_limit_follow_each_other_in_creation_order(
+    repository: pykka.ActorRef,
+) -> None:
+    ids = [f"task-{n}" for n in (5, 3, 1, 4, 0, 2, 6)]
+    insert_many(repository, ids)
+
+    first = list_page(repository, limit=3)
+    second = list_page(repository, limit=3, after="task-1")
+    last = list_page(repository, limit=3, after="task-2")
+
+    assert first is not None and second is not None and last is not None
+    assert ([t.id for t in first.tasks], first.more) == (ids[0:3], True)
+    assert ([t.id for t in second.tasks], second.more) == (ids[3:6], True)
+    assert ([t.id for t in last.tasks], last.more) == (ids[6:], False)
+
+
+def test_a_page_that_ends_exactly_at_the_last_task_says_nothing_more_follows(
+    repository: pykka.ActorRef,
+) -> None:
+    insert_many(repository, ["a", "b", "c", "d"])
+
+    page = list_page(repository, limit=2, after="b")
+
+    assert page is not None
+    assert ([t.id for t in page.tasks], page.more) == (["c", "d"], False)
+
+
+def test_a_page_after_the_last_task_is_empty(repository: pykka.ActorRef) -> None:
+    insert_many(repository, ["a", "b"])
+
+    assert list_page(repository, limit=5, after="b") == Page([], more=False)
+
+
+def test_a_page_filters_by_status_and_says_more_only_if_a_match_follows(
+    repository: pykka.ActorRef,
+) -> None:
+    ids = [f"t{n}" for n in range(8)]
+    insert_many(repository, ids)
+    for task_id in ("t1", "t4", "t5"):
+        task = get(repository, task_id)
+        assert task is not None
+        repository.tell(Save(msgspec.structs.replace(task, status=DONE, attempts=1)))
+
+    first = list_page(repository, status=DONE, limit=2)
+    second = list_page(repository, status=DONE, limit=2, after="t4")
+    queued = list_page(repository, status=QUEUED, after="t4")
+
+    assert first is not None and second is not None and queued is not None
+    assert ([t.id for t in first.tasks], first.more) == (["t1", "t4"], True)
+    assert ([t.id for t in second.tasks], second.more) == (["t5"], False)
+    assert [t.id for t in queued.tasks] == ["t6", "t7"]
+    assert all(t.status == DONE for t in first.tasks + second.tasks)
+
+
+def test_a_page_after_an_unknown_id_is_answered_with_none(repository: pykka.ActorRef) -> None:
+    insert_many(repository, ["a"])
+
+    assert list_page(repository, after="nobody") is None
+    assert list_page(repository, limit=1, after="A") is None
+
+
+def test_pages_see_tasks_inserted_after_an_earlier_page(repository: pykka.ActorRef) -> None:
+    insert_many(repository, ["a", "b"])
+    assert list_page(repository, limit=2) == Page(list_all(repository), more=False)
+
+    insert(repository, new_task("c", b"null", max_retries=1))
+    insert(repository, new_task("d", b"null", max_retries=1))
+    page = list_page(repository, limit=1, after="b")
+
+    assert page is not None
+    assert ([t.id for t in page.tasks], page.more) == (["c"], True)
+
+
+def test_pages_cover_the_tasks_recovered_from_the_store() -> None:
+    store = MemoryStore()
+    store.commit([new_task(f"old-{n}", b"null", max_retries=1, now=float(n)) for n in range(3)])
+    repository = RepositoryActor.start(lambda: store)
+    try:
+        assert len(repository.ask(Recover(), timeout=TIMEOUT_S)) == 3
+        insert(repository, new_task("new", b"null", max_retries=1))
+
+        page = list_page(repository, limit=2, after="old-1")
+    finally:
+        repository.stop()
+
+    assert page is not None
+    assert ([t.id for t in page.tasks], page.more) == (["old-2", "new"], False)
+
+
+def test_a_page_that_sees_an_uncommitted_change_waits_for_its_commit(
+    gated: tuple[pykka.ActorRef, GatedStore],
+) -> None:
+    repository, store = gated
+    first = new_task("first", b"null", max_retries=3)
+    repository.tell(Save(first))
+    store.wait_entered()
+    running = msgspec.structs.replace(first, status=RUNNING, attempts=1)
+    repository.tell(Save(running))
+    read: Reply[Page | None] = Reply()
+    repository.tell(ListPage(read, RUNNING, 10))
+    store.proceed.release()
+    store.wait_entered()
+
+    assert not reply_is_set(read)
+    store.proceed.release()
+    assert read.get(timeout=TIMEOUT_S) == Page([running], more=False)

@@ -10,7 +10,8 @@ from typing import Any, NamedTuple
 
 import pykka
 
-from actors.messages import AlarmRang, CancelRetries, RetriesDue, ScheduleRetry
+from actors.messages import AlarmRang, CancelRetries, GetRetryStats, RetriesDue, ScheduleRetry
+from actors.reply import Reply
 from actors.retry import RetryActor
 from actors.task import Task, new_task
 from tests.support import wait_until
@@ -188,3 +189,20 @@ def test_stopping_the_retry_actor_stops_its_alarm_thread() -> None:
     retries.actor.stop(timeout=TIMEOUT_S)
 
     assert alarm_threads() == alarms_before
+
+
+def waiting(retries: Retries) -> int:
+    reply: Reply[int] = Reply()
+    retries.actor.tell(GetRetryStats(reply))
+    return reply.get(timeout=TIMEOUT_S)
+
+
+def test_retry_stats_count_the_tasks_still_waiting() -> None:
+    retries = Retries()
+    assert waiting(retries) == 0
+    retries.schedule("soon", 0.0)
+    retries.schedule("later-1", LATER_S)
+    retries.schedule("later-2", LATER_S)
+
+    assert retries.released(1) == ["soon"]
+    assert waiting(retries) == 2
