@@ -43,6 +43,7 @@ from actors.worker import RetryPolicy, WorkerActor
 
 if TYPE_CHECKING:
     from actors.backoff import Uniform
+    from actors.messages import LineStats
     from actors.paging import Page
     from actors.store import OpenStore
     from actors.task import Task
@@ -308,15 +309,19 @@ class TaskSystem:
             deadline = time.monotonic() + 30.0
         self.begin_shutdown()
         drained = self.wait_idle(deadline - time.monotonic())
-        abandoned_retries = self._retry.ask(CancelRetries(), timeout=STOP_TIMEOUT_S)
+        abandoned_retries: int = self._retry.ask(
+            CancelRetries(), block=True, timeout=STOP_TIMEOUT_S
+        )
         self._retry.stop(timeout=STOP_TIMEOUT_S)
-        line = self._dispatcher.ask(GetLineStats(), timeout=STOP_TIMEOUT_S)
+        line: LineStats = self._dispatcher.ask(GetLineStats(), block=True, timeout=STOP_TIMEOUT_S)
         self._dispatcher.stop(timeout=STOP_TIMEOUT_S)
         for worker in self._workers:
             # A worker still inside a handler (deadline passed) cannot answer; it is a daemon
             # thread, so it does not hold the process open either.
             worker.stop(block=False)
-        counts = self._repository.ask(CountByStatus(), timeout=STOP_TIMEOUT_S)
+        counts: dict[str, int] = self._repository.ask(
+            CountByStatus(), block=True, timeout=STOP_TIMEOUT_S
+        )
         self._repository.stop(timeout=STOP_TIMEOUT_S)
         return ShutdownSummary(
             counts=counts,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from typing import Annotated, Literal
+from typing import Annotated, Literal, get_args
 
 import msgspec
 from msgspec import Meta
@@ -57,7 +57,7 @@ _PATH = re.compile(r" - at `\$\.(\w+)`$")
 _PLAIN_REASONS = {
     "Expected `int`, got `str`": "expected a whole number",
     "Expected `float`, got `str`": "expected a number",
-    "Invalid enum value": f"expected one of {', '.join(LogLevel.__args__)}",
+    "Invalid enum value": f"expected one of {', '.join(get_args(LogLevel))}",
 }
 
 
