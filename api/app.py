@@ -11,6 +11,7 @@ from api.auth import BearerTokenAuth
 from api.enqueue import EnqueueResource
 from api.errors import handle_system_stopped, handle_unexpected, serialize_error
 from api.health import HealthResource
+from api.openapi import OPENAPI_PATH, OpenApiResource
 from api.reply import REQUEST_TIMEOUT_S
 from api.stats import InvalidCount, ReadinessResource, StatsResource
 from api.tasks import TaskListResource, TaskResource
@@ -48,4 +49,5 @@ def create_app(
     app.add_route("/healthz", HealthResource())
     app.add_route("/stats", StatsResource(system, invalid, timeout_s=request_timeout_s))
     app.add_route("/readyz", ReadinessResource(system, timeout_s=request_timeout_s))
+    app.add_route(OPENAPI_PATH, OpenApiResource(bearer_auth=bool(api_token)))
     return app

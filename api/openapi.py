@@ -1,0 +1,258 @@
+"""``GET /openapi.json``: the API's OpenAPI 3.1 contract, built once from the structs it uses.
+
+The request and response schemas are generated from the msgspec structs the decoders and encoders
+use (``api/schema.py``, ``api/stats.py``), so the validation bounds in the document are the ones
+the service enforces. ``tests/test_openapi.py`` keeps the rest (paths, status codes, headers) true
+by running schemathesis against the app.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Final
+
+import msgspec
+
+from actors.messages import Readiness
+from actors.task import STATUSES
+from api.auth import OPEN_PATHS
+from api.options import JsonOptions
+from api.schema import EnqueueRequest, ErrorBody, TaskBody, encoder
+from api.stats import ReadinessBody, StatsBody
+from api.tasks import MAX_LIMIT
+
+if TYPE_CHECKING:
+    import falcon
+
+OPENAPI_PATH: Final = "/openapi.json"
+
+_REF: Final = "#/components/schemas/{name}"
+
+
+def _schema_twin(struct: type[msgspec.Struct]) -> type[msgspec.Struct]:
+    """``struct`` with each ``Raw`` default (which msgspec cannot put in a schema) as its JSON
+    value; every field's type, and so every bound, is the decoder's own."""
+    fields: list[tuple[str, Any] | tuple[str, Any, Any]] = []
+    for field in msgspec.structs.fields(struct):
+        if isinstance(field.default, msgspec.Raw):
+            fields.append((field.name, Any, msgspec.json.decode(field.default)))
+        elif field.required:
+            fields.append((field.name, field.type))
+        else:
+            fields.append((field.name, field.type, field.default))
+    return msgspec.defstruct(
+        struct.__name__,
+        fields,
+        forbid_unknown_fields=struct.__struct_config__.forbid_unknown_fields,
+        frozen=True,
+        namespace={"__doc__": struct.__doc__},
+    )
+
+
+(_ENQUEUE, _TASK, _ERROR, _STATS, _READINESS), _COMPONENTS = msgspec.json.schema_components(
+    (_schema_twin(EnqueueRequest), TaskBody, ErrorBody, StatsBody, ReadinessBody),
+    ref_template=_REF,
+)
+# The structs keep `status` a plain string; the values it takes are known here.
+_COMPONENTS["TaskBody"]["properties"]["status"]["enum"] = list(STATUSES)
+_COMPONENTS["ReadinessBody"]["properties"]["status"]["enum"] = [r.value for r in Readiness]
+
+_HEALTH: Final = {
+    "type": "object",
+    "properties": {"status": {"const": "ok"}},
+    "required": ["status"],
+}
+_RETRY_AFTER: Final = {
+    "description": "Seconds to wait before trying again.",
+    "schema": {"type": "integer", "minimum": 0},
+}
+_LINK: Final = {
+    "description": 'With `limit`, while another page follows: `</tasks?...>; rel="next"`.',
+    "schema": {"type": "string", "pattern": r'^</tasks\?[^>]*>; rel="next"$'},
+}
+_BUSY: Final = "The task system did not answer in time (with `Retry-After`), or is shutting down."
+
+
+def _json(schema: dict[str, Any], description: str, **headers: dict[str, Any]) -> dict[str, Any]:
+    response: dict[str, Any] = {
+        "description": description,
+        "content": {"application/json": {"schema": schema}},
+    }
+    if headers:
+        response["headers"] = {name.replace("_", "-"): header for name, header in headers.items()}
+    return response
+
+
+def _error(description: str, **headers: dict[str, Any]) -> dict[str, Any]:
+    return _json(_ERROR, description, **headers)
+
+
+def _query(
+    name: str, schema: dict[str, Any], description: str, *, required: bool = False
+) -> dict[str, Any]:
+    return {
+        "name": name,
+        "in": "query",
+        "required": required,
+        "description": description,
+        "schema": schema,
+    }
+
+
+_PATHS: Final[dict[str, dict[str, Any]]] = {
+    "/enqueue": {
+        "post": {
+            "operationId": "enqueue",
+            "summary": "Accept one task.",
+            "requestBody": {
+                "required": True,
+                "description": (
+                    "Parsed as JSON whatever the `Content-Type` header says. `payload` is any JSON"
+                    " value. Any field not named here is refused. `max_retries` must be written"
+                    " as an integer: `3.0` is refused with 400, though JSON Schema counts it as"
+                    " an integer."
+                ),
+                "content": {"application/json": {"schema": _ENQUEUE}},
+            },
+            "responses": {
+                "201": _json(_TASK, "The task, exactly as accepted."),
+                "400": _error("The body is not JSON, or not a valid task."),
+                "409": _error("A task with this id already exists; it is unchanged."),
+                "413": _error("The body is larger than `MAX_BODY_BYTES`."),
+                "503": _error(
+                    "The line is full (`Retry-After`), shutdown has begun, or the task system did"
+                    " not answer in time (`Retry-After`; the task may have been accepted).",
+                    Retry_After=_RETRY_AFTER,
+                ),
+            },
+        }
+    },
+    "/task": {
+        "get": {
+            "operationId": "getTask",
+            "summary": "One task.",
+            "parameters": [
+                _query("id", {"type": "string", "minLength": 1}, "The task's id.", required=True)
+            ],
+            "responses": {
+                "200": _json(_TASK, "The task."),
+                "400": _error("`id` is missing or empty."),
+                "404": _error("No task with this id."),
+                "503": _error(_BUSY, Retry_After=_RETRY_AFTER),
+            },
+        }
+    },
+    "/tasks": {
+        "get": {
+            "operationId": "listTasks",
+            "summary": "Tasks in creation order; without parameters, every task.",
+            "parameters": [
+                _query("status", {"type": "string", "enum": list(STATUSES)}, "Only this status."),
+                _query(
+                    "limit",
+                    {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT},
+                    "At most this many tasks (digits only), and a `Link` to the next page.",
+                ),
+                _query(
+                    "after",
+                    {"type": "string", "minLength": 1},
+                    "Only tasks created after this stored task.",
+                ),
+            ],
+            "responses": {
+                "200": _json({"type": "array", "items": _TASK}, "The tasks.", Link=_LINK),
+                "400": _error(
+                    "A parameter is invalid, given twice, or `after` names no stored task."
+                ),
+                "503": _error(_BUSY, Retry_After=_RETRY_AFTER),
+            },
+        }
+    },
+    "/healthz": {
+        "get": {
+            "operationId": "health",
+            "summary": "Liveness: the process serves HTTP.",
+            "responses": {"200": _json(_HEALTH, "Alive.")},
+        }
+    },
+    "/readyz": {
+        "get": {
+            "operationId": "readiness",
+            "summary": "Readiness: whether a new task would be accepted now.",
+            "responses": {
+                "200": _json(_READINESS, "`ready`."),
+                "503": _json(_READINESS, "`full` or `shutting down`."),
+            },
+        }
+    },
+    "/stats": {
+        "get": {
+            "operationId": "stats",
+            "summary": "Where the queue stands, and totals since start.",
+            "responses": {
+                "200": _json(_STATS, "The counts."),
+                "503": _error(_BUSY, Retry_After=_RETRY_AFTER),
+            },
+        }
+    },
+    OPENAPI_PATH: {
+        "get": {
+            "operationId": "openapi",
+            "summary": "This document.",
+            "responses": {"200": _json({"type": "object"}, "The OpenAPI 3.1 document.")},
+        }
+    },
+}
+
+_DESCRIPTION: Final = (
+    "Every response is JSON. Every error, including unknown routes (404) and wrong methods"
+    ' (405, with `Allow`), is `{"error": "<message>"}`. `OPTIONS` on a route answers'
+    ' `{"allow": [...]}`.'
+)
+_AUTH_DESCRIPTION: Final = (
+    " `API_TOKEN` is set: every request except `/healthz` and `/readyz` needs"
+    " `Authorization: Bearer <token>`, otherwise 401 with `WWW-Authenticate: Bearer`, for unknown"
+    " routes too."
+)
+
+
+def openapi_document(*, bearer_auth: bool) -> dict[str, Any]:
+    """The document for an app with (``bearer_auth``) or without ``API_TOKEN``."""
+    paths: dict[str, dict[str, Any]] = {}
+    for path, operations in _PATHS.items():
+        paths[path] = {}
+        for method, operation in operations.items():
+            operation = {**operation, "responses": dict(operation["responses"])}
+            if bearer_auth and path in OPEN_PATHS:
+                operation["security"] = []
+            elif bearer_auth:
+                operation["responses"]["401"] = _error(
+                    "No valid bearer token.",
+                    WWW_Authenticate={"schema": {"type": "string", "const": "Bearer"}},
+                )
+            paths[path][method] = operation
+    document: dict[str, Any] = {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "task_queue",
+            "version": "0.1.0",
+            "description": _DESCRIPTION + (_AUTH_DESCRIPTION if bearer_auth else ""),
+        },
+        "paths": paths,
+        "components": {"schemas": _COMPONENTS},
+    }
+    if bearer_auth:
+        document["components"]["securitySchemes"] = {
+            "bearerAuth": {"type": "http", "scheme": "bearer"}
+        }
+        document["security"] = [{"bearerAuth": []}]
+    return document
+
+
+class OpenApiResource(JsonOptions):
+    """Serves the document, encoded once when the app is built."""
+
+    def __init__(self, *, bearer_auth: bool) -> None:
+        self._data = encoder.encode(openapi_document(bearer_auth=bearer_auth))
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        resp.data = self._data
