@@ -17,11 +17,9 @@ from actors.messages import (
     DispatcherStats,
     DuplicateId,
     GetDispatcherStats,
-    GetLineStats,
     GetReadiness,
     Insert,
     Inserted,
-    LineStats,
     Readiness,
     Refusal,
     RetriesDue,
@@ -82,8 +80,6 @@ class DispatcherActor(Actor):
             case RetriesDue(tasks):
                 self._line.extend(tasks)
                 self._dispatch()
-            case GetLineStats():
-                return self._stats()
             case GetDispatcherStats(reply):
                 reply.set(self._totals())
             case GetReadiness(reply):
@@ -160,10 +156,6 @@ class DispatcherActor(Actor):
             done=self._done,
             failed=self._failed,
         )
-
-    def _stats(self) -> LineStats:
-        workers = len(self._workers)
-        return LineStats(waiting=len(self._line), busy=workers - len(self._idle), workers=workers)
 
     def _answer_idle_waiters(self) -> None:
         if self._idle_waiters and len(self._idle) == len(self._workers):

@@ -153,18 +153,6 @@ class WhenIdle(NamedTuple):
     reply: Reply[None]
 
 
-class GetLineStats(NamedTuple):
-    """-> dispatcher, answered with LineStats."""
-
-
-class LineStats(NamedTuple):
-    """What the dispatcher knows: tasks waiting in line, workers busy and in all."""
-
-    waiting: int
-    busy: int
-    workers: int
-
-
 class CancelRetries(NamedTuple):
     """-> retry actor: stop the alarm and release nothing more; answered with how many wait."""
 

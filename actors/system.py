@@ -18,7 +18,6 @@ from actors.messages import (
     CountByStatus,
     DispatcherStats,
     GetDispatcherStats,
-    GetLineStats,
     GetReadiness,
     GetRepositoryStats,
     GetRetryStats,
@@ -43,7 +42,7 @@ from actors.worker import RetryPolicy, WorkerActor
 
 if TYPE_CHECKING:
     from actors.backoff import Uniform
-    from actors.messages import LineStats
+    from actors.messages import DispatcherStats
     from actors.paging import Page
     from actors.store import OpenStore
     from actors.task import Task
@@ -313,7 +312,9 @@ class TaskSystem:
             CancelRetries(), block=True, timeout=STOP_TIMEOUT_S
         )
         self._retry.stop(timeout=STOP_TIMEOUT_S)
-        line: LineStats = self._dispatcher.ask(GetLineStats(), block=True, timeout=STOP_TIMEOUT_S)
+        line_reply: Reply[DispatcherStats] = Reply()
+        self._dispatcher.tell(GetDispatcherStats(line_reply))
+        line = line_reply.get(timeout=STOP_TIMEOUT_S)
         self._dispatcher.stop(timeout=STOP_TIMEOUT_S)
         for worker in self._workers:
             # A worker still inside a handler (deadline passed) cannot answer; it is a daemon
