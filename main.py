@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Final
 
 from actors import (
     HandlerLoadError,
+    Retention,
     SqliteStore,
     StoreError,
     TaskSystem,
@@ -68,6 +69,7 @@ def main(environ: Mapping[str, str] = os.environ) -> int:
             retry_base_ms=config.retry_base_ms,
             retry_max_ms=config.retry_max_ms,
             open_store=partial(SqliteStore.open, config.db_path) if config.db_path else None,
+            retention=Retention(config.retention_max_finished, config.retention_ttl_s),
         )
     except StoreError as exc:
         print(f"task_queue: DB_PATH={config.db_path}: {exc}", file=sys.stderr)

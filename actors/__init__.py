@@ -8,21 +8,37 @@ from __future__ import annotations
 
 from actors.backoff import compute_backoff_ms, should_retry
 from actors.handlers import HandlerLoadError, load_handler, noop, simulation
-from actors.messages import Admission
+from actors.messages import Admission, BatchAdmission, Outcome
+from actors.retention import KEEP_ALL, Retention
 from actors.sqlite_store import SqliteStore
 from actors.store import MemoryStore, Store, StoreError
 from actors.system import ShutdownSummary, SystemStopped, TaskSystem
-from actors.task import DONE, FAILED, QUEUED, RUNNING, STATUSES, Task, TaskView, new_task
+from actors.task import (
+    CANCELLED,
+    DONE,
+    FAILED,
+    QUEUED,
+    RUNNING,
+    STATUSES,
+    Task,
+    TaskView,
+    new_task,
+)
 
 __all__ = [
+    "CANCELLED",
     "DONE",
     "FAILED",
+    "KEEP_ALL",
     "QUEUED",
     "RUNNING",
     "STATUSES",
     "Admission",
+    "BatchAdmission",
     "HandlerLoadError",
     "MemoryStore",
+    "Outcome",
+    "Retention",
     "ShutdownSummary",
     "SqliteStore",
     "Store",

@@ -3,35 +3,47 @@
 from __future__ import annotations
 
 import logging
-from collections import deque
+import time
 from typing import TYPE_CHECKING, Any
 
 import pykka
 
 from actors.base import Actor
+from actors.line import WaitingLine
 from actors.messages import (
     Admission,
     AttemptFinished,
+    BatchAdmission,
     BeginShutdown,
+    Cancel,
     Connect,
     DispatcherStats,
-    DuplicateId,
     GetDispatcherStats,
     GetReadiness,
     Insert,
+    InsertBatch,
     Inserted,
+    InsertedBatch,
+    MarkCancelled,
+    Outcome,
+    PlacesReleased,
     Readiness,
     Refusal,
+    Requeue,
+    RequeueTask,
     RetriesDue,
     Run,
     Save,
     ScheduleRetry,
     Submit,
+    SubmitBatch,
     WhenIdle,
 )
 from actors.task import DONE, FAILED
 
 if TYPE_CHECKING:
+    from collections.abc import Iterable
+
     from actors.reply import Reply
     from actors.task import Task
 
@@ -43,8 +55,10 @@ class DispatcherActor(Actor):
 
     A new task first reserves a place here, then the repository stores it (or refuses a
     duplicate), then it becomes a place in line. Each worker gets one task at a time, only when
-    idle, so no worker's inbox ever holds a backlog: the line is the only queue. Retries come
-    back through here too and always get in, full line or not.
+    idle, so no worker's inbox ever holds a backlog: the line is the only queue, highest
+    priority first. Retries and delayed tasks wait with the retry actor, come back through here
+    when due and always get in, full line or not. This actor also decides whether a queued
+    task can still be cancelled: it is the one that hands tasks to workers.
     """
 
     def __init__(self, queue_size: int, repository: pykka.ActorRef) -> None:
@@ -53,10 +67,12 @@ class DispatcherActor(Actor):
         self._repository = repository
         self._workers: tuple[pykka.ActorRef, ...] = ()
         self._retry: pykka.ActorRef | None = None
-        self._line: deque[Task] = deque()
+        self._line = WaitingLine()
         # Places held for tasks the repository is storing right now.
         self._reserved = 0
         self._idle: list[int] = []
+        # The id of the task each worker runs (None: idle), so a cancel can tell it is too late.
+        self._running: list[str | None] = []
         self._shutting_down = False
         self._idle_waiters: list[Reply[None]] = []
         # Totals since start, for GET /stats: counted where the events already pass.
@@ -70,16 +86,25 @@ class DispatcherActor(Actor):
             case Submit(task, reply):
                 self._admit(task, reply)
             case Inserted(task):
-                self._reserved -= 1
-                self._line.append(task)
-                self._dispatch()
-            case DuplicateId():
-                self._reserved -= 1
+                self._stored((task,), 1 if task.next_attempt_at is None else 0)
+            case PlacesReleased(places):
+                self._reserved -= places
             case AttemptFinished(worker, task, retry_delay_s):
                 self._finished(worker, task, retry_delay_s)
             case RetriesDue(tasks):
                 self._line.extend(tasks)
                 self._dispatch()
+            case SubmitBatch(tasks, reply):
+                self._admit_batch(tasks, reply)
+            case InsertedBatch(tasks, places):
+                self._stored(tasks, places)
+            case Cancel(task_id, reply, rounds):
+                self._cancel(task_id, reply, rounds)
+            case Requeue(task_id, reply):
+                refusal = self._refusal(1)
+                if refusal is None:
+                    self._reserved += 1
+                self._repository.tell(RequeueTask(task_id, reply, self.actor_ref, refusal))
             case GetDispatcherStats(reply):
                 reply.set(self._totals())
             case GetReadiness(reply):
@@ -92,6 +117,7 @@ class DispatcherActor(Actor):
             case Connect(workers, retry):
                 self._workers, self._retry = workers, retry
                 self._idle = list(range(len(workers)))
+                self._running = [None] * len(workers)
             case _:
                 return super().on_receive(message)
         return None
@@ -100,14 +126,69 @@ class DispatcherActor(Actor):
         if self._shutting_down:
             self._repository.tell(Refusal(task.id, reply, Admission.SHUTTING_DOWN))
             return
+        # Even a delayed task, which takes no place until it is due, is refused by a full line:
+        # otherwise a flood of short delays would walk around the bound.
         if self._is_full():
             self._repository.tell(Refusal(task.id, reply, Admission.QUEUE_FULL))
             return
-        self._reserved += 1
+        if task.next_attempt_at is None:
+            self._reserved += 1
         self._repository.tell(Insert(task, reply, self.actor_ref))
+
+    def _admit_batch(self, tasks: tuple[Task, ...], reply: Reply[BatchAdmission]) -> None:
+        places = sum(1 for task in tasks if task.next_attempt_at is None)
+        refusal = self._refusal(places)
+        if refusal is None:
+            self._reserved += places
+        else:
+            places = 0
+        self._repository.tell(InsertBatch(tasks, reply, self.actor_ref, places, refusal))
+
+    def _refusal(self, places: int) -> Admission | None:
+        """Why ``places`` more tasks cannot get into the line now (any, if 0), or None."""
+        if self._shutting_down:
+            return Admission.SHUTTING_DOWN
+        free = self._queue_size - self._occupied()
+        if free <= 0 or places > free:
+            return Admission.QUEUE_FULL
+        return None
+
+    def _stored(self, tasks: Iterable[Task], places: int) -> None:
+        """Stored tasks take their places in line, or wait with the retry actor until due."""
+        self._reserved -= places
+        now = time.time()
+        for task in tasks:
+            if task.next_attempt_at is None:
+                self._line.append(task)
+            else:
+                self._schedule(task, task.next_attempt_at - now)
+        self._dispatch()
+
+    def _cancel(self, task_id: str, reply: Reply[Outcome], rounds: int) -> None:
+        if task_id in self._running:
+            reply.set(Outcome(None, conflict="task is running"))
+        elif self._line.remove(task_id) is not None:
+            self._repository.tell(MarkCancelled(task_id, reply, True, self.actor_ref))
+        else:
+            # Not here: perhaps waiting with the retry actor, which passes the question on.
+            assert self._retry is not None
+            try:
+                self._retry.tell(Cancel(task_id, reply, rounds))
+            except pykka.ActorDeadError:
+                reply.set(Outcome(None, refused=Admission.SHUTTING_DOWN))
+
+    def _schedule(self, task: Task, delay_s: float) -> None:
+        assert self._retry is not None
+        try:
+            self._retry.tell(ScheduleRetry(task, delay_s))
+        except pykka.ActorDeadError:
+            # An attempt that outlived the shutdown deadline: its retry is abandoned, and
+            # the saved state (queued, next_attempt_at) says so.
+            logger.warning("task %r: next attempt not scheduled, shutting down", task.id)
 
     def _finished(self, worker: int, task: Task, retry_delay_s: float | None) -> None:
         self._idle.append(worker)
+        self._running[worker] = None
         if retry_delay_s is not None:
             self._retries += 1
         elif task.status == DONE:
@@ -117,13 +198,7 @@ class DispatcherActor(Actor):
         # Saved before it is scheduled, so the stored state is never behind the retry's own.
         self._repository.tell(Save(task))
         if retry_delay_s is not None:
-            assert self._retry is not None
-            try:
-                self._retry.tell(ScheduleRetry(task, retry_delay_s))
-            except pykka.ActorDeadError:
-                # An attempt that outlived the shutdown deadline: its retry is abandoned, and
-                # the saved state (queued, next_attempt_at) says so.
-                logger.warning("task %r: retry not scheduled, shutting down", task.id)
+            self._schedule(task, retry_delay_s)
         self._dispatch()
         self._answer_idle_waiters()
 
@@ -131,13 +206,19 @@ class DispatcherActor(Actor):
         if self._shutting_down:
             return
         while self._line and self._idle:
-            self._workers[self._idle.pop()].tell(Run(self._line.popleft()))
+            worker = self._idle.pop()
+            task = self._line.popleft()
+            self._running[worker] = task.id
+            self._workers[worker].tell(Run(task))
             self._attempts += 1
 
-    def _is_full(self) -> bool:
+    def _occupied(self) -> int:
         # Reserved tasks go straight to idle workers when stored, so they only count as waiting
         # beyond the idle workers. (A non-empty line means no worker is idle.)
-        return len(self._line) + self._reserved - len(self._idle) >= self._queue_size
+        return len(self._line) + self._reserved - len(self._idle)
+
+    def _is_full(self) -> bool:
+        return self._occupied() >= self._queue_size
 
     def _readiness(self) -> Readiness:
         if self._shutting_down:

@@ -65,15 +65,54 @@ class Refusal(NamedTuple):
 
 
 class Inserted(NamedTuple):
-    """Repository -> dispatcher: the task is stored; its reserved place becomes a place in line."""
+    """Repository -> dispatcher: the task is stored (or queued again by hand); its reserved
+    place becomes a place in line, or, if it is delayed, it goes to wait with the retry actor.
+    """
 
     task: Task
 
 
-class DuplicateId(NamedTuple):
-    """Repository -> dispatcher: the id was taken; release the place reserved for it."""
+class PlacesReleased(NamedTuple):
+    """Repository -> dispatcher: tasks it reserved places for were refused; free the places."""
 
-    task_id: str
+    places: int
+
+
+class BatchAdmission(NamedTuple):
+    """How a batch enqueue ended: every task accepted, or none, and which one was refused."""
+
+    admission: Admission
+    position: int | None = None
+    """With DUPLICATE: the position of the first task whose id is taken (or repeated)."""
+
+
+class SubmitBatch(NamedTuple):
+    """Request thread -> dispatcher: admit all of these new tasks, or none of them."""
+
+    tasks: tuple[Task, ...]
+    reply: Reply[BatchAdmission]
+
+
+class InsertBatch(NamedTuple):
+    """Dispatcher -> repository: store all of these unless an id is taken; tell ``admitted_by``.
+
+    ``refusal``, when set, is the line's answer (full, shutting down), given unless an id is
+    taken: a duplicate is reported whatever the line's state, as for a single task.
+    """
+
+    tasks: tuple[Task, ...]
+    reply: Reply[BatchAdmission]
+    admitted_by: pykka.ActorRef
+    places: int
+    """Places the dispatcher reserved for the batch (its tasks that are not delayed)."""
+    refusal: Admission | None = None
+
+
+class InsertedBatch(NamedTuple):
+    """Repository -> dispatcher: the whole batch is stored."""
+
+    tasks: tuple[Task, ...]
+    places: int
 
 
 # --- running: dispatcher -> worker -> dispatcher ------------------------------------------------
@@ -121,6 +160,77 @@ class RetriesDue(NamedTuple):
 
 class AlarmRang(NamedTuple):
     """Timer thread -> retry actor: the earliest retry it was told about is due."""
+
+
+# --- acting on one task: request thread -> dispatcher / retry actor / repository --------------
+
+
+class Outcome(NamedTuple):
+    """How an action on one task (cancel, retry by hand, delete) ended.
+
+    ``task`` is the task's state after the action, or None if the id is unknown; ``conflict``
+    says why a known task was left as it is (409); ``refused`` is the line's refusal (503).
+    """
+
+    task: Task | None
+    conflict: str | None = None
+    refused: Admission | None = None
+
+
+class Cancel(NamedTuple):
+    """Request thread -> dispatcher -> retry actor -> repository: cancel a queued task.
+
+    The dispatcher takes it out of the line, or answers that a worker has it; the retry actor
+    takes it out of its heap; the repository then marks it cancelled, or answers why not. A
+    task that was on its way between them when the Cancel passed (a due retry, a stored task
+    not yet in line) is queued in the repository but was found by neither: the repository
+    sends the Cancel round again, behind the message that carries the task (``rounds``).
+    """
+
+    task_id: str
+    reply: Reply[Outcome]
+    rounds: int = 0
+
+
+class MarkCancelled(NamedTuple):
+    """Dispatcher or retry actor -> repository: ``found`` means it took the task out of its
+    line or heap, so the task is queued and will never run: store it cancelled. Otherwise the
+    repository says why it cannot be cancelled, or sends the Cancel round again."""
+
+    task_id: str
+    reply: Reply[Outcome]
+    found: bool
+    dispatcher: pykka.ActorRef
+    """Where the Cancel goes round again if the task was on its way."""
+    rounds: int = 0
+
+
+class Requeue(NamedTuple):
+    """Request thread -> dispatcher: queue a failed or cancelled task again, attempts from 0."""
+
+    task_id: str
+    reply: Reply[Outcome]
+
+
+class RequeueTask(NamedTuple):
+    """Dispatcher -> repository: requeue it if it is failed or cancelled; ``refusal`` (full,
+    shutting down) is answered only for such a task, else why it cannot be retried."""
+
+    task_id: str
+    reply: Reply[Outcome]
+    admitted_by: pykka.ActorRef
+    refusal: Admission | None = None
+
+
+class DeleteTask(NamedTuple):
+    """Request thread -> repository: forget a finished task (and its row in the store)."""
+
+    task_id: str
+    reply: Reply[Outcome]
+
+
+class SweepRetention(NamedTuple):
+    """Alarm thread -> repository: evict the finished tasks the retention rules no longer keep."""
 
 
 # --- questions asked with ``ask`` ---------------------------------------------------------------
@@ -224,6 +334,10 @@ class RepositoryStats(NamedTuple):
     duplicate: int
     full: int
     shutting_down: int
+    cancelled: int
+    """Tasks cancelled through the API since start."""
+    evicted: int
+    """Finished tasks the retention rules removed since start."""
 
 
 class GetRepositoryStats(NamedTuple):
@@ -233,7 +347,8 @@ class GetRepositoryStats(NamedTuple):
 
 
 class GetRetryStats(NamedTuple):
-    """Request thread -> retry actor: reply with how many tasks wait for their next attempt."""
+    """Request thread -> retry actor: reply with how many tasks wait for their next attempt
+    (a retry, or the time a delayed task is due)."""
 
     reply: Reply[int]
 
@@ -250,3 +365,4 @@ class ListPage(NamedTuple):
     status: str | None = None
     limit: int | None = None
     after: str | None = None
+    newest_first: bool = False

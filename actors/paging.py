@@ -56,24 +56,29 @@ class CreationOrder:
         status: str | None = None,
         limit: int | None = None,
         after: str | None = None,
+        newest_first: bool = False,
     ) -> Page | None:
-        """The tasks of ``tasks`` after ``after`` with ``status``, at most ``limit`` of them.
+        """The tasks of ``tasks`` after ``after`` with ``status``, at most ``limit`` of them;
+        ``newest_first`` reads creation order backwards (and "after" means older than).
 
         None when ``after`` is not a known id. Only the tasks of the page are copied out; with a
         status, finding whether another one follows may read on to the end of the map.
         """
         self._catch_up(tasks)
-        start = 0
+        ids = self._ids
+        positions = range(len(ids) - 1, -1, -1) if newest_first else range(len(ids))
         if after is not None:
             position = self._position.get(after)
             if position is None or after not in tasks:
                 return None
-            start = position + 1
+            if newest_first:
+                positions = range(position - 1, -1, -1)
+            else:
+                positions = range(position + 1, len(ids))
         found: list[Task] = []
         more = False
-        ids = self._ids
-        # By index, not islice: islice would step through every id before ``start``.
-        for position in range(start, len(ids)):
+        # By index, not islice: islice would step through every id before the start.
+        for position in positions:
             task = tasks.get(ids[position])
             if task is None or (status is not None and task.status != status):
                 continue

@@ -3,34 +3,46 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import time
 from collections import Counter
 from typing import TYPE_CHECKING, Any, Final, TypeVar
 
+import msgspec
 import pykka
 
 from actors.alarm import Alarm
 from actors.base import Actor
 from actors.messages import (
     Admission,
+    BatchAdmission,
+    Cancel,
     CommitDue,
     CountByStatus,
-    DuplicateId,
+    DeleteTask,
     GetRepositoryStats,
     GetTask,
     Insert,
+    InsertBatch,
     Inserted,
+    InsertedBatch,
     ListPage,
     ListTasks,
+    MarkCancelled,
+    Outcome,
+    PlacesReleased,
     Recover,
     Refusal,
     RepositoryStats,
+    RequeueTask,
     Save,
+    SweepRetention,
 )
 from actors.paging import CreationOrder
+from actors.retention import FinishedOrder, Retention
 from actors.store import StoreError
-from actors.task import STATUSES, Task
+from actors.task import CANCELLED, DONE, FAILED, FINAL_STATUSES, QUEUED, RUNNING, STATUSES, Task
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -53,7 +65,16 @@ load getting it back costs more than the write itself; waiting like this halved 
 the intake benchmark. A crash inside the delay loses only what nobody has seen: at worst an
 attempt runs again, which at-least-once allows."""
 
+RETENTION_SWEEP_S: Final = 1.0
+"""The longest the retention alarm sleeps: a clock moved on (in tests) is seen within this."""
+
+MAX_CANCEL_ROUNDS: Final = 8
+"""How often a Cancel may go round the actors looking for a task on its way between them. One
+round more always finds it; the bound is only a guard against a bug turning into a loop."""
+
 _COMMIT_DUE = CommitDue()
+_SWEEP = SweepRetention()
+replace = msgspec.structs.replace
 
 
 class RepositoryActor(Actor):
@@ -73,7 +94,13 @@ class RepositoryActor(Actor):
     store nothing is staged and nothing is held: it answers at once, as a purely in-memory map.
     """
 
-    def __init__(self, open_store: OpenStore | None = None) -> None:
+    def __init__(
+        self,
+        open_store: OpenStore | None = None,
+        *,
+        retention: Retention | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         super().__init__()
         # A dict keeps insertion order, and replacing a value keeps its place: creation order.
         self._tasks: dict[str, Task] = {}
@@ -95,11 +122,26 @@ class RepositoryActor(Actor):
         self._counts: dict[str, int] = dict.fromkeys(STATUSES, 0)
         self._enqueued = 0
         self._refused: Counter[Admission] = Counter()
+        self._cancelled = 0
+        self._evicted = 0
+        # Finished tasks are forgotten oldest first by these rules (none: kept for ever); the
+        # clock is what their age is measured with, injected so tests can move it on.
+        self._retention = retention if retention is not None and retention.enabled else None
+        self._clock = clock
+        self._finished_order = FinishedOrder()
+        self._sweep_alarm: Alarm | None = None
+        self._sweep_set = False
+        # Ids deleted or evicted since the last commit: their rows go in it.
+        self._deleted: list[str] = []
+
+    def on_start(self) -> None:
+        if self._retention is not None and self._retention.ttl_s > 0:
+            self._sweep_alarm = Alarm(self._ring_sweep, name="repository-retention-alarm")
 
     def on_receive(self, message: Any) -> Any:
         answer = self._handle(message)
-        if self._staged:
-            if len(self._staged) + len(self._held) >= BATCH_CAP or (
+        if self._staged or self._deleted:
+            if len(self._staged) + len(self._deleted) + len(self._held) >= BATCH_CAP or (
                 self._held and self.actor_inbox.empty()
             ):
                 self._commit()
@@ -110,12 +152,16 @@ class RepositoryActor(Actor):
         return answer
 
     def on_stop(self) -> None:
+        if self._sweep_alarm is not None:
+            self._sweep_alarm.close()
         if self._store is not None:
-            if self._staged:
+            if self._staged or self._deleted:
                 self._commit()
             self._close_store()
 
     def on_failure(self, *exc_info: object) -> None:
+        if self._sweep_alarm is not None:
+            self._sweep_alarm.close()
         if self._store is not None:
             with contextlib.suppress(Exception):
                 self._close_store()
@@ -123,15 +169,20 @@ class RepositoryActor(Actor):
     def _handle(self, message: Any) -> Any:
         match message:
             case Save(task):
-                old = self._tasks.get(task.id)
-                self._tasks[task.id] = task
-                if old is not None:
-                    self._counts[old.status] -= 1
-                self._counts[task.status] += 1
-                if self._store is not None:
-                    self._staged[task.id] = task
+                self._save(task)
             case Insert(task, reply, admitted_by):
                 self._insert(task, reply, admitted_by)
+            case InsertBatch(tasks, reply, admitted_by, places, refusal):
+                self._insert_batch(tasks, reply, admitted_by, places, refusal)
+            case MarkCancelled(task_id, reply, found, dispatcher, rounds):
+                self._mark_cancelled(task_id, reply, found, dispatcher, rounds)
+            case RequeueTask(task_id, reply, admitted_by, refusal):
+                self._requeue(task_id, reply, admitted_by, refusal)
+            case DeleteTask(task_id, reply):
+                self._delete(task_id, reply)
+            case SweepRetention():
+                self._sweep_set = False
+                self._apply_retention()
             case Refusal(task_id, reply, reason):
                 answer = Admission.DUPLICATE if task_id in self._tasks else reason
                 self._refused[answer] += 1
@@ -140,20 +191,21 @@ class RepositoryActor(Actor):
                 self._send(reply.set, self._tasks.get(task_id))
             case ListTasks(reply):
                 self._send(reply.set, list(self._tasks.values()))
-            case ListPage(reply, status, limit, after):
-                page = self._order.page(self._tasks, status=status, limit=limit, after=after)
+            case ListPage(reply, status, limit, after, newest_first):
+                page = self._order.page(
+                    self._tasks, status=status, limit=limit, after=after, newest_first=newest_first
+                )
                 self._send(reply.set, page)
             case CountByStatus():
                 # Answered through pykka's future, which cannot be held back: commit first.
-                if self._staged:
+                if self._staged or self._deleted:
                     self._commit()
-                counts = Counter(task.status for task in self._tasks.values())
-                return {status: counts.get(status, 0) for status in STATUSES}
+                return dict(self._counts)
             case GetRepositoryStats(reply):
                 self._send(reply.set, self._stats())
             case CommitDue():
                 self._alarm_set = False
-                if self._staged:
+                if self._staged or self._deleted:
                     self._commit()
             case Recover():
                 return self._recover()
@@ -161,12 +213,28 @@ class RepositoryActor(Actor):
                 return super().on_receive(message)
         return None
 
+    def _save(self, task: Task) -> None:
+        old = self._tasks.get(task.id)
+        self._tasks[task.id] = task
+        if old is not None:
+            self._counts[old.status] -= 1
+        self._counts[task.status] += 1
+        if self._store is not None:
+            self._staged[task.id] = task
+        if (
+            self._retention is not None
+            and task.status in FINAL_STATUSES
+            and (old is None or old.status not in FINAL_STATUSES)
+        ):
+            self._finished_order.finished(task.id)
+            self._apply_retention()
+
     def _insert(self, task: Task, reply: Reply[Admission], admitted_by: pykka.ActorRef) -> None:
         # The dispatcher hears first and the client second: once the client has its answer, any
         # later message it causes finds the dispatcher already knowing the task's fate.
         if task.id in self._tasks:
             self._refused[Admission.DUPLICATE] += 1
-            self._send(admitted_by.tell, DuplicateId(task.id))
+            self._send(admitted_by.tell, PlacesReleased(1 if task.next_attempt_at is None else 0))
             self._send(reply.set, Admission.DUPLICATE)
             return
         self._tasks[task.id] = task
@@ -177,6 +245,136 @@ class RepositoryActor(Actor):
         self._send(admitted_by.tell, Inserted(task))
         self._send(reply.set, Admission.ACCEPTED)
 
+    def _insert_batch(
+        self,
+        tasks: tuple[Task, ...],
+        reply: Reply[BatchAdmission],
+        admitted_by: pykka.ActorRef,
+        places: int,
+        refusal: Admission | None,
+    ) -> None:
+        """All of ``tasks`` or none: a taken or repeated id refuses the batch, whatever the line."""
+        seen: set[str] = set()
+        for index, task in enumerate(tasks):
+            if task.id in self._tasks or task.id in seen:
+                self._refused[Admission.DUPLICATE] += 1
+                if places:
+                    self._send(admitted_by.tell, PlacesReleased(places))
+                self._send(reply.set, BatchAdmission(Admission.DUPLICATE, index))
+                return
+            seen.add(task.id)
+        if refusal is not None:
+            self._refused[refusal] += 1
+            self._send(reply.set, BatchAdmission(refusal))
+            return
+        for task in tasks:
+            self._tasks[task.id] = task
+            if self._store is not None:
+                self._staged[task.id] = task
+        self._counts[QUEUED] += len(tasks)
+        self._enqueued += len(tasks)
+        self._send(admitted_by.tell, InsertedBatch(tasks, places))
+        self._send(reply.set, BatchAdmission(Admission.ACCEPTED))
+
+    def _mark_cancelled(
+        self,
+        task_id: str,
+        reply: Reply[Outcome],
+        found: bool,
+        dispatcher: pykka.ActorRef,
+        rounds: int,
+    ) -> None:
+        task = self._tasks.get(task_id)
+        if found:
+            # Out of the line or the retry heap: queued, and now it can never run.
+            assert task is not None and task.status == QUEUED, task
+            cancelled = replace(
+                task, status=CANCELLED, updated_at=self._clock(), next_attempt_at=None
+            )
+            self._cancelled += 1
+            self._save(cancelled)
+            self._send(reply.set, Outcome(cancelled))
+        elif task is None:
+            self._send(reply.set, Outcome(None))
+        elif task.status != QUEUED:
+            self._send(reply.set, Outcome(None, conflict=f"task is {task.status}"))
+        elif rounds >= MAX_CANCEL_ROUNDS:
+            logger.error("task %r: cancel gave up after %d rounds", task_id, rounds)
+            self._send(reply.set, Outcome(None, conflict="task is being moved; try again"))
+        else:
+            # Queued, yet neither in line nor waiting: on its way between actors. Round again,
+            # behind the message that carries it (held messages keep their order).
+            again = Cancel(task_id, reply, rounds + 1)
+            self._send(functools.partial(_round_again, dispatcher), again)
+
+    def _requeue(
+        self,
+        task_id: str,
+        reply: Reply[Outcome],
+        admitted_by: pykka.ActorRef,
+        refusal: Admission | None,
+    ) -> None:
+        task = self._tasks.get(task_id)
+        if task is None or task.status not in (FAILED, CANCELLED) or refusal is not None:
+            if refusal is None:
+                self._send(admitted_by.tell, PlacesReleased(1))
+            if task is None:
+                self._send(reply.set, Outcome(None))
+            elif task.status not in (FAILED, CANCELLED):
+                conflict = f"task is {task.status}; only a failed or cancelled task can be retried"
+                self._send(reply.set, Outcome(None, conflict=conflict))
+            else:
+                self._send(reply.set, Outcome(None, refused=refusal))
+            return
+        # A fresh round: attempts from 0; last_error stays until the next attempt replaces it.
+        queued = replace(
+            task, status=QUEUED, attempts=0, updated_at=self._clock(), next_attempt_at=None
+        )
+        if self._retention is not None:
+            self._finished_order.unfinished(task_id)
+        self._save(queued)
+        self._send(admitted_by.tell, Inserted(queued))
+        self._send(reply.set, Outcome(queued))
+
+    def _delete(self, task_id: str, reply: Reply[Outcome]) -> None:
+        task = self._tasks.get(task_id)
+        if task is None:
+            self._send(reply.set, Outcome(None))
+        elif task.status not in FINAL_STATUSES:
+            why = "running" if task.status == RUNNING else "queued"
+            conflict = f"task is {why}; only a finished task can be deleted"
+            self._send(reply.set, Outcome(None, conflict=conflict))
+        else:
+            if self._retention is not None:
+                self._finished_order.unfinished(task_id)
+            self._remove(task)
+            self._send(reply.set, Outcome(task))
+
+    def _remove(self, task: Task) -> None:
+        del self._tasks[task.id]
+        self._counts[task.status] -= 1
+        self._order.invalidate()
+        if self._store is not None:
+            self._staged.pop(task.id, None)
+            self._deleted.append(task.id)
+
+    def _apply_retention(self) -> None:
+        assert self._retention is not None
+        counts = self._counts
+        finished = counts[DONE] + counts[FAILED] + counts[CANCELLED]
+        evicted = self._finished_order.evict(self._tasks, finished, self._retention, self._clock())
+        for task_id in evicted:
+            self._remove(self._tasks[task_id])
+        if evicted:
+            self._evicted += len(evicted)
+            logger.debug("evicted %d finished task(s)", len(evicted))
+        if self._sweep_alarm is not None and not self._sweep_set:
+            expiry = self._finished_order.next_expiry(self._tasks, self._retention)
+            if expiry is not None:
+                wait_s = min(RETENTION_SWEEP_S, max(0.0, expiry - self._clock()))
+                self._sweep_alarm.set(time.monotonic() + wait_s)
+                self._sweep_set = True
+
     def _stats(self) -> RepositoryStats:
         return RepositoryStats(
             counts=dict(self._counts),
@@ -184,11 +382,13 @@ class RepositoryActor(Actor):
             duplicate=self._refused[Admission.DUPLICATE],
             full=self._refused[Admission.QUEUE_FULL],
             shutting_down=self._refused[Admission.SHUTTING_DOWN],
+            cancelled=self._cancelled,
+            evicted=self._evicted,
         )
 
     def _send(self, send: Callable[[T], object], value: T) -> None:
         """Send now, or after the commit if anything staged could still be lost."""
-        if self._staged:
+        if self._staged or self._deleted:
             self._held.append((send, value))
         else:
             send(value)
@@ -196,13 +396,14 @@ class RepositoryActor(Actor):
     def _commit(self) -> None:
         assert self._store is not None
         try:
-            self._store.commit(tuple(self._staged.values()))
+            self._store.commit(tuple(self._staged.values()), self._deleted)
         except StoreError as exc:
             # Nothing more can be made durable, and nothing held back may be released as if it
             # were: this actor stops, and requests waiting on it time out with a 503.
             logger.critical("the store %s; the task system stops", exc)
             raise
         self._staged.clear()
+        self._deleted = []
         held, self._held = self._held, []
         for send, value in held:
             send(value)
@@ -224,15 +425,35 @@ class RepositoryActor(Actor):
         self._tasks = {task.id: task for task in stored}
         self._counts = dict.fromkeys(STATUSES, 0)
         self._counts.update(Counter(task.status for task in self._tasks.values()))
-        return tuple(stored)
+        if self._retention is not None:
+            finished = sorted(
+                (task for task in stored if task.is_final), key=lambda task: task.updated_at
+            )
+            for task in finished:
+                self._finished_order.finished(task.id)
+            self._apply_retention()
+        return tuple(self._tasks.values())
 
     def _ring(self) -> None:
         # Runs on the alarm's thread: it only posts a message.
         with contextlib.suppress(pykka.ActorDeadError):
             self.actor_ref.tell(_COMMIT_DUE)
 
+    def _ring_sweep(self) -> None:
+        # Runs on the alarm's thread: it only posts a message.
+        with contextlib.suppress(pykka.ActorDeadError):
+            self.actor_ref.tell(_SWEEP)
+
     def _close_store(self) -> None:
         assert self._store is not None
         if self._alarm is not None:
             self._alarm.close()
         self._store.close()
+
+
+def _round_again(dispatcher: pykka.ActorRef, message: Cancel) -> None:
+    """Send a Cancel round again; once shutdown has stopped the dispatcher, answer for it."""
+    try:
+        dispatcher.tell(message)
+    except pykka.ActorDeadError:
+        message.reply.set(Outcome(None, refused=Admission.SHUTTING_DOWN))

@@ -1,4 +1,7 @@
-"""RetryActor: holds tasks until their next attempt is due, then sends them back to the line."""
+"""RetryActor: holds tasks until their next attempt is due, then sends them back to the line.
+
+The tasks it holds wait for a retry after a failed attempt, or are delayed tasks not yet due.
+"""
 
 from __future__ import annotations
 
@@ -13,7 +16,15 @@ import pykka
 
 from actors.alarm import Alarm
 from actors.base import Actor
-from actors.messages import AlarmRang, CancelRetries, GetRetryStats, RetriesDue, ScheduleRetry
+from actors.messages import (
+    AlarmRang,
+    Cancel,
+    CancelRetries,
+    GetRetryStats,
+    MarkCancelled,
+    RetriesDue,
+    ScheduleRetry,
+)
 
 if TYPE_CHECKING:
     from actors.task import Task
@@ -28,14 +39,18 @@ class RetryActor(Actor):
 
     Due tasks go back to the dispatcher in one message, and the dispatcher lets them into the
     line even when it is full: a retry is never dropped. Stopping this actor stops the alarm.
+    A cancelled task leaves its heap entry behind, emptied, until the entry comes due.
     """
 
-    def __init__(self, dispatcher: pykka.ActorRef) -> None:
+    def __init__(self, dispatcher: pykka.ActorRef, repository: pykka.ActorRef) -> None:
         super().__init__()
         self._dispatcher = dispatcher
-        # (due, tie-breaker, task): the counter keeps equal due times in arrival order and
-        # means tasks themselves are never compared.
-        self._waiting: list[tuple[float, int, Task]] = []
+        self._repository = repository
+        # [due, tie-breaker, task or None once cancelled]: the counter keeps equal due times in
+        # arrival order and means tasks themselves are never compared.
+        self._waiting: list[list[Any]] = []
+        # The heap entry of each task waiting here, by id: how a cancel finds it.
+        self._entries: dict[str, list[Any]] = {}
         self._order = itertools.count()
         self._alarm: Alarm | None = None
         self._cancelled = False
@@ -55,7 +70,15 @@ class RetryActor(Actor):
             case CancelRetries():
                 return self._cancel()
             case GetRetryStats(reply):
-                reply.set(len(self._waiting))
+                reply.set(len(self._entries))
+            case Cancel(task_id, reply, rounds):
+                entry = self._entries.pop(task_id, None)
+                if entry is not None:
+                    entry[2] = None
+                found = entry is not None
+                self._repository.tell(
+                    MarkCancelled(task_id, reply, found, self._dispatcher, rounds)
+                )
             case _:
                 return super().on_receive(message)
         return None
@@ -67,7 +90,9 @@ class RetryActor(Actor):
 
     def _schedule(self, task: Task, due: float) -> None:
         earliest_before = self._waiting[0][0] if self._waiting else None
-        heapq.heappush(self._waiting, (due, next(self._order), task))
+        entry = [due, next(self._order), task]
+        heapq.heappush(self._waiting, entry)
+        self._entries[task.id] = entry
         if earliest_before is None or due < earliest_before:
             self._set_alarm()
 
@@ -77,8 +102,8 @@ class RetryActor(Actor):
             self._cancelled = True
             assert self._alarm is not None
             self._alarm.close()
-            logger.debug("retry timer cancelled with %d task(s) waiting", len(self._waiting))
-        return len(self._waiting)
+            logger.debug("retry timer cancelled with %d task(s) waiting", len(self._entries))
+        return len(self._entries)
 
     def _release_due(self) -> None:
         if self._cancelled:
@@ -86,7 +111,10 @@ class RetryActor(Actor):
         now = time.monotonic()
         due: list[Task] = []
         while self._waiting and self._waiting[0][0] <= now:
-            due.append(heapq.heappop(self._waiting)[2])
+            task = heapq.heappop(self._waiting)[2]
+            if task is not None:
+                del self._entries[task.id]
+                due.append(task)
         if due:
             self._dispatcher.tell(RetriesDue(tuple(due)))
         if self._waiting:

@@ -16,12 +16,13 @@ from actors.store import StoreError
 from actors.task import STATUSES, Task
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Collection, Sequence
 
 logger = logging.getLogger(__name__)
 
-SCHEMA_VERSION: Final = 1
-"""Kept in ``PRAGMA user_version``. A file with a higher one was written by newer code: refused."""
+SCHEMA_VERSION: Final = 2
+"""Kept in ``PRAGMA user_version``. A file with a higher one was written by newer code: refused;
+one with a lower one is brought up to date at open (``_MIGRATIONS``)."""
 
 APPLICATION_ID: Final = 0x74517565
 """Kept in ``PRAGMA application_id`` ("tQue"): marks a file as a task_queue store, so another
@@ -39,7 +40,7 @@ LOCK_TIMEOUT_S: Final = 0.5
 
 _SCHEMA: Final = """
 CREATE TABLE tasks (
-    seq INTEGER PRIMARY KEY,    -- creation order: rowids only grow, and no row is ever deleted
+    seq INTEGER PRIMARY KEY,    -- creation order: a new row goes after every row left
     id TEXT NOT NULL UNIQUE,
     payload BLOB NOT NULL,      -- the JSON text the client sent, verbatim
     max_retries INTEGER NOT NULL,
@@ -48,9 +49,15 @@ CREATE TABLE tasks (
     created_at REAL NOT NULL,   -- seconds since the epoch, as the Task holds them
     updated_at REAL NOT NULL,
     last_error TEXT,
-    next_attempt_at REAL
+    next_attempt_at REAL,
+    priority INTEGER NOT NULL DEFAULT 0
 )
 """
+
+_MIGRATIONS: Final = {
+    # version -> the statements that bring a file of that version to the next one
+    1: ("ALTER TABLE tasks ADD COLUMN priority INTEGER NOT NULL DEFAULT 0",),
+}
 
 MAX_ROWS_PER_STATEMENT: Final = 512
 """Most task states one INSERT carries (a power of two, as every statement's row count is)."""
@@ -121,16 +128,19 @@ class SqliteStore:
                 raise StoreError(f"holds task {task.id!r} with an unknown status {task.status!r}")
         return tasks
 
-    def commit(self, tasks: Sequence[Task]) -> None:
-        if not tasks:
+    def commit(self, tasks: Sequence[Task], deleted: Collection[str] = ()) -> None:
+        if not tasks and not deleted:
             return
         connection = self._connection
         try:
-            if len(tasks) <= self._max_rows:
+            if not deleted and len(tasks) <= self._max_rows:
                 # The usual case: one statement, in autocommit mode its own transaction.
                 self._upsert(tasks)
             else:
                 connection.execute("BEGIN")
+                # Deletions first: an id deleted and then enqueued again takes a new row, at
+                # the end of creation order, as it is in the repository's map.
+                connection.executemany("DELETE FROM tasks WHERE id = ?", ((i,) for i in deleted))
                 for start in range(0, len(tasks), self._max_rows):
                     self._upsert(tasks[start : start + self._max_rows])
                 connection.execute("COMMIT")
@@ -197,6 +207,10 @@ def _prepare(connection: sqlite3.Connection) -> None:
         if fresh:
             connection.execute(_SCHEMA)
             connection.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+        else:
+            for from_version in range(version, SCHEMA_VERSION):
+                for statement in _MIGRATIONS[from_version]:
+                    connection.execute(statement)
         # A real write at start, so a file or directory we cannot write to fails now and not at
         # the first commit, after tasks were already offered to clients.
         connection.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")

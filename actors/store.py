@@ -6,7 +6,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Collection, Sequence
 
     from actors.task import Task
 
@@ -27,8 +27,9 @@ class Store(Protocol):
         """Every stored task, in creation order."""
         ...
 
-    def commit(self, tasks: Sequence[Task]) -> None:
-        """Store these task states in one transaction: all of them, or none (StoreError).
+    def commit(self, tasks: Sequence[Task], deleted: Collection[str] = ()) -> None:
+        """Delete the ``deleted`` ids, then store these task states, in one transaction: all of
+        it, or none (StoreError).
 
         A known id keeps its place in creation order and takes the new state; a new id goes
         after every task already stored, in the order given.
@@ -59,7 +60,9 @@ class MemoryStore:
     def load(self) -> list[Task]:
         return list(self._tasks.values())
 
-    def commit(self, tasks: Sequence[Task]) -> None:
+    def commit(self, tasks: Sequence[Task], deleted: Collection[str] = ()) -> None:
+        for task_id in deleted:
+            self._tasks.pop(task_id, None)
         for task in tasks:
             self._tasks[task.id] = task
         self.commits += 1

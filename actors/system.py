@@ -12,10 +12,13 @@ import pykka
 from actors.dispatcher import DispatcherActor
 from actors.messages import (
     Admission,
+    BatchAdmission,
     BeginShutdown,
+    Cancel,
     CancelRetries,
     Connect,
     CountByStatus,
+    DeleteTask,
     DispatcherStats,
     GetDispatcherStats,
     GetReadiness,
@@ -24,26 +27,33 @@ from actors.messages import (
     GetTask,
     ListPage,
     ListTasks,
+    Outcome,
     Readiness,
     Recover,
     RepositoryStats,
+    Requeue,
     RetriesDue,
     Save,
     ScheduleRetry,
     Submit,
+    SubmitBatch,
     WhenIdle,
 )
 from actors.recovery import plan_recovery
 from actors.reply import Reply
 from actors.repository import RepositoryActor
+from actors.retention import DEFAULT_RETENTION
 from actors.retry import RetryActor
 from actors.store import StoreError
 from actors.worker import RetryPolicy, WorkerActor
 
 if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
+
     from actors.backoff import Uniform
     from actors.messages import DispatcherStats
     from actors.paging import Page
+    from actors.retention import Retention
     from actors.store import OpenStore
     from actors.task import Task
     from actors.worker import Handler
@@ -96,6 +106,10 @@ class SystemStats(NamedTuple):
     """Since start: attempts that ended in a retry."""
     done: int
     failed: int
+    cancelled: int
+    """Since start: tasks cancelled through the API."""
+    evicted: int
+    """Since start: finished tasks the retention rules removed."""
     uptime_s: float
 
 
@@ -141,6 +155,8 @@ class StatsAnswer:
             retries=line.retries,
             done=line.done,
             failed=line.failed,
+            cancelled=repository.cancelled,
+            evicted=repository.evicted,
             uptime_s=time.monotonic() - self._started_at,
         )
 
@@ -181,16 +197,20 @@ class TaskSystem:
         retry_max_ms: float = 30_000,
         uniform: Uniform = random.uniform,
         open_store: OpenStore | None = None,
+        retention: Retention = DEFAULT_RETENTION,
+        clock: Callable[[], float] = time.time,
     ) -> TaskSystem:
         """Start the actors; with ``open_store``, over a durable store, recovering its tasks.
 
         ``open_store`` is called on the repository's thread. Raises StoreError (with nothing
-        left running) when the store cannot be used.
+        left running) when the store cannot be used. ``retention`` bounds the finished tasks
+        kept (the service's defaults; ``KEEP_ALL`` keeps them all), their ages measured
+        with ``clock``.
         """
         if workers < 1 or queue_size < 1:
             raise ValueError("workers and queue_size must be at least 1")
         policy = RetryPolicy(base_ms=retry_base_ms, max_ms=retry_max_ms)
-        repository = RepositoryActor.start(open_store)
+        repository = RepositoryActor.start(open_store, retention=retention, clock=clock)
         stored = _recover(repository) if open_store is not None else ()
         plan = plan_recovery(stored, now=time.time(), policy=policy, uniform=uniform)
         for task in plan.saves:
@@ -200,7 +220,7 @@ class TaskSystem:
             WorkerActor.start(index, handler, dispatcher, repository, policy, uniform)
             for index in range(workers)
         )
-        retry = RetryActor.start(dispatcher)
+        retry = RetryActor.start(dispatcher, repository)
         dispatcher.tell(Connect(worker_refs, retry))
         if plan.line:
             # Before start returns, so before any Submit: recovered tasks go ahead of new work,
@@ -221,6 +241,30 @@ class TaskSystem:
         _tell(self._dispatcher, Submit(task, reply))
         return reply
 
+    def submit_batch_async(self, tasks: Sequence[Task]) -> Reply[BatchAdmission]:
+        """Offer new tasks, to be accepted all together or not at all."""
+        reply: Reply[BatchAdmission] = Reply()
+        _tell(self._dispatcher, SubmitBatch(tuple(tasks), reply))
+        return reply
+
+    def cancel_async(self, task_id: str) -> Reply[Outcome]:
+        """Cancel a queued task (in line, delayed or awaiting a retry): it never runs again."""
+        reply: Reply[Outcome] = Reply()
+        _tell(self._dispatcher, Cancel(task_id, reply))
+        return reply
+
+    def requeue_async(self, task_id: str) -> Reply[Outcome]:
+        """Queue a failed or cancelled task again for a fresh round of attempts."""
+        reply: Reply[Outcome] = Reply()
+        _tell(self._dispatcher, Requeue(task_id, reply))
+        return reply
+
+    def delete_async(self, task_id: str) -> Reply[Outcome]:
+        """Forget a finished task."""
+        reply: Reply[Outcome] = Reply()
+        _tell(self._repository, DeleteTask(task_id, reply))
+        return reply
+
     def get_async(self, task_id: str) -> Reply[Task | None]:
         reply: Reply[Task | None] = Reply()
         _tell(self._repository, GetTask(task_id, reply))
@@ -232,12 +276,17 @@ class TaskSystem:
         return reply
 
     def list_page_async(
-        self, *, status: str | None = None, limit: int | None = None, after: str | None = None
+        self,
+        *,
+        status: str | None = None,
+        limit: int | None = None,
+        after: str | None = None,
+        newest_first: bool = False,
     ) -> Reply[Page | None]:
-        """Tasks in creation order after ``after``, with ``status``, at most ``limit`` of them;
-        the reply is None when ``after`` is not a known id."""
+        """Tasks in creation order (or newest first) after ``after``, with ``status``, at most
+        ``limit`` of them; the reply is None when ``after`` is not a known id."""
         reply: Reply[Page | None] = Reply()
-        _tell(self._repository, ListPage(reply, status, limit, after))
+        _tell(self._repository, ListPage(reply, status, limit, after, newest_first))
         return reply
 
     def ready_async(self) -> Reply[Readiness]:
@@ -261,6 +310,18 @@ class TaskSystem:
     def submit(self, task: Task, timeout_s: float = 5.0) -> Admission:
         return self.submit_async(task).get(timeout=timeout_s)
 
+    def submit_batch(self, tasks: Sequence[Task], timeout_s: float = 5.0) -> BatchAdmission:
+        return self.submit_batch_async(tasks).get(timeout=timeout_s)
+
+    def cancel(self, task_id: str, timeout_s: float = 5.0) -> Outcome:
+        return self.cancel_async(task_id).get(timeout=timeout_s)
+
+    def requeue(self, task_id: str, timeout_s: float = 5.0) -> Outcome:
+        return self.requeue_async(task_id).get(timeout=timeout_s)
+
+    def delete(self, task_id: str, timeout_s: float = 5.0) -> Outcome:
+        return self.delete_async(task_id).get(timeout=timeout_s)
+
     def get(self, task_id: str, timeout_s: float = 5.0) -> Task | None:
         return self.get_async(task_id).get(timeout=timeout_s)
 
@@ -273,9 +334,13 @@ class TaskSystem:
         status: str | None = None,
         limit: int | None = None,
         after: str | None = None,
+        newest_first: bool = False,
         timeout_s: float = 5.0,
     ) -> Page | None:
-        return self.list_page_async(status=status, limit=limit, after=after).get(timeout=timeout_s)
+        reply = self.list_page_async(
+            status=status, limit=limit, after=after, newest_first=newest_first
+        )
+        return reply.get(timeout=timeout_s)
 
     def stats(self, timeout_s: float = 5.0) -> SystemStats:
         return self.stats_async().get(timeout=timeout_s)

@@ -15,9 +15,14 @@ DONE: Final = "done"
 """An attempt succeeded. Final."""
 FAILED: Final = "failed"
 """The last allowed attempt failed. Final."""
+CANCELLED: Final = "cancelled"
+"""Cancelled through the API while queued: it never runs again (unless retried by hand). Final."""
 
-STATUSES: Final = (QUEUED, RUNNING, DONE, FAILED)
-FINAL_STATUSES: Final = frozenset({DONE, FAILED})
+STATUSES: Final = (QUEUED, RUNNING, DONE, FAILED, CANCELLED)
+FINAL_STATUSES: Final = frozenset({DONE, FAILED, CANCELLED})
+
+MAX_PRIORITY: Final = 9
+"""Priorities run from 0 (the default) to 9; a higher one runs first."""
 
 NULL_PAYLOAD: Final = b"null"
 
@@ -42,14 +47,24 @@ class Task(msgspec.Struct, frozen=True, gc=False):
     updated_at: float
     last_error: str | None = None
     next_attempt_at: float | None = None
+    # Last, so a store written before priorities existed (schema 1) gains it as a new column.
+    priority: int = 0
 
     @property
     def is_final(self) -> bool:
         return self.status in FINAL_STATUSES
 
 
-def new_task(task_id: str, payload: bytes, max_retries: int, now: float | None = None) -> Task:
-    """A freshly accepted task: queued, no attempts yet."""
+def new_task(
+    task_id: str,
+    payload: bytes,
+    max_retries: int,
+    now: float | None = None,
+    *,
+    priority: int = 0,
+    delay_s: float = 0.0,
+) -> Task:
+    """A freshly accepted task: queued, no attempts yet; with ``delay_s``, due that much later."""
     created = time.time() if now is None else now
     return Task(
         id=task_id,
@@ -59,6 +74,8 @@ def new_task(task_id: str, payload: bytes, max_retries: int, now: float | None =
         attempts=0,
         created_at=created,
         updated_at=created,
+        next_attempt_at=created + delay_s if delay_s > 0 else None,
+        priority=priority,
     )
 
 

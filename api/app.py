@@ -8,7 +8,8 @@ import falcon
 
 from actors.system import SystemStopped
 from api.auth import BearerTokenAuth
-from api.enqueue import EnqueueResource
+from api.control import CancelResource, RetryResource
+from api.enqueue import BatchEnqueueResource, EnqueueResource
 from api.errors import handle_system_stopped, handle_unexpected, serialize_error
 from api.health import HealthResource
 from api.openapi import OPENAPI_PATH, OpenApiResource
@@ -44,7 +45,15 @@ def create_app(
             system, max_body_bytes=max_body_bytes, timeout_s=request_timeout_s, invalid=invalid
         ),
     )
+    app.add_route(
+        "/enqueue/batch",
+        BatchEnqueueResource(
+            system, max_body_bytes=max_body_bytes, timeout_s=request_timeout_s, invalid=invalid
+        ),
+    )
     app.add_route("/task", TaskResource(system, timeout_s=request_timeout_s))
+    app.add_route("/task/cancel", CancelResource(system, timeout_s=request_timeout_s))
+    app.add_route("/task/retry", RetryResource(system, timeout_s=request_timeout_s))
     app.add_route("/tasks", TaskListResource(system, timeout_s=request_timeout_s))
     app.add_route("/healthz", HealthResource())
     app.add_route("/stats", StatsResource(system, invalid, timeout_s=request_timeout_s))

@@ -45,6 +45,10 @@ class Config(msgspec.Struct, frozen=True, rename="upper", kw_only=True):
     # Unset: no authentication. Set: every endpoint but /healthz and /readyz needs
     # `Authorization: Bearer <token>` (api/auth.py). Never logged.
     api_token: str | None = None
+    # Finished tasks kept at most, and for how long after they finish; 0 turns a rule off
+    # (actors/retention.py). What bounds memory over weeks.
+    retention_max_finished: Annotated[int, Meta(ge=0, le=1_000_000_000)] = 100_000
+    retention_ttl_s: Annotated[float, Meta(ge=0, le=10 * 365 * 86_400)] = 86_400.0
 
 
 CONFIG_VARIABLES = tuple(field.encode_name for field in msgspec.structs.fields(Config))

@@ -1,20 +1,23 @@
-"""``POST /enqueue``: accept one task."""
+"""``POST /enqueue`` and ``POST /enqueue/batch``: accept one task, or many all together."""
 
 from __future__ import annotations
 
+import time
 from typing import TYPE_CHECKING, Final
 
 import falcon
 
 from actors.messages import Admission
 from actors.task import new_task
-from api.errors import service_unavailable
+from api.errors import ItemError, service_unavailable
 from api.options import JsonOptions
 from api.reply import wait_for
-from api.schema import InvalidBody, decode_enqueue, encoder, task_body
+from api.schema import InvalidBody, decode_batch, decode_enqueue, encoder, task_body
 
 if TYPE_CHECKING:
     from actors.system import TaskSystem
+    from actors.task import Task
+    from api.schema import EnqueueRequest
     from api.stats import InvalidCount
 
 RETRY_AFTER_FULL_S: Final = 1
@@ -44,17 +47,73 @@ class EnqueueResource(JsonOptions):
             if self._invalid is not None:
                 self._invalid.add()
             raise falcon.HTTPBadRequest(description=str(exc)) from None
-        task = new_task(request.id, bytes(request.payload), request.max_retries)
+        task = task_of(request)
         admission = wait_for(self._system.submit_async(task), self._timeout_s)
         if admission is Admission.ACCEPTED:
             resp.status = falcon.HTTP_201
             resp.data = encoder.encode(task_body(task))
         elif admission is Admission.DUPLICATE:
             raise falcon.HTTPConflict(description="task already exists")
-        elif admission is Admission.QUEUE_FULL:
-            raise service_unavailable("queue is full", retry_after_s=RETRY_AFTER_FULL_S)
         else:
-            raise service_unavailable("shutting down")
+            raise refused(admission)
+
+
+class BatchEnqueueResource(JsonOptions):
+    """All the tasks of the array, in order, or none of them."""
+
+    def __init__(
+        self,
+        system: TaskSystem,
+        *,
+        max_body_bytes: int,
+        timeout_s: float,
+        invalid: InvalidCount | None = None,
+    ) -> None:
+        self._system = system
+        self._invalid = invalid
+        self._max_body_bytes = max_body_bytes
+        self._timeout_s = timeout_s
+
+    def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
+        body = read_body(req, self._max_body_bytes)
+        try:
+            requests = decode_batch(body)
+        except InvalidBody as exc:
+            if self._invalid is not None:
+                self._invalid.add()
+            if exc.index is None:
+                raise falcon.HTTPBadRequest(description=str(exc)) from None
+            raise ItemError(falcon.HTTP_400, str(exc), exc.index) from None
+        # One clock reading for the batch: its tasks are created together, in input order.
+        now = time.time()
+        tasks = [task_of(request, now) for request in requests]
+        answer = wait_for(self._system.submit_batch_async(tasks), self._timeout_s)
+        if answer.admission is Admission.ACCEPTED:
+            resp.status = falcon.HTTP_201
+            resp.data = encoder.encode([task_body(task) for task in tasks])
+        elif answer.admission is Admission.DUPLICATE:
+            assert answer.position is not None
+            raise ItemError(falcon.HTTP_409, "task already exists", answer.position)
+        else:
+            raise refused(answer.admission, "queue cannot hold the whole batch")
+
+
+def task_of(request: EnqueueRequest, now: float | None = None) -> Task:
+    return new_task(
+        request.id,
+        bytes(request.payload),
+        request.max_retries,
+        now,
+        priority=request.priority,
+        delay_s=request.delay_ms / 1000,
+    )
+
+
+def refused(admission: Admission, full: str = "queue is full") -> falcon.HTTPError:
+    """The 503 for a line that is full (come back in a second) or shutting down."""
+    if admission is Admission.QUEUE_FULL:
+        return service_unavailable(full, retry_after_s=RETRY_AFTER_FULL_S)
+    return service_unavailable("shutting down")
 
 
 def read_body(req: falcon.Request, limit: int) -> bytes:

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 import falcon
 
-from api.schema import ErrorBody, encoder
+from api.schema import ErrorBody, ItemErrorBody, encoder
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -30,9 +30,21 @@ def error_message(status_code: int, description: str | None) -> str:
         return "error"
 
 
+class ItemError(falcon.HTTPError):
+    """An error about one task of a batch: the body also says which one, ``"index"``."""
+
+    def __init__(self, status: str, description: str, index: int) -> None:
+        super().__init__(status, description=description)
+        self.index = index
+
+
 def serialize_error(req: falcon.Request, resp: falcon.Response, error: falcon.HTTPError) -> None:
     """Falcon's error serializer: JSON whatever the client's Accept header says."""
-    resp.data = error_json(error_message(error.status_code, error.description))
+    message = error_message(error.status_code, error.description)
+    if isinstance(error, ItemError):
+        resp.data = encoder.encode(ItemErrorBody(error=message, index=error.index))
+    else:
+        resp.data = error_json(message)
     resp.content_type = falcon.MEDIA_JSON
 
 

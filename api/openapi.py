@@ -8,7 +8,7 @@ by running schemathesis against the app.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Annotated, Any, Final, get_args
 
 import msgspec
 
@@ -16,9 +16,16 @@ from actors.messages import Readiness
 from actors.task import STATUSES
 from api.auth import OPEN_PATHS
 from api.options import JsonOptions
-from api.schema import EnqueueRequest, ErrorBody, TaskBody, encoder
+from api.schema import (
+    BatchRequest,
+    EnqueueRequest,
+    ErrorBody,
+    ItemErrorBody,
+    TaskBody,
+    encoder,
+)
 from api.stats import ReadinessBody, StatsBody
-from api.tasks import MAX_LIMIT
+from api.tasks import MAX_LIMIT, ORDERS
 
 if TYPE_CHECKING:
     import falcon
@@ -48,9 +55,21 @@ def _schema_twin(struct: type[msgspec.Struct]) -> type[msgspec.Struct]:
     )
 
 
-(_ENQUEUE, _TASK, _ERROR, _STATS, _READINESS), _COMPONENTS = msgspec.json.schema_components(
-    (_schema_twin(EnqueueRequest), TaskBody, ErrorBody, StatsBody, ReadinessBody),
-    ref_template=_REF,
+_ENQUEUE_TWIN: Final = _schema_twin(EnqueueRequest)
+(_ENQUEUE, _BATCH, _TASK, _ERROR, _ITEM_ERROR, _STATS, _READINESS), _COMPONENTS = (
+    msgspec.json.schema_components(
+        (
+            _ENQUEUE_TWIN,
+            # The batch's own bounds (1 to 1000 items) around the same item schema.
+            Annotated[list[_ENQUEUE_TWIN], *get_args(BatchRequest)[1:]],  # type: ignore[valid-type]
+            TaskBody,
+            ErrorBody,
+            ItemErrorBody,
+            StatsBody,
+            ReadinessBody,
+        ),
+        ref_template=_REF,
+    )
 )
 # The structs keep `status` a plain string; the values it takes are known here.
 _COMPONENTS["TaskBody"]["properties"]["status"]["enum"] = list(STATUSES)
@@ -98,6 +117,27 @@ def _query(
     }
 
 
+_ID: Final = _query("id", {"type": "string", "minLength": 1}, "The task's id.", required=True)
+
+
+def _task_action(operation_id: str, summary: str, conflict: str, **more: Any) -> dict[str, Any]:
+    """An action on one task named by ``id``: cancel, retry, delete."""
+    responses: dict[str, Any] = {
+        "200": _json(_TASK, "The task after the action."),
+        "400": _error("`id` is missing or empty."),
+        "404": _error("No task with this id."),
+        "409": _error(conflict),
+        "503": _error(_BUSY, Retry_After=_RETRY_AFTER),
+    }
+    responses.update(more)
+    return {
+        "operationId": operation_id,
+        "summary": summary,
+        "parameters": [_ID],
+        "responses": responses,
+    }
+
+
 _PATHS: Final[dict[str, dict[str, Any]]] = {
     "/enqueue": {
         "post": {
@@ -126,25 +166,92 @@ _PATHS: Final[dict[str, dict[str, Any]]] = {
             },
         }
     },
+    "/enqueue/batch": {
+        "post": {
+            "operationId": "enqueueBatch",
+            "summary": "Accept 1 to 1000 tasks, all together or none of them.",
+            "requestBody": {
+                "required": True,
+                "description": (
+                    "A JSON array of tasks, each under the rules of `POST /enqueue`. Nothing is"
+                    " stored unless every task is accepted."
+                ),
+                "content": {"application/json": {"schema": _BATCH}},
+            },
+            "responses": {
+                "201": _json(
+                    {"type": "array", "items": _TASK}, "Every task as accepted, in input order."
+                ),
+                "400": _json(
+                    {"anyOf": [_ITEM_ERROR, _ERROR]},
+                    "A task is invalid (`index` says which, from 0), or the body is not a JSON"
+                    " array of 1 to 1000 items (no `index`). Nothing is stored.",
+                ),
+                "409": _json(
+                    _ITEM_ERROR,
+                    "The task at `index` has an id already stored or repeated earlier in the"
+                    " batch. Nothing is stored.",
+                ),
+                "413": _error("The body is larger than `MAX_BODY_BYTES`."),
+                "503": _error(
+                    "The line cannot hold the whole batch (`Retry-After`), shutdown has begun,"
+                    " or the task system did not answer in time. Nothing is stored (after a"
+                    " timeout, the batch may have been accepted: a 409 on re-sending says so).",
+                    Retry_After=_RETRY_AFTER,
+                ),
+            },
+        }
+    },
     "/task": {
         "get": {
             "operationId": "getTask",
             "summary": "One task.",
-            "parameters": [
-                _query("id", {"type": "string", "minLength": 1}, "The task's id.", required=True)
-            ],
+            "parameters": [_ID],
             "responses": {
                 "200": _json(_TASK, "The task."),
                 "400": _error("`id` is missing or empty."),
                 "404": _error("No task with this id."),
                 "503": _error(_BUSY, Retry_After=_RETRY_AFTER),
             },
-        }
+        },
+        "delete": {
+            "operationId": "deleteTask",
+            "summary": "Forget a finished task (done, failed or cancelled).",
+            "parameters": [_ID],
+            "responses": {
+                "204": {"description": "Deleted; no body."},
+                "400": _error("`id` is missing or empty."),
+                "404": _error("No task with this id."),
+                "409": _error("The task is queued or running."),
+                "503": _error(_BUSY, Retry_After=_RETRY_AFTER),
+            },
+        },
+    },
+    "/task/cancel": {
+        "post": _task_action(
+            "cancelTask",
+            "Cancel a queued task (in line, delayed, or awaiting a retry): it never runs again.",
+            "The task is running, done, failed or already cancelled.",
+        )
+    },
+    "/task/retry": {
+        "post": _task_action(
+            "retryTask",
+            "Queue a failed or cancelled task again, attempts from 0.",
+            "The task is queued, running or done.",
+            **{
+                "503": _error(
+                    "The line is full (`Retry-After`), shutdown has begun, or the task system"
+                    " did not answer in time.",
+                    Retry_After=_RETRY_AFTER,
+                )
+            },
+        )
     },
     "/tasks": {
         "get": {
             "operationId": "listTasks",
-            "summary": "Tasks in creation order; without parameters, every task.",
+            "summary": "Tasks in creation order (or newest first); without parameters, every task.",
             "parameters": [
                 _query("status", {"type": "string", "enum": list(STATUSES)}, "Only this status."),
                 _query(
@@ -155,7 +262,12 @@ _PATHS: Final[dict[str, dict[str, Any]]] = {
                 _query(
                     "after",
                     {"type": "string", "minLength": 1},
-                    "Only tasks created after this stored task.",
+                    "Only tasks after this stored task, in the order asked for.",
+                ),
+                _query(
+                    "order",
+                    {"type": "string", "enum": list(ORDERS)},
+                    "`asc`: creation order (the default); `desc`: newest first.",
                 ),
             ],
             "responses": {

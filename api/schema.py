@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Annotated, Final
 import msgspec
 from msgspec import Meta, Raw
 
-from actors.task import NULL_PAYLOAD
+from actors.task import MAX_PRIORITY, NULL_PAYLOAD
 
 if TYPE_CHECKING:
     from actors.task import Task
@@ -17,6 +17,10 @@ if TYPE_CHECKING:
 MAX_ID_LENGTH: Final = 256
 MAX_RETRIES_LIMIT: Final = 100
 DEFAULT_MAX_RETRIES: Final = 3
+MAX_DELAY_MS: Final = 30 * 86_400_000
+"""Thirty days: the longest a task may be delayed."""
+MAX_BATCH: Final = 1000
+"""The most tasks one ``POST /enqueue/batch`` may carry."""
 
 TaskId = Annotated[
     str,
@@ -31,15 +35,40 @@ MaxRetries = Annotated[
     int,
     Meta(ge=0, le=MAX_RETRIES_LIMIT, description="Retries after the first attempt."),
 ]
+Priority = Annotated[
+    int,
+    Meta(
+        ge=0,
+        le=MAX_PRIORITY,
+        description="0 to 9; a higher priority runs first, first in first out within one.",
+    ),
+]
+DelayMs = Annotated[
+    int,
+    Meta(
+        ge=0,
+        le=MAX_DELAY_MS,
+        description="Milliseconds before the task may run, up to 30 days; 0 runs it at once.",
+    ),
+]
 
 
 class EnqueueRequest(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
-    """The body of ``POST /enqueue``. Any field not named here is refused."""
+    """The body of ``POST /enqueue``, and each item of a batch. Any field not named here is
+    refused."""
 
     id: TaskId
     # Kept as the client's JSON text: validated, never turned into Python objects on intake.
     payload: Raw = Raw(NULL_PAYLOAD)
     max_retries: MaxRetries = DEFAULT_MAX_RETRIES
+    priority: Priority = 0
+    delay_ms: DelayMs = 0
+
+
+BatchRequest = Annotated[
+    list[EnqueueRequest],
+    Meta(min_length=1, max_length=MAX_BATCH, description="1 to 1000 tasks, accepted together."),
+]
 
 
 class TaskBody(msgspec.Struct, frozen=True):
@@ -54,12 +83,20 @@ class TaskBody(msgspec.Struct, frozen=True):
     created_at: datetime
     updated_at: datetime
     next_attempt_at: datetime | None
+    priority: int
 
 
 class ErrorBody(msgspec.Struct, frozen=True):
     """Every error response: ``{"error": "<human-readable message>"}``."""
 
     error: str
+
+
+class ItemErrorBody(msgspec.Struct, frozen=True):
+    """A batch refused for one of its tasks: the message, and that task's position (from 0)."""
+
+    error: str
+    index: int
 
 
 def task_body(task: Task) -> TaskBody:
@@ -84,15 +121,22 @@ def task_body(task: Task) -> TaskBody:
             if task.next_attempt_at is None
             else datetime.fromtimestamp(task.next_attempt_at, UTC)
         ),
+        priority=task.priority,
     )
 
 
 enqueue_decoder: Final = msgspec.json.Decoder(EnqueueRequest)
+batch_decoder: Final = msgspec.json.Decoder(BatchRequest)
 encoder: Final = msgspec.json.Encoder()
 
 
 class InvalidBody(ValueError):
-    """The body is not something ``POST /enqueue`` accepts; the message says why."""
+    """The body is not something ``POST /enqueue`` accepts; the message says why, and for a
+    batch ``index`` says which task (None when the body as a whole is wrong)."""
+
+    def __init__(self, message: str, index: int | None = None) -> None:
+        super().__init__(message)
+        self.index = index
 
 
 # msgspec's messages end with where in the document the problem is; these fields get a
@@ -100,8 +144,12 @@ class InvalidBody(ValueError):
 _FIELD_RULES: Final = {
     "id": f"id must be a string of 1 to {MAX_ID_LENGTH} characters without control characters",
     "max_retries": f"max_retries must be an integer from 0 to {MAX_RETRIES_LIMIT}",
+    "priority": f"priority must be an integer from 0 to {MAX_PRIORITY}",
+    "delay_ms": f"delay_ms must be an integer from 0 to {MAX_DELAY_MS} (30 days)",
 }
 _AT_FIELD: Final = re.compile(r" - at `\$\.(\w+)`$")
+_AT_ITEM: Final = re.compile(r" - at `\$\[(\d+)\](?:\.(\w+))?`$")
+_BATCH_SHAPE: Final = f"the body must be a JSON array of 1 to {MAX_BATCH} task objects"
 
 
 def decode_enqueue(body: bytes) -> EnqueueRequest:
@@ -113,6 +161,30 @@ def decode_enqueue(body: bytes) -> EnqueueRequest:
         # rest: a body like `[1, 2` is wrong in shape *and* not JSON, and the second matters more.
         _check_syntax(body)
         raise InvalidBody(_describe(str(exc))) from None
+    except (msgspec.DecodeError, UnicodeDecodeError):
+        raise InvalidBody("invalid JSON") from None
+    except RecursionError:
+        raise InvalidBody("nesting too deep") from None
+
+
+def decode_batch(body: bytes) -> list[EnqueueRequest]:
+    """Decode and validate a batch body; InvalidBody names the first invalid task by index."""
+    try:
+        return batch_decoder.decode(body)
+    except msgspec.ValidationError as exc:
+        _check_syntax(body)
+        message = str(exc)
+        match = _AT_ITEM.search(message)
+        if match is None:  # the body itself: not an array, empty, or too long
+            raise InvalidBody(_BATCH_SHAPE) from None
+        index, field = int(match.group(1)), match.group(2)
+        if field in _FIELD_RULES:
+            reason = _FIELD_RULES[field]
+        elif field is None and message.startswith("Expected `object`"):
+            reason = "each task must be a JSON object"
+        else:
+            reason = message[: match.start()]
+        raise InvalidBody(reason, index) from None
     except (msgspec.DecodeError, UnicodeDecodeError):
         raise InvalidBody("invalid JSON") from None
     except RecursionError:

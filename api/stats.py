@@ -10,7 +10,7 @@ import msgspec
 
 from actors.messages import Readiness
 from actors.system import SystemStopped
-from actors.task import DONE, FAILED, QUEUED, RUNNING
+from actors.task import CANCELLED, DONE, FAILED, QUEUED, RUNNING
 from api.options import JsonOptions
 from api.reply import wait_for
 from api.schema import encoder
@@ -86,7 +86,7 @@ class StatsBody(msgspec.Struct, frozen=True):
     waiting: int
     """Tasks waiting in line for a worker."""
     scheduled: int
-    """Tasks waiting for a retry (queued, with ``next_attempt_at`` set)."""
+    """Tasks waiting for a retry or delayed (queued, with ``next_attempt_at`` set)."""
     workers: Workers
     queue_size: int
     totals: Totals
@@ -101,7 +101,7 @@ def stats_body(stats: SystemStats, invalid: int) -> StatsBody:
             running=counts.get(RUNNING, 0),
             done=counts.get(DONE, 0),
             failed=counts.get(FAILED, 0),
-            cancelled=0,
+            cancelled=counts.get(CANCELLED, 0),
         ),
         waiting=stats.waiting,
         scheduled=stats.scheduled,
@@ -119,8 +119,8 @@ def stats_body(stats: SystemStats, invalid: int) -> StatsBody:
             retries=stats.retries,
             done=stats.done,
             failed=stats.failed,
-            cancelled=0,
-            evicted=0,
+            cancelled=stats.cancelled,
+            evicted=stats.evicted,
         ),
         uptime_s=round(stats.uptime_s, 3),
     )

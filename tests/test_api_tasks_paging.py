@@ -284,10 +284,10 @@ def test_ids_in_links_are_url_encoded_and_following_them_works(
 @pytest.mark.parametrize(
     ("query", "message"),
     [
-        ("status=bogus", "status must be one of queued, running, done, failed"),
-        ("status=DONE", "status must be one of queued, running, done, failed"),
-        ("status=", "status must be one of queued, running, done, failed"),
-        ("status", "status must be one of queued, running, done, failed"),
+        ("status=bogus", "status must be one of queued, running, done, failed, cancelled"),
+        ("status=DONE", "status must be one of queued, running, done, failed, cancelled"),
+        ("status=", "status must be one of queued, running, done, failed, cancelled"),
+        ("status", "status must be one of queued, running, done, failed, cancelled"),
         ("limit=0", "limit must be an integer from 1 to 1000"),
         ("limit=1001", "limit must be an integer from 1 to 1000"),
         ("limit=-1", "limit must be an integer from 1 to 1000"),

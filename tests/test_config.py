@@ -52,6 +52,8 @@ def test_every_variable_is_read_and_parsed() -> None:
         "LOG_LEVEL": "DEBUG",
         "DB_PATH": "/var/lib/task_queue/tasks.db",
         "API_TOKEN": "s3cret-token",
+        "RETENTION_MAX_FINISHED": "500",
+        "RETENTION_TTL_S": "0",
     }
 
     config = load_config(environ)
@@ -74,6 +76,8 @@ def test_every_variable_is_read_and_parsed() -> None:
         log_level="DEBUG",
         db_path="/var/lib/task_queue/tasks.db",
         api_token="s3cret-token",
+        retention_max_finished=500,
+        retention_ttl_s=0.0,
     )
 
 

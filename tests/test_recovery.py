@@ -12,7 +12,18 @@ import msgspec
 import pykka
 import pytest
 
-from actors import DONE, FAILED, QUEUED, RUNNING, Admission, Task, TaskSystem, TaskView, new_task
+from actors import (
+    CANCELLED,
+    DONE,
+    FAILED,
+    QUEUED,
+    RUNNING,
+    Admission,
+    Task,
+    TaskSystem,
+    TaskView,
+    new_task,
+)
 from actors.recovery import INTERRUPTED, plan_recovery
 from actors.sqlite_store import SqliteStore
 from actors.store import StoreError
@@ -351,7 +362,7 @@ def test_a_stop_keeps_queued_and_waiting_tasks_for_the_next_start(
 
     assert summary.kept is True
     assert (summary.abandoned_in_line, summary.abandoned_retries) == (2, 1)
-    assert summary.counts == {QUEUED: 3, RUNNING: 0, DONE: 1, FAILED: 0}
+    assert summary.counts == {QUEUED: 3, RUNNING: 0, DONE: 1, FAILED: 0, CANCELLED: 0}
 
     second = start(runs, workers=1, retry_base_ms=1, retry_max_ms=10)
     for task_id in ("in-line-1", "in-line-2"):

@@ -4,7 +4,7 @@ over a durable store, answer nothing before the change it shows is committed."""
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -16,13 +16,13 @@ from actors import repository as repository_module
 from actors.messages import (
     Admission,
     CountByStatus,
-    DuplicateId,
     GetRepositoryStats,
     GetTask,
     Insert,
     Inserted,
     ListPage,
     ListTasks,
+    PlacesReleased,
     Recover,
     Refusal,
     RepositoryStats,
@@ -33,7 +33,7 @@ from actors.reply import Reply
 from actors.repository import BATCH_CAP, RepositoryActor
 from actors.sqlite_store import SqliteStore
 from actors.store import MemoryStore, Store, StoreError
-from actors.task import DONE, FAILED, QUEUED, RUNNING, Task, new_task
+from actors.task import CANCELLED, DONE, FAILED, QUEUED, RUNNING, Task, new_task
 from tests.support import wait_until
 
 TIMEOUT_S = 5.0
@@ -124,7 +124,7 @@ def test_a_duplicate_id_is_refused_and_the_stored_task_is_unchanged(
 
     assert insert(repository, impostor, dispatcher) is Admission.DUPLICATE
 
-    assert dispatcher.told == [DuplicateId("task-1")]
+    assert dispatcher.told == [PlacesReleased(1)]
     assert dispatcher.reply_was_set == [False]
     assert get(repository, "task-1") == original
     assert list_all(repository) == [original]
@@ -200,7 +200,7 @@ def test_counts_cover_every_status_including_empty_ones(repository: pykka.ActorR
 
     counts = repository.ask(CountByStatus(), timeout=TIMEOUT_S)
 
-    assert counts == {QUEUED: 1, RUNNING: 0, DONE: 2, FAILED: 1}
+    assert counts == {QUEUED: 1, RUNNING: 0, DONE: 2, FAILED: 1, CANCELLED: 0}
 
 
 @pytest.mark.parametrize("reason", [Admission.QUEUE_FULL, Admission.SHUTTING_DOWN])
@@ -250,7 +250,7 @@ class GatedStore:
     def load(self) -> list[Task]:
         return self.inner.load()
 
-    def commit(self, tasks: Sequence[Task]) -> None:
+    def commit(self, tasks: Sequence[Task], deleted: Collection[str] = ()) -> None:
         self.threads.add(threading.get_ident())
         self.entered.release()
         assert self.proceed.acquire(timeout=TIMEOUT_S), "the test never let the commit proceed"
@@ -267,7 +267,7 @@ class GatedStore:
 
 
 class FailingStore(MemoryStore):
-    def commit(self, tasks: Sequence[Task]) -> None:
+    def commit(self, tasks: Sequence[Task], deleted: Collection[str] = ()) -> None:
         raise StoreError("cannot be written: disk full")
 
 
@@ -387,7 +387,7 @@ def test_changes_that_arrive_together_share_one_commit_and_answers_keep_their_or
     assert [reply.get(timeout=TIMEOUT_S) for reply in replies] == [Admission.ACCEPTED] * 10
     assert duplicate.get(timeout=TIMEOUT_S) is Admission.DUPLICATE
     assert store.batches == [["opener"], [f"task-{n}" for n in range(10)]]
-    assert [type(message) for message in dispatcher.told] == [Inserted] * 10 + [DuplicateId]
+    assert [type(message) for message in dispatcher.told] == [Inserted] * 10 + [PlacesReleased]
 
 
 def test_a_steady_stream_of_changes_is_committed_at_least_every_batch_cap(
@@ -538,7 +538,7 @@ def test_stats_count_tasks_per_status_as_they_change(repository: pykka.ActorRef)
 
     counts = repository_stats(repository).counts
 
-    assert counts == {QUEUED: 1, RUNNING: 0, DONE: 1, FAILED: 1}
+    assert counts == {QUEUED: 1, RUNNING: 0, DONE: 1, FAILED: 1, CANCELLED: 0}
     assert counts == repository.ask(CountByStatus(), timeout=TIMEOUT_S)
 
 
@@ -574,7 +574,7 @@ def test_stats_count_the_recovered_tasks_per_status() -> None:
 
     stats = repository_stats(repository)
 
-    assert stats.counts == {QUEUED: 1, RUNNING: 0, DONE: 2, FAILED: 0}
+    assert stats.counts == {QUEUED: 1, RUNNING: 0, DONE: 2, FAILED: 0, CANCELLED: 0}
     assert stats.enqueued == 0
 
 

@@ -44,7 +44,9 @@ class Retries:
     def __init__(self) -> None:
         self.received: queue.Queue[RetriesDue] = queue.Queue()
         self.dispatcher = Outbox.start(self.received)
-        self.actor = RetryActor.start(self.dispatcher)
+        self.to_repository: queue.Queue[Any] = queue.Queue()
+        self.repository = Outbox.start(self.to_repository)
+        self.actor = RetryActor.start(self.dispatcher, self.repository)
 
     def schedule(self, task_id: str, delay_s: float) -> Task:
         task = new_task(task_id, b"null", max_retries=3)
@@ -131,8 +133,8 @@ def test_ten_thousand_waiting_retries_share_one_timer_thread() -> None:
     assert retries.released(1) == ["marker"]
 
     assert alarm_threads() == alarms_before + 1
-    # The fake dispatcher, the retry actor and its alarm: nothing per waiting retry.
-    assert threading.active_count() == threads_before + 3
+    # The fake dispatcher and repository, the retry actor and its alarm: nothing per retry.
+    assert threading.active_count() == threads_before + 4
     assert retries.cancel() == 10_000
 
 

@@ -10,7 +10,18 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from actors import DONE, FAILED, QUEUED, RUNNING, Admission, Task, TaskSystem, TaskView, new_task
+from actors import (
+    CANCELLED,
+    DONE,
+    FAILED,
+    QUEUED,
+    RUNNING,
+    Admission,
+    Task,
+    TaskSystem,
+    TaskView,
+    new_task,
+)
 from actors.system import ShutdownSummary
 from tests.support import starting_systems, wait_until
 
@@ -174,7 +185,7 @@ def test_stop_counts_every_status_and_the_tasks_it_abandons(
     summary = system.stop(deadline=time.monotonic() + TIMEOUT_S)
 
     assert summary == ShutdownSummary(
-        counts={QUEUED: 3, RUNNING: 0, DONE: 2, FAILED: 1},
+        counts={QUEUED: 3, RUNNING: 0, DONE: 2, FAILED: 1, CANCELLED: 0},
         abandoned_in_line=2,
         abandoned_retries=1,
         drained=True,
@@ -207,7 +218,7 @@ def test_stop_waits_for_a_running_attempt_to_finish(start: Callable[..., TaskSys
     assert finished.is_set()
     assert summaries == [
         ShutdownSummary(
-            counts={QUEUED: 1, RUNNING: 0, DONE: 1, FAILED: 0},
+            counts={QUEUED: 1, RUNNING: 0, DONE: 1, FAILED: 0, CANCELLED: 0},
             abandoned_in_line=1,
             abandoned_retries=0,
             drained=True,
@@ -249,7 +260,7 @@ def test_stop_with_nothing_running_is_prompt(start: Callable[..., TaskSystem]) -
 
     assert time.monotonic() - began < 1.0
     assert summary == ShutdownSummary(
-        counts={QUEUED: 0, RUNNING: 0, DONE: 1, FAILED: 0},
+        counts={QUEUED: 0, RUNNING: 0, DONE: 1, FAILED: 0, CANCELLED: 0},
         abandoned_in_line=0,
         abandoned_retries=0,
         drained=True,
