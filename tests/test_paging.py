@@ -66,3 +66,31 @@ def test_a_limit_stops_reading_at_the_first_task_past_the_page() -> None:
 
     assert order.page(tasks, limit=2) == Page([tasks["t0"], tasks["t1"]], more=True)
     assert order.page(tasks, limit=5) == Page(list(tasks.values()), more=False)
+
+
+def test_newest_first_reads_backwards_and_after_means_older_than() -> None:
+    order = CreationOrder()
+    tasks = tasks_of("a", "b", "c", "d", "e")
+
+    first = order.page(tasks, limit=2, newest_first=True)
+    assert ids_of(first) == ["e", "d"]
+    assert first is not None and first.more
+    second = order.page(tasks, limit=2, after="d", newest_first=True)
+    assert ids_of(second) == ["c", "b"]
+    last = order.page(tasks, limit=2, after="b", newest_first=True)
+    assert ids_of(last) == ["a"]
+    assert last is not None and not last.more
+    assert ids_of(order.page(tasks, after="a", newest_first=True)) == []
+
+
+def test_a_removal_then_a_reused_id_is_listed_once_at_its_new_place() -> None:
+    order = CreationOrder()
+    tasks = tasks_of("a", "b", "c")
+    order.page(tasks)
+
+    del tasks["a"]
+    order.invalidate()
+    tasks.update(tasks_of("a"))
+
+    assert ids_of(order.page(tasks)) == ["b", "c", "a"]
+    assert ids_of(order.page(tasks, newest_first=True)) == ["a", "c", "b"]

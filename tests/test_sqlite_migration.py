@@ -1,0 +1,105 @@
+"""The store's schema 2 (priorities) and deletions: files of schema 1 are brought up to date."""
+
+from __future__ import annotations
+
+import sqlite3
+from typing import TYPE_CHECKING
+
+from actors import CANCELLED, DONE, QUEUED, SqliteStore, TaskSystem, new_task
+from actors.sqlite_store import APPLICATION_ID, SCHEMA_VERSION
+from tests.support import wait_until
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from actors import TaskView
+
+SCHEMA_1 = """
+CREATE TABLE tasks (
+    seq INTEGER PRIMARY KEY,
+    id TEXT NOT NULL UNIQUE,
+    payload BLOB NOT NULL,
+    max_retries INTEGER NOT NULL,
+    status TEXT NOT NULL,
+    attempts INTEGER NOT NULL,
+    created_at REAL NOT NULL,
+    updated_at REAL NOT NULL,
+    last_error TEXT,
+    next_attempt_at REAL
+)
+"""
+
+
+def write_schema_1_file(path: Path) -> None:
+    """A store as the code before priorities left it, with two tasks."""
+    connection = sqlite3.connect(path)
+    connection.execute(SCHEMA_1)
+    connection.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+    connection.execute("PRAGMA user_version = 1")
+    connection.executemany(
+        "INSERT INTO tasks (id, payload, max_retries, status, attempts, created_at, updated_at)"
+        " VALUES (?, ?, 3, ?, ?, 1.0, 2.0)",
+        [("old-done", b'"x"', DONE, 1), ("old-queued", b"[1]", QUEUED, 0)],
+    )
+    connection.commit()
+    connection.close()
+
+
+def test_a_schema_1_file_is_migrated_and_its_tasks_get_priority_0(tmp_path: Path) -> None:
+    path = tmp_path / "tasks.db"
+    write_schema_1_file(path)
+
+    store = SqliteStore.open(path)
+    try:
+        tasks = store.load()
+        store.commit([new_task("new", b"null", 0, priority=7)])
+        reloaded = {task.id: task for task in store.load()}
+    finally:
+        store.close()
+
+    assert [(t.id, t.status, t.priority) for t in tasks] == [
+        ("old-done", DONE, 0),
+        ("old-queued", QUEUED, 0),
+    ]
+    assert reloaded["new"].priority == 7
+    version = sqlite3.connect(path).execute("PRAGMA user_version").fetchone()[0]
+    assert version == SCHEMA_VERSION == 2
+
+
+def test_deleted_rows_are_gone_and_a_reused_id_goes_last(tmp_path: Path) -> None:
+    store = SqliteStore.open(tmp_path / "tasks.db")
+    try:
+        store.commit([new_task(task_id, b"null", 0) for task_id in ("a", "b", "c")])
+        store.commit([], deleted=["a", "missing"])
+        store.commit([new_task("a", b"1", 0)], deleted=["b"])
+        ids = [task.id for task in store.load()]
+    finally:
+        store.close()
+
+    assert ids == ["c", "a"]
+
+
+def test_priority_cancel_and_delay_survive_a_restart(tmp_path: Path) -> None:
+    path = tmp_path / "tasks.db"
+    runs: list[str] = []
+
+    def handler(task: TaskView) -> None:
+        runs.append(task.id)
+
+    first = TaskSystem.start(handler, workers=1, open_store=lambda: SqliteStore.open(path))
+    first.submit(new_task("urgent-later", b"null", 0, priority=9, delay_s=0.3))
+    first.submit(new_task("cancelled", b"null", 0, delay_s=3600))
+    assert first.cancel("cancelled").task is not None
+    first.stop()
+    assert runs == []
+
+    second = TaskSystem.start(handler, workers=1, open_store=lambda: SqliteStore.open(path))
+    try:
+        wait_until(lambda: (t := second.get("urgent-later")) is not None and t.status == DONE)
+        urgent = second.get("urgent-later")
+        cancelled = second.get("cancelled")
+        assert urgent is not None and urgent.priority == 9
+        assert cancelled is not None and cancelled.status == CANCELLED
+        assert runs == ["urgent-later"]
+    finally:
+        second.stop()
