@@ -70,7 +70,7 @@ class FinishedOrder:
         ids, stale = self._ids, self._stale
         while ids:
             task_id = ids[0]
-            if stale[task_id]:
+            if stale.get(task_id):
                 ids.popleft()
                 stale[task_id] -= 1
                 if not stale[task_id]:

@@ -61,8 +61,12 @@ def log_file(name: str) -> IO[bytes]:
     return (logs / f"{name}.log").open("wb")
 
 
-def start_service(port: int, name: str, **settings: str) -> subprocess.Popen[bytes]:
-    """``python main.py`` exactly as a user starts it, with ``settings`` as its configuration.
+def start_service(
+    port: int, name: str, root: Path = ROOT, **settings: str
+) -> subprocess.Popen[bytes]:
+    """``python main.py`` exactly as a user starts it, with ``settings`` as its configuration;
+    ``root`` is the source tree to run (another checkout, for an A/B of two commits: Python puts
+    the script's own directory first on the path, so that tree's packages are the ones used).
 
     The service's own variables are dropped from the inherited environment (a DB_PATH or
     LOG_LEVEL set in the shell would silently change what is measured); defaults apply unless
@@ -72,7 +76,7 @@ def start_service(port: int, name: str, **settings: str) -> subprocess.Popen[byt
 
     inherited = {name: value for name, value in os.environ.items() if name not in CONFIG_VARIABLES}
     env = {**inherited, "HOST": HOST, "PORT": str(port), **settings}
-    return _spawn([sys.executable, str(ROOT / "main.py")], env, name)
+    return _spawn([sys.executable, str(root / "main.py")], env, name, cwd=root)
 
 
 def start_bare(port: int, threads: int, name: str) -> subprocess.Popen[bytes]:
@@ -81,9 +85,11 @@ def start_bare(port: int, threads: int, name: str) -> subprocess.Popen[bytes]:
     return _spawn([*command, "--threads", str(threads)], dict(os.environ), name)
 
 
-def _spawn(command: list[str], env: dict[str, str], name: str) -> subprocess.Popen[bytes]:
+def _spawn(
+    command: list[str], env: dict[str, str], name: str, cwd: Path = ROOT
+) -> subprocess.Popen[bytes]:
     with log_file(name) as log:
-        return subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=log)
+        return subprocess.Popen(command, cwd=cwd, env=env, stdout=log, stderr=log)
 
 
 def wait_ready(port: int, process: subprocess.Popen[bytes], path: str = "/healthz") -> None:
