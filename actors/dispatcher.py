@@ -123,7 +123,11 @@ class DispatcherActor(Actor):
             except pykka.ActorDeadError:
                 # An attempt that outlived the shutdown deadline: its retry is abandoned, and
                 # the saved state (queued, next_attempt_at) says so.
-                logger.warning("task %r: retry not scheduled, shutting down", task.id)
+                logger.warning(
+                    "task %r: retry not scheduled, shutting down",
+                    task.id,
+                    extra={"task_id": task.id, "attempt": task.attempts},
+                )
         self._dispatch()
         self._answer_idle_waiters()
 

@@ -43,6 +43,7 @@ from actors.worker import RetryPolicy, WorkerActor
 if TYPE_CHECKING:
     from actors.backoff import Uniform
     from actors.messages import DispatcherStats
+    from actors.observer import AttemptObserver
     from actors.paging import Page
     from actors.store import OpenStore
     from actors.task import Task
@@ -181,11 +182,13 @@ class TaskSystem:
         retry_max_ms: float = 30_000,
         uniform: Uniform = random.uniform,
         open_store: OpenStore | None = None,
+        observer: AttemptObserver | None = None,
     ) -> TaskSystem:
         """Start the actors; with ``open_store``, over a durable store, recovering its tasks.
 
         ``open_store`` is called on the repository's thread. Raises StoreError (with nothing
-        left running) when the store cannot be used.
+        left running) when the store cannot be used. ``observer`` hears of every attempt's end
+        from the workers (the metrics' histograms).
         """
         if workers < 1 or queue_size < 1:
             raise ValueError("workers and queue_size must be at least 1")
@@ -197,7 +200,7 @@ class TaskSystem:
             repository.tell(Save(task))
         dispatcher = DispatcherActor.start(queue_size, repository)
         worker_refs = tuple(
-            WorkerActor.start(index, handler, dispatcher, repository, policy, uniform)
+            WorkerActor.start(index, handler, dispatcher, repository, policy, uniform, observer)
             for index in range(workers)
         )
         retry = RetryActor.start(dispatcher)
