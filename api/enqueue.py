@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING, Final
 
 import falcon
@@ -16,6 +17,8 @@ from api.schema import InvalidBody, decode_enqueue, encoder, task_body
 if TYPE_CHECKING:
     from actors.system import TaskSystem
     from api.stats import InvalidCount
+
+logger = logging.getLogger(__name__)
 
 RETRY_AFTER_FULL_S: Final = 1
 """What ``Retry-After`` tells a client refused because the line is full."""
@@ -47,6 +50,8 @@ class EnqueueResource(JsonOptions):
         task = new_task(request.id, bytes(request.payload), request.max_retries)
         admission = wait_for(self._system.submit_async(task), self._timeout_s)
         if admission is Admission.ACCEPTED:
+            # Logged on the request's thread: the line that ties its request id to the task id.
+            logger.debug("task %r accepted", task.id, extra={"task_id": task.id, "attempt": 0})
             resp.status = falcon.HTTP_201
             resp.data = encoder.encode(task_body(task))
         elif admission is Admission.DUPLICATE:
