@@ -169,6 +169,7 @@ def test_attempts_are_counted_and_timed_by_how_they_ended(serve: Callable[..., S
     assert scrape.value("taskqueue_task_enqueue_to_final_seconds_sum", status="failed") > 0
 
 
+@pytest.mark.filterwarnings("ignore:Unknown REQUEST_METHOD")  # wsgiref's, for BREW
 def test_http_requests_are_counted_by_route_template_method_and_status(
     serve: Callable[..., Served],
 ) -> None:
