@@ -18,6 +18,8 @@ import time
 from functools import partial
 from typing import TYPE_CHECKING, Final
 
+import msgspec
+
 from actors import (
     HandlerLoadError,
     Retention,
@@ -28,6 +30,8 @@ from actors import (
     simulation,
 )
 from api import ConfigError, create_app, load_config
+from api.logs import configure_logging
+from api.metrics import Metrics
 from api.server import HttpServer
 
 if TYPE_CHECKING:
@@ -50,7 +54,8 @@ def main(environ: Mapping[str, str] = os.environ) -> int:
     except ConfigError as exc:
         print(f"task_queue: {exc}", file=sys.stderr)
         return EXIT_STARTUP_ERROR
-    configure_logging(config.log_level)
+    configure_logging(config.log_level, config.log_format)
+    logger.info("configuration: %s", describe_config(config), extra={"config": safe_config(config)})
     try:
         handler = build_handler(config)
     except HandlerLoadError as exc:
@@ -61,6 +66,7 @@ def main(environ: Mapping[str, str] = os.environ) -> int:
     # arbitrary point. Blocked before any thread starts, so every thread inherits the mask.
     signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
 
+    metrics = Metrics() if config.metrics else None
     try:
         system = TaskSystem.start(
             handler,
@@ -70,13 +76,20 @@ def main(environ: Mapping[str, str] = os.environ) -> int:
             retry_max_ms=config.retry_max_ms,
             open_store=partial(SqliteStore.open, config.db_path) if config.db_path else None,
             retention=Retention(config.retention_max_finished, config.retention_ttl_s),
+            observer=metrics.tasks if metrics else None,
         )
     except StoreError as exc:
         print(f"task_queue: DB_PATH={config.db_path}: {exc}", file=sys.stderr)
         return EXIT_STARTUP_ERROR
     try:
         server = HttpServer(
-            create_app(system, max_body_bytes=config.max_body_bytes, api_token=config.api_token),
+            create_app(
+                system,
+                max_body_bytes=config.max_body_bytes,
+                api_token=config.api_token,
+                metrics=metrics or False,
+                metrics_public=config.metrics_public,
+            ),
             host=config.host,
             port=config.port,
             threads=config.http_threads,
@@ -89,7 +102,7 @@ def main(environ: Mapping[str, str] = os.environ) -> int:
     server.start()
     logger.info(
         "listening on http://%s:%d (workers=%d queue_size=%d http_threads=%d handler=%s store=%s "
-        "auth=%s)",
+        "auth=%s metrics=%s)",
         server.host,
         server.port,
         config.workers,
@@ -99,6 +112,8 @@ def main(environ: Mapping[str, str] = os.environ) -> int:
         config.db_path or "memory only",
         # Whether a token is set, never the token itself.
         "bearer token" if config.api_token else "none",
+        ("public" if config.metrics_public else "on") if config.metrics else "off",
+        extra={"address": f"http://{server.host}:{server.port}"},
     )
 
     received = signal.sigwait(STOP_SIGNALS)
@@ -115,15 +130,21 @@ def main(environ: Mapping[str, str] = os.environ) -> int:
         logger.warning("HTTP requests still in flight at the deadline were cut off")
     logger.info("HTTP server stopped")
     summary = system.stop(deadline)
-    logger.info("%s", describe_summary(summary))
+    logger.info("%s", describe_summary(summary), extra={"summary": summary._asdict()})
     return 0
 
 
-def configure_logging(level: str) -> None:
-    logging.basicConfig(
-        level=level,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
+def safe_config(config: Config) -> dict[str, object]:
+    """The effective configuration by variable name, with API_TOKEN said as set or unset."""
+    settings: dict[str, object] = msgspec.to_builtins(config)
+    settings["API_TOKEN"] = "set" if config.api_token else "unset"
+    return settings
+
+
+def describe_config(config: Config) -> str:
+    return " ".join(
+        f"{name}={value!r}" if isinstance(value, str) else f"{name}={value}"
+        for name, value in safe_config(config).items()
     )
 
 

@@ -20,6 +20,7 @@ from actors.messages import (
     DispatcherStats,
     GetDispatcherStats,
     GetReadiness,
+    GetRetryStats,
     Insert,
     InsertBatch,
     Inserted,
@@ -105,8 +106,10 @@ class DispatcherActor(Actor):
                 if refusal is None:
                     self._reserved += 1
                 self._repository.tell(RequeueTask(task_id, reply, self.actor_ref, refusal))
-            case GetDispatcherStats(reply):
+            case GetDispatcherStats(reply, retry_reply):
                 reply.set(self._totals())
+                if retry_reply is not None:
+                    self._ask_retry_stats(retry_reply)
             case GetReadiness(reply):
                 reply.set(self._readiness())
             case WhenIdle(reply):
@@ -177,6 +180,13 @@ class DispatcherActor(Actor):
             except pykka.ActorDeadError:
                 reply.set(Outcome(None, refused=Admission.SHUTTING_DOWN))
 
+    def _ask_retry_stats(self, reply: Reply[int]) -> None:
+        assert self._retry is not None
+        try:
+            self._retry.tell(GetRetryStats(reply))
+        except pykka.ActorDeadError:
+            reply.set(0)  # stopped at shutdown: nothing waits for a next attempt any more
+
     def _schedule(self, task: Task, delay_s: float) -> None:
         assert self._retry is not None
         try:
@@ -184,7 +194,11 @@ class DispatcherActor(Actor):
         except pykka.ActorDeadError:
             # An attempt that outlived the shutdown deadline: its retry is abandoned, and
             # the saved state (queued, next_attempt_at) says so.
-            logger.warning("task %r: next attempt not scheduled, shutting down", task.id)
+            logger.warning(
+                "task %r: next attempt not scheduled, shutting down",
+                task.id,
+                extra={"task_id": task.id, "attempt": task.attempts},
+            )
 
     def _finished(self, worker: int, task: Task, retry_delay_s: float | None) -> None:
         self._idle.append(worker)

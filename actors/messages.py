@@ -316,9 +316,13 @@ class DispatcherStats(NamedTuple):
 
 
 class GetDispatcherStats(NamedTuple):
-    """Request thread -> dispatcher: reply with DispatcherStats."""
+    """Request thread -> dispatcher: reply with DispatcherStats; and, if ``retry_reply`` is
+    given, pass GetRetryStats on to the retry actor. Asked through the dispatcher, the retry
+    actor answers after every task the dispatcher sent it before: a delayed task whose 201 the
+    client has seen is already counted as scheduled."""
 
     reply: Reply[DispatcherStats]
+    retry_reply: Reply[int] | None = None
 
 
 class RepositoryStats(NamedTuple):

@@ -23,7 +23,6 @@ from actors.messages import (
     GetDispatcherStats,
     GetReadiness,
     GetRepositoryStats,
-    GetRetryStats,
     GetTask,
     ListPage,
     ListTasks,
@@ -52,6 +51,7 @@ if TYPE_CHECKING:
 
     from actors.backoff import Uniform
     from actors.messages import DispatcherStats
+    from actors.observer import AttemptObserver
     from actors.paging import Page
     from actors.retention import Retention
     from actors.store import OpenStore
@@ -199,13 +199,15 @@ class TaskSystem:
         open_store: OpenStore | None = None,
         retention: Retention = DEFAULT_RETENTION,
         clock: Callable[[], float] = time.time,
+        observer: AttemptObserver | None = None,
     ) -> TaskSystem:
         """Start the actors; with ``open_store``, over a durable store, recovering its tasks.
 
         ``open_store`` is called on the repository's thread. Raises StoreError (with nothing
         left running) when the store cannot be used. ``retention`` bounds the finished tasks
         kept (the service's defaults; ``KEEP_ALL`` keeps them all), their ages measured
-        with ``clock``.
+        with ``clock``. ``observer`` hears of every attempt's end from the workers (the
+        metrics' histograms).
         """
         if workers < 1 or queue_size < 1:
             raise ValueError("workers and queue_size must be at least 1")
@@ -217,7 +219,7 @@ class TaskSystem:
             repository.tell(Save(task))
         dispatcher = DispatcherActor.start(queue_size, repository)
         worker_refs = tuple(
-            WorkerActor.start(index, handler, dispatcher, repository, policy, uniform)
+            WorkerActor.start(index, handler, dispatcher, repository, policy, uniform, observer)
             for index in range(workers)
         )
         retry = RetryActor.start(dispatcher, repository)
@@ -296,13 +298,14 @@ class TaskSystem:
         return reply
 
     def stats_async(self) -> StatsAnswer:
-        """Counts from the repository, the dispatcher and the retry actor, asked all at once."""
+        """Counts from the repository, the dispatcher and the retry actor: the repository and
+        the dispatcher asked at once, the retry actor through the dispatcher (see
+        GetDispatcherStats)."""
         repository: Reply[RepositoryStats] = Reply()
         dispatcher: Reply[DispatcherStats] = Reply()
         retry: Reply[int] = Reply()
         _tell(self._repository, GetRepositoryStats(repository))
-        _tell(self._dispatcher, GetDispatcherStats(dispatcher))
-        _tell(self._retry, GetRetryStats(retry))
+        _tell(self._dispatcher, GetDispatcherStats(dispatcher, retry))
         return StatsAnswer(repository, dispatcher, retry, self._started_at)
 
     # --- blocking conveniences for tests and scripts ------------------------------------------

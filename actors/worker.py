@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
     from actors.backoff import Uniform
+    from actors.observer import AttemptObserver, Outcome
     from actors.task import TaskView
 
     Handler = Callable[[TaskView], object]
@@ -52,6 +53,7 @@ class WorkerActor(Actor):
         repository: pykka.ActorRef,
         retry_policy: RetryPolicy,
         uniform: Uniform,
+        observer: AttemptObserver | None = None,
     ) -> None:
         super().__init__()
         self._index = index
@@ -60,6 +62,7 @@ class WorkerActor(Actor):
         self._repository = repository
         self._retry_policy = retry_policy
         self._uniform = uniform
+        self._observer = observer
 
     def on_receive(self, message: Any) -> Any:
         if not isinstance(message, Run):
@@ -72,36 +75,63 @@ class WorkerActor(Actor):
             next_attempt_at=None,
         )
         self._repository.tell(Save(running))
+        about = _about(running)
+        logger.debug("task %r attempt %d running", running.id, running.attempts, extra=about)
+        started = time.monotonic()
         try:
             finished, retry_delay_s = self._attempt(running)
         except Exception:
             # A fault of ours, not the handler's (say, an injected random source that raised):
             # the task still reaches a final state and the worker still reports itself free.
-            logger.exception("task %r attempt %d: worker error", running.id, running.attempts)
+            logger.exception(
+                "task %r attempt %d: worker error", running.id, running.attempts, extra=about
+            )
             error = "worker error, see the service log"
             finished = replace(running, status=FAILED, last_error=error, updated_at=time.time())
             retry_delay_s = None
+        if self._observer is not None:
+            self._observe(finished, retry_delay_s, time.monotonic() - started)
         try:
             self._dispatcher.tell(AttemptFinished(self._index, finished, retry_delay_s))
         except pykka.ActorDeadError:
             # Only after the shutdown deadline cut this attempt off: nobody is left to tell.
-            logger.warning("task %r attempt %d ended after shutdown", running.id, running.attempts)
+            logger.warning(
+                "task %r attempt %d ended after shutdown", running.id, running.attempts, extra=about
+            )
         return None
+
+    def _observe(self, finished: Task, retry_delay_s: float | None, duration_s: float) -> None:
+        assert self._observer is not None
+        outcome: Outcome
+        if retry_delay_s is not None:
+            outcome = "retry"
+        else:
+            outcome = "done" if finished.status == DONE else "failed"
+        try:
+            self._observer.attempt_ended(finished, outcome, duration_s)
+        except Exception:
+            # Measuring must never cost a task its report to the dispatcher.
+            logger.exception("attempt observer failed", extra=_about(finished))
 
     def _attempt(self, running: Task) -> tuple[Task, float | None]:
         try:
             self._handler(view_of(running))
         except BaseException as exc:
             return self._after_failure(running, exc)
-        logger.debug("task %r attempt %d done", running.id, running.attempts)
+        logger.debug("task %r attempt %d done", running.id, running.attempts, extra=_about(running))
         return replace(running, status=DONE, updated_at=time.time()), None
 
     def _after_failure(self, running: Task, exc: BaseException) -> tuple[Task, float | None]:
         error = describe(exc)
         now = time.time()
+        about = _about(running)
         if not should_retry(running.attempts, running.max_retries):
             logger.warning(
-                "task %r failed for good after attempt %d: %s", running.id, running.attempts, error
+                "task %r failed for good after attempt %d: %s",
+                running.id,
+                running.attempts,
+                error,
+                extra=about,
             )
             return replace(running, status=FAILED, last_error=error, updated_at=now), None
         delay_ms = compute_backoff_ms(
@@ -116,6 +146,7 @@ class WorkerActor(Actor):
             running.attempts,
             delay_ms,
             error,
+            extra=about,
         )
         waiting = replace(
             running,
@@ -125,6 +156,11 @@ class WorkerActor(Actor):
             next_attempt_at=now + delay_ms / 1000,
         )
         return waiting, delay_ms / 1000
+
+
+def _about(task: Task) -> dict[str, object]:
+    """The ``extra`` of a log line about ``task``: its id and attempt as fields of their own."""
+    return {"task_id": task.id, "attempt": task.attempts}
 
 
 def describe(exc: BaseException) -> str:

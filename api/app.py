@@ -7,13 +7,15 @@ from typing import TYPE_CHECKING
 import falcon
 
 from actors.system import SystemStopped
-from api.auth import BearerTokenAuth
+from api.auth import OPEN_PATHS, BearerTokenAuth
 from api.control import CancelResource, RetryResource
 from api.enqueue import BatchEnqueueResource, EnqueueResource
 from api.errors import handle_system_stopped, handle_unexpected, serialize_error
 from api.health import HealthResource
+from api.metrics import METRICS_PATH, Metrics, MetricsResource
 from api.openapi import OPENAPI_PATH, OpenApiResource
 from api.reply import REQUEST_TIMEOUT_S
+from api.request_id import RequestIdMiddleware
 from api.stats import InvalidCount, ReadinessResource, StatsResource
 from api.tasks import TaskListResource, TaskResource
 
@@ -29,13 +31,28 @@ def create_app(
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
     request_timeout_s: float = REQUEST_TIMEOUT_S,
     api_token: str | None = None,
+    metrics: Metrics | bool = True,
+    metrics_public: bool = False,
 ) -> falcon.App:
-    """The REST API over ``system``; every response, errors included, is JSON."""
+    """The REST API over ``system``; every response, errors included, is JSON (but /metrics).
+
+    ``metrics``: a Metrics whose ``tasks`` the system's workers observe, True for a fresh one
+    (its attempt histograms then stay empty), or False for no /metrics and no measuring at all.
+    ``metrics_public`` opens /metrics to scrapers without ``api_token``.
+    """
+    if metrics is True:
+        metrics = Metrics()
     app = falcon.App(media_type=falcon.MEDIA_JSON)
     app.set_error_serializer(serialize_error)
+    # Order matters: the request id is set before anything can log or refuse the request, and
+    # HTTP metrics see the 401s that authentication raises.
+    app.add_middleware(RequestIdMiddleware())
+    if metrics:
+        app.add_middleware(metrics.http)
+    open_paths = OPEN_PATHS | {METRICS_PATH} if metrics and metrics_public else OPEN_PATHS
     if api_token:
         # Not installed without a token: an open service pays nothing per request.
-        app.add_middleware(BearerTokenAuth(api_token))
+        app.add_middleware(BearerTokenAuth(api_token, open_paths=open_paths))
     app.add_error_handler(Exception, handle_unexpected)
     app.add_error_handler(SystemStopped, handle_system_stopped)
     invalid = InvalidCount()
@@ -58,5 +75,11 @@ def create_app(
     app.add_route("/healthz", HealthResource())
     app.add_route("/stats", StatsResource(system, invalid, timeout_s=request_timeout_s))
     app.add_route("/readyz", ReadinessResource(system, timeout_s=request_timeout_s))
-    app.add_route(OPENAPI_PATH, OpenApiResource(bearer_auth=bool(api_token)))
+    if metrics:
+        metrics.watch(system, invalid, timeout_s=request_timeout_s)
+        app.add_route(METRICS_PATH, MetricsResource(metrics.registry))
+    app.add_route(
+        OPENAPI_PATH,
+        OpenApiResource(bearer_auth=bool(api_token), metrics=bool(metrics), open_paths=open_paths),
+    )
     return app

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from typing import Annotated, Literal, get_args
+from typing import Annotated, Final, Literal, get_args
 
 import msgspec
 from msgspec import Meta
@@ -15,6 +15,7 @@ class ConfigError(Exception):
 
 
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
+LogFormat = Literal["text", "json"]
 
 DAY_MS = 86_400_000
 
@@ -39,6 +40,8 @@ class Config(msgspec.Struct, frozen=True, rename="upper", kw_only=True):
     sim_max_ms: Annotated[float, Meta(ge=0, le=DAY_MS)] = 500.0
     sim_failure_rate: Annotated[float, Meta(ge=0, le=1)] = 0.2
     log_level: LogLevel = "INFO"
+    # One readable line per event, or one JSON object per line (api/logs.py).
+    log_format: LogFormat = "text"
     # Unset: tasks live in memory only. Set: the SQLite file that keeps them across restarts;
     # whether it is usable is checked when the store opens (actors/sqlite_store.py).
     db_path: str | None = None
@@ -49,6 +52,10 @@ class Config(msgspec.Struct, frozen=True, rename="upper", kw_only=True):
     # (actors/retention.py). What bounds memory over weeks.
     retention_max_finished: Annotated[int, Meta(ge=0, le=1_000_000_000)] = 100_000
     retention_ttl_s: Annotated[float, Meta(ge=0, le=10 * 365 * 86_400)] = 86_400.0
+    # GET /metrics on (api/metrics.py); off only to measure what it costs (bench/metrics_cost.py).
+    metrics: bool = True
+    # With API_TOKEN set, whether /metrics is open to scrapers without the token.
+    metrics_public: bool = False
 
 
 CONFIG_VARIABLES = tuple(field.encode_name for field in msgspec.structs.fields(Config))
@@ -61,8 +68,9 @@ _PATH = re.compile(r" - at `\$\.(\w+)`$")
 _PLAIN_REASONS = {
     "Expected `int`, got `str`": "expected a whole number",
     "Expected `float`, got `str`": "expected a number",
-    "Invalid enum value": f"expected one of {', '.join(get_args(LogLevel))}",
+    "Expected `bool`, got `str`": "expected 1 or 0 (or true or false)",
 }
+_CHOICES: Final = {"LOG_LEVEL": get_args(LogLevel), "LOG_FORMAT": get_args(LogFormat)}
 
 
 def load_config(environ: Mapping[str, str]) -> Config:
@@ -75,6 +83,8 @@ def load_config(environ: Mapping[str, str]) -> Config:
     }
     if "LOG_LEVEL" in given:
         given["LOG_LEVEL"] = given["LOG_LEVEL"].upper()
+    if "LOG_FORMAT" in given:
+        given["LOG_FORMAT"] = given["LOG_FORMAT"].lower()
     try:
         # strict=False lets msgspec turn "8080" into 8080, with the bounds above still checked.
         config = msgspec.convert(given, Config, strict=False)
@@ -98,4 +108,6 @@ def _describe(exc: msgspec.ValidationError, given: Mapping[str, str]) -> str:
     for msgspec_words, plain in _PLAIN_REASONS.items():
         if reason.startswith(msgspec_words):
             reason = plain
+    if reason.startswith("Invalid enum value") and name in _CHOICES:
+        reason = f"expected one of {', '.join(_CHOICES[name])}"
     return f"invalid {name}={given.get(name, '')!r}: {reason}"

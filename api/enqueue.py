@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from typing import TYPE_CHECKING, Final
 
@@ -19,6 +20,8 @@ if TYPE_CHECKING:
     from actors.task import Task
     from api.schema import EnqueueRequest
     from api.stats import InvalidCount
+
+logger = logging.getLogger(__name__)
 
 RETRY_AFTER_FULL_S: Final = 1
 """What ``Retry-After`` tells a client refused because the line is full."""
@@ -50,6 +53,8 @@ class EnqueueResource(JsonOptions):
         task = task_of(request)
         admission = wait_for(self._system.submit_async(task), self._timeout_s)
         if admission is Admission.ACCEPTED:
+            # Logged on the request's thread: the line that ties its request id to the task id.
+            logger.debug("task %r accepted", task.id, extra={"task_id": task.id, "attempt": 0})
             resp.status = falcon.HTTP_201
             resp.data = encoder.encode(task_body(task))
         elif admission is Admission.DUPLICATE:

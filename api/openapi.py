@@ -15,6 +15,7 @@ import msgspec
 from actors.messages import Readiness
 from actors.task import STATUSES
 from api.auth import OPEN_PATHS
+from api.metrics import METRICS_PATH
 from api.options import JsonOptions
 from api.schema import (
     BatchRequest,
@@ -306,6 +307,19 @@ _PATHS: Final[dict[str, dict[str, Any]]] = {
             },
         }
     },
+    METRICS_PATH: {
+        "get": {
+            "operationId": "metrics",
+            "summary": "Prometheus metrics, in the text exposition format.",
+            "responses": {
+                "200": {
+                    "description": "The metrics (README.md lists them).",
+                    "content": {"text/plain": {"schema": {"type": "string"}}},
+                },
+                "503": _error(_BUSY, Retry_After=_RETRY_AFTER),
+            },
+        }
+    },
     OPENAPI_PATH: {
         "get": {
             "operationId": "openapi",
@@ -316,25 +330,30 @@ _PATHS: Final[dict[str, dict[str, Any]]] = {
 }
 
 _DESCRIPTION: Final = (
-    "Every response is JSON. Every error, including unknown routes (404) and wrong methods"
-    ' (405, with `Allow`), is `{"error": "<message>"}`. `OPTIONS` on a route answers'
-    ' `{"allow": [...]}`.'
+    "Every response is JSON but `/metrics` (Prometheus text). Every error, including unknown"
+    ' routes (404) and wrong methods (405, with `Allow`), is `{"error": "<message>"}`.'
+    ' `OPTIONS` on a route answers `{"allow": [...]}`.'
 )
 _AUTH_DESCRIPTION: Final = (
-    " `API_TOKEN` is set: every request except `/healthz` and `/readyz` needs"
+    " `API_TOKEN` is set: every request except {open} needs"
     " `Authorization: Bearer <token>`, otherwise 401 with `WWW-Authenticate: Bearer`, for unknown"
     " routes too."
 )
 
 
-def openapi_document(*, bearer_auth: bool) -> dict[str, Any]:
-    """The document for an app with (``bearer_auth``) or without ``API_TOKEN``."""
+def openapi_document(
+    *, bearer_auth: bool, metrics: bool = True, open_paths: frozenset[str] = OPEN_PATHS
+) -> dict[str, Any]:
+    """The document for an app with (``bearer_auth``) or without ``API_TOKEN``, with or without
+    ``/metrics``; ``open_paths`` need no token."""
     paths: dict[str, dict[str, Any]] = {}
     for path, operations in _PATHS.items():
+        if path == METRICS_PATH and not metrics:
+            continue
         paths[path] = {}
         for method, operation in operations.items():
             operation = {**operation, "responses": dict(operation["responses"])}
-            if bearer_auth and path in OPEN_PATHS:
+            if bearer_auth and path in open_paths:
                 operation["security"] = []
             elif bearer_auth:
                 operation["responses"]["401"] = _error(
@@ -347,7 +366,7 @@ def openapi_document(*, bearer_auth: bool) -> dict[str, Any]:
         "info": {
             "title": "task_queue",
             "version": "0.1.0",
-            "description": _DESCRIPTION + (_AUTH_DESCRIPTION if bearer_auth else ""),
+            "description": _DESCRIPTION + (_auth_description(open_paths) if bearer_auth else ""),
         },
         "paths": paths,
         "components": {"schemas": _COMPONENTS},
@@ -360,11 +379,19 @@ def openapi_document(*, bearer_auth: bool) -> dict[str, Any]:
     return document
 
 
+def _auth_description(open_paths: frozenset[str]) -> str:
+    *others, last = sorted(f"`{path}`" for path in open_paths)
+    return _AUTH_DESCRIPTION.format(open=f"{', '.join(others)} and {last}" if others else last)
+
+
 class OpenApiResource(JsonOptions):
     """Serves the document, encoded once when the app is built."""
 
-    def __init__(self, *, bearer_auth: bool) -> None:
-        self._data = encoder.encode(openapi_document(bearer_auth=bearer_auth))
+    def __init__(
+        self, *, bearer_auth: bool, metrics: bool = True, open_paths: frozenset[str] = OPEN_PATHS
+    ) -> None:
+        document = openapi_document(bearer_auth=bearer_auth, metrics=metrics, open_paths=open_paths)
+        self._data = encoder.encode(document)
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         resp.data = self._data

@@ -85,6 +85,43 @@ def intake_section(results: dict[str, Any]) -> list[str]:
     ]
 
 
+def metrics_cost_section(results: dict[str, Any]) -> list[str]:
+    summary = results["summary"]
+    rows = [
+        [
+            mode,
+            s["rps"],
+            s["p50_ms"],
+            s["p99_ms"],
+            s["non_2xx"],
+            s["cpu_us_per_request"],
+            f"{s['max_foreign_cores']:.2f}",
+        ]
+        for mode, s in summary.items()
+    ]
+    rounds = ", ".join(f"{ratio:.3f}" for ratio in results["round_ratios"])
+    return [
+        f"{results['connections']} connections, {len(results['runs']['on'])} rounds x "
+        f"{results['duration_s']:g} s per mode (order alternating by round), "
+        f"{results['http_threads']} waitress threads; medians of the rounds.",
+        "",
+        table(
+            [
+                "metrics",
+                "req/s",
+                "p50 ms",
+                "p99 ms",
+                "non-2xx",
+                "server CPU µs/req",
+                "other load (cores, max)",
+            ],
+            rows,
+        ),
+        "",
+        f"**Ratio on / off: {results['ratio']:.3f}** (per round: {rounds}).",
+    ]
+
+
 def load_section(results: dict[str, Any]) -> list[str]:
     rows = []
     for kind, runs in results["runs"].items():
@@ -304,6 +341,15 @@ def targets(docs: dict[str, dict[str, Any] | None]) -> list[str]:
                 verdict(r["ratio"] >= 0.6 and not errors),
             ]
         )
+    if (cost := docs["metrics_cost"]) is not None:
+        ratio = cost["results"]["ratio"]
+        rows.append(
+            [
+                "(issue 6) intake with metrics on within 5% of off",
+                f"{ratio:.3f}",
+                verdict(ratio >= 0.95),
+            ]
+        )
     if (load_doc := docs["http_load"]) is not None:
         runs = load_doc["results"]["runs"]["service"]
         bare_runs = load_doc["results"]["runs"]["bare"]
@@ -374,6 +420,7 @@ SECTIONS: Final = (
     ("retries", "4. Retries at scale", retries_section),
     ("memory", "5. Memory and scale", memory_section),
     ("shutdown", "6. Shutdown latency", shutdown_section),
+    ("metrics_cost", "7. What metrics cost", metrics_cost_section),
     ("profile_service_gil", "Profile of the service under the intake load", profile_section),
 )
 

@@ -2,8 +2,8 @@
 
     python bench/run_all.py [--quick] [--skip NAME ...] [--out DIR]
 
-About 7 minutes on a quiet 2-core machine, at most about 15 on a busy one (``--quick``: about
-2, with shorter runs and smaller N, to check that everything works, not to quote). Each script
+About 9 minutes on a quiet 2-core machine, at most about 18 on a busy one (``--quick``: about
+2.5, with shorter runs and smaller N, to check that everything works, not to quote). Each script
 prints its table and writes bench/out/NAME.json (or DIR/NAME.json); the chart goes to
 bench/chart.png. The profiles (service, then the bare app for comparison) run only where py-spy
 is installed. Exits 1 if any benchmark failed.
@@ -27,6 +27,7 @@ if TYPE_CHECKING:
 BENCHMARKS: Final[dict[str, list[str]]] = {
     # name: the script and its arguments
     "http_intake": ["http_intake.py"],
+    "metrics_cost": ["metrics_cost.py"],
     "http_load": ["http_load.py"],
     "chart": ["chart.py"],
     "engine": ["engine.py"],
@@ -38,6 +39,7 @@ BENCHMARKS: Final[dict[str, list[str]]] = {
 }
 QUICK: Final[dict[str, list[str]]] = {
     "http_intake": ["--duration", "3"],
+    "metrics_cost": ["--rounds", "1", "--duration", "3"],
     "http_load": ["--duration", "3"],
     "engine": ["--tasks", "5000", "--rounds", "1"],
     "retries": ["--tasks", "2000"],

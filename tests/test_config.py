@@ -25,8 +25,11 @@ def test_an_empty_environment_gives_the_documented_defaults() -> None:
         sim_max_ms=500.0,
         sim_failure_rate=0.2,
         log_level="INFO",
+        log_format="text",
         db_path=None,
         api_token=None,
+        metrics=True,
+        metrics_public=False,
     )
 
 
@@ -50,10 +53,13 @@ def test_every_variable_is_read_and_parsed() -> None:
         "SIM_MAX_MS": "3",
         "SIM_FAILURE_RATE": "0.75",
         "LOG_LEVEL": "DEBUG",
+        "LOG_FORMAT": "json",
         "DB_PATH": "/var/lib/task_queue/tasks.db",
         "API_TOKEN": "s3cret-token",
         "RETENTION_MAX_FINISHED": "500",
         "RETENTION_TTL_S": "0",
+        "METRICS": "0",
+        "METRICS_PUBLIC": "1",
     }
 
     config = load_config(environ)
@@ -74,10 +80,13 @@ def test_every_variable_is_read_and_parsed() -> None:
         sim_max_ms=3.0,
         sim_failure_rate=0.75,
         log_level="DEBUG",
+        log_format="json",
         db_path="/var/lib/task_queue/tasks.db",
         api_token="s3cret-token",
         retention_max_finished=500,
         retention_ttl_s=0.0,
+        metrics=False,
+        metrics_public=True,
     )
 
 
@@ -203,3 +212,29 @@ def test_an_unknown_log_level_is_an_error_naming_the_variable_and_the_choices(le
 
     assert "LOG_LEVEL" in str(raised.value)
     assert "DEBUG" in str(raised.value) and "CRITICAL" in str(raised.value)
+
+
+@pytest.mark.parametrize("log_format", ["text", "json", "JSON", "Text"])
+def test_log_format_is_read_in_any_case(log_format: str) -> None:
+    assert load_config({"LOG_FORMAT": log_format}).log_format == log_format.lower()
+
+
+def test_an_unknown_log_format_is_an_error_naming_the_variable_and_the_choices() -> None:
+    with pytest.raises(ConfigError) as raised:
+        load_config({"LOG_FORMAT": "xml"})
+
+    assert str(raised.value) == "invalid LOG_FORMAT='xml': expected one of text, json"
+
+
+@pytest.mark.parametrize("name", ["METRICS", "METRICS_PUBLIC"])
+@pytest.mark.parametrize(("value", "expected"), [("1", True), ("0", False), ("true", True)])
+def test_metrics_switches_take_1_and_0(name: str, value: str, expected: bool) -> None:
+    assert getattr(load_config({name: value}), name.lower()) is expected
+
+
+@pytest.mark.parametrize("name", ["METRICS", "METRICS_PUBLIC"])
+def test_a_metrics_switch_that_is_not_a_boolean_is_an_error_naming_the_variable(name: str) -> None:
+    with pytest.raises(ConfigError) as raised:
+        load_config({name: "yes please"})
+
+    assert str(raised.value) == f"invalid {name}='yes please': expected 1 or 0 (or true or false)"

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import logging
 import queue
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -11,6 +13,7 @@ import pykka
 import pytest
 
 from actors.messages import AttemptFinished, GetTask, Run, Save
+from actors.observer import AttemptObserver, Outcome
 from actors.reply import Reply
 from actors.repository import RepositoryActor
 from actors.task import DONE, FAILED, QUEUED, RUNNING, Task, TaskView, new_task
@@ -39,11 +42,13 @@ class Outbox(pykka.ThreadingActor):
 class Bench:
     """One worker (index 3) between a fake dispatcher and a real repository."""
 
-    def __init__(self, handler: Callable[[TaskView], object]) -> None:
+    def __init__(
+        self, handler: Callable[[TaskView], object], observer: AttemptObserver | None = None
+    ) -> None:
         self.reports: queue.Queue[AttemptFinished] = queue.Queue()
         self.repository = RepositoryActor.start()
         self.worker = WorkerActor.start(
-            3, handler, Outbox.start(self.reports), self.repository, POLICY, upper_bound
+            3, handler, Outbox.start(self.reports), self.repository, POLICY, upper_bound, observer
         )
 
     def run(self, task: Task) -> AttemptFinished:
@@ -234,3 +239,93 @@ def test_a_worker_reports_each_attempt_in_the_order_it_was_sent() -> None:
 
     assert [report.task.id for report in reports] == [f"task-{n}" for n in range(20)]
     assert all(report.task.status == DONE for report in reports)
+
+
+class Heard:
+    """An AttemptObserver that keeps what it is told."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[Task, Outcome, float]] = []
+
+    def attempt_ended(self, task: Task, outcome: Outcome, duration_s: float) -> None:
+        self.calls.append((task, outcome, duration_s))
+
+
+@pytest.mark.parametrize(
+    ("handler", "max_retries", "outcome", "status"),
+    [(succeed, 3, "done", DONE), (fail, 3, "retry", QUEUED), (fail, 0, "failed", FAILED)],
+)
+def test_the_observer_hears_how_each_attempt_ended_before_the_dispatcher_does(
+    handler: Callable[[TaskView], object], max_retries: int, outcome: str, status: str
+) -> None:
+    heard = Heard()
+    bench = Bench(handler, heard)
+
+    report = bench.run(a_task(max_retries=max_retries))
+
+    [(task, told, duration_s)] = heard.calls
+    assert (told, task.status) == (outcome, status)
+    assert task == report.task
+    assert duration_s >= 0
+
+
+def test_the_observed_duration_is_the_handlers_time() -> None:
+    heard = Heard()
+    work_s = 0.05
+
+    def busy(view: TaskView) -> None:
+        time.sleep(work_s)  # the attempt's work, not a wait for something to happen
+
+    bench = Bench(busy, heard)
+    bench.run(a_task())
+
+    [(_, _, duration_s)] = heard.calls
+    assert work_s <= duration_s < work_s + 1.0
+
+
+def test_an_observer_that_raises_is_logged_and_the_attempt_still_reported(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    class Broken:
+        def attempt_ended(self, task: Task, outcome: Outcome, duration_s: float) -> None:
+            raise RuntimeError("observer bug")
+
+    bench = Bench(succeed, Broken())
+
+    with caplog.at_level(logging.ERROR, logger="actors.worker"):
+        report = bench.run(a_task("observed"))
+        after = bench.run(a_task("after"))
+
+    assert (report.task.status, after.task.status) == (DONE, DONE)
+    assert [(r.message, r.task_id) for r in caplog.records] == [  # type: ignore[attr-defined]
+        ("attempt observer failed", "observed"),
+        ("attempt observer failed", "after"),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("handler", "max_retries", "expected"),
+    [
+        (succeed, 3, [(logging.DEBUG, 1, "running"), (logging.DEBUG, 1, "done")]),
+        (fail, 3, [(logging.DEBUG, 1, "running"), (logging.INFO, 1, "retrying in")]),
+        (fail, 0, [(logging.DEBUG, 1, "running"), (logging.WARNING, 1, "failed for good")]),
+    ],
+    ids=["done", "retry", "failed"],
+)
+def test_each_line_about_an_attempt_carries_the_task_id_and_attempt_at_its_level(
+    caplog: pytest.LogCaptureFixture,
+    handler: Callable[[TaskView], object],
+    max_retries: int,
+    expected: list[tuple[int, int, str]],
+) -> None:
+    bench = Bench(handler)
+
+    with caplog.at_level(logging.DEBUG, logger="actors.worker"):
+        bench.run(a_task("logged", max_retries=max_retries))
+
+    records = [r for r in caplog.records if r.name == "actors.worker"]
+    assert len(records) == len(expected), [r.getMessage() for r in records]
+    for record, (level, attempt, words) in zip(records, expected, strict=True):
+        assert record.levelno == level
+        assert (record.task_id, record.attempt) == ("logged", attempt)  # type: ignore[attr-defined]
+        assert words in record.getMessage()

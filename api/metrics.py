@@ -1,0 +1,224 @@
+"""``GET /metrics``: Prometheus metrics, cheap enough to leave on.
+
+Three sources, each costing as little as its events allow:
+
+- what ``GET /stats`` counts (tasks per status, the line, workers, enqueues and attempts since
+  start) is read at scrape time by ``StatsCollector``: one question to the actors per scrape,
+  nothing per task;
+- the workers observe each attempt's duration, and a task's time from enqueue to its final
+  state, into ``TaskMetrics``'s histograms as it happens (the only place that knows);
+- ``HttpMetrics``, a falcon middleware, counts and times every request by route template.
+
+Every app has a registry of its own, not prometheus_client's global one: tests build many apps.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Final
+
+import msgspec
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    disable_created_metrics,
+    generate_latest,
+)
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+from actors.observer import OUTCOMES
+from api.options import JsonOptions
+from api.reply import wait_for
+from api.stats import stats_body
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+    import falcon
+    from prometheus_client.metrics_core import Metric
+
+    from actors.observer import Outcome
+    from actors.system import TaskSystem
+    from actors.task import Task
+    from api.stats import InvalidCount
+
+METRICS_PATH: Final = "/metrics"
+
+PREFIX: Final = "taskqueue"
+
+UNMATCHED: Final = "unmatched"
+"""The route label of a request no route took (404, or refused before routing: 401)."""
+
+OTHER_METHOD: Final = "other"
+"""The method label of a method no route could have: a client cannot grow the label set."""
+
+KNOWN_METHODS: Final = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+
+ATTEMPT_BUCKETS_S: Final = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
+# Retries wait up to RETRY_MAX_MS (30 s by default) each, so a task can take many minutes.
+TO_FINAL_BUCKETS_S: Final = (0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600)
+HTTP_BUCKETS_S: Final = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 5)
+
+# No `_created` series: one more series per label set that no dashboard here reads (process-wide,
+# as prometheus_client only offers it; the service is the process).
+disable_created_metrics()
+
+
+class TaskMetrics:
+    """The workers' histograms (an ``AttemptObserver``): attempt durations by outcome, and
+    enqueue-to-final times of tasks that ended done or failed.
+
+    A task cancelled through the API also ends, but not on a worker: it is not observed here.
+    """
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        attempts = Histogram(
+            f"{PREFIX}_attempt_duration_seconds",
+            "Time a worker spent on one attempt, by how the attempt ended.",
+            ["outcome"],
+            registry=registry,
+            buckets=ATTEMPT_BUCKETS_S,
+        )
+        to_final = Histogram(
+            f"{PREFIX}_task_enqueue_to_final_seconds",
+            "Time from a task's enqueue to its final state (done or failed), retries included.",
+            ["status"],
+            registry=registry,
+            buckets=TO_FINAL_BUCKETS_S,
+        )
+        # Children bound once: labels() takes a lock and checks its arguments on every call.
+        self._attempts = {outcome: attempts.labels(outcome) for outcome in OUTCOMES}
+        self._to_final = {status: to_final.labels(status) for status in ("done", "failed")}
+
+    def attempt_ended(self, task: Task, outcome: Outcome, duration_s: float) -> None:
+        self._attempts[outcome].observe(duration_s)
+        final = self._to_final.get(outcome)
+        if final is not None:
+            final.observe(max(0.0, task.updated_at - task.created_at))
+
+
+class StatsCollector:
+    """What ``GET /stats`` says, as counters and gauges, asked of the actors at scrape time."""
+
+    def __init__(self, system: TaskSystem, invalid: InvalidCount, *, timeout_s: float) -> None:
+        self._system = system
+        self._invalid = invalid
+        self._timeout_s = timeout_s
+
+    def collect(self) -> Iterator[Metric]:
+        # Raises the API's 503 when the actors do not answer: the scrape fails, visibly.
+        stats = wait_for(self._system.stats_async(), self._timeout_s)
+        body = stats_body(stats, self._invalid.value)
+        totals = body.totals
+
+        def counter(name: str, doc: str, value: int) -> CounterMetricFamily:
+            return CounterMetricFamily(f"{PREFIX}_{name}", doc, value=value)
+
+        def gauge(name: str, doc: str, value: float) -> GaugeMetricFamily:
+            return GaugeMetricFamily(f"{PREFIX}_{name}", doc, value=value)
+
+        yield counter("tasks_enqueued", "Tasks accepted since start.", totals.enqueued)
+        rejected = CounterMetricFamily(
+            f"{PREFIX}_tasks_rejected",
+            "Enqueues refused since start, by reason.",
+            labels=["reason"],
+        )
+        for reason, count in msgspec.structs.asdict(totals.rejected).items():
+            rejected.add_metric([reason], count)
+        yield rejected
+        yield counter(
+            "attempts_started", "Attempts handed to a worker since start.", totals.attempts
+        )
+        outcomes = CounterMetricFamily(
+            f"{PREFIX}_attempts", "Attempts ended since start, by outcome.", labels=["outcome"]
+        )
+        for outcome, count in zip(
+            OUTCOMES, (totals.done, totals.retries, totals.failed), strict=True
+        ):
+            outcomes.add_metric([outcome], count)
+        yield outcomes
+        yield counter("tasks_cancelled", "Tasks cancelled since start.", totals.cancelled)
+        yield counter("tasks_evicted", "Final tasks evicted since start.", totals.evicted)
+
+        tasks = GaugeMetricFamily(f"{PREFIX}_tasks", "Tasks per status now.", labels=["status"])
+        for status, count in msgspec.structs.asdict(body.tasks).items():
+            tasks.add_metric([status], count)
+        yield tasks
+        yield gauge("tasks_waiting", "Tasks waiting in line for a worker.", body.waiting)
+        yield gauge("tasks_scheduled", "Tasks waiting for a later attempt.", body.scheduled)
+        yield gauge("workers", "Worker actors.", body.workers.total)
+        yield gauge("workers_busy", "Workers running an attempt now.", body.workers.busy)
+        yield gauge("queue_size", "Tasks that may wait in line (QUEUE_SIZE).", body.queue_size)
+
+
+class HttpMetrics:
+    """Falcon middleware: requests counted by route template, method and status, and timed by
+    route template. Installed before authentication, so that 401s are counted too."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self._requests = Counter(
+            f"{PREFIX}_http_requests",
+            "HTTP requests answered, by route template, method and status code.",
+            ["route", "method", "status"],
+            registry=registry,
+        )
+        self._duration = Histogram(
+            f"{PREFIX}_http_request_duration_seconds",
+            "Time the application took to answer, by route template.",
+            ["route"],
+            registry=registry,
+            buckets=HTTP_BUCKETS_S,
+        )
+        # Bound children by label values: a dict lookup per request instead of labels().
+        self._children: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
+
+    def process_request(self, req: falcon.Request, resp: falcon.Response) -> None:
+        req.context.metrics_started = time.perf_counter()
+
+    def process_response(
+        self, req: falcon.Request, resp: falcon.Response, resource: object, req_succeeded: bool
+    ) -> None:
+        started = getattr(req.context, "metrics_started", None)
+        method = req.method if req.method in KNOWN_METHODS else OTHER_METHOD
+        key = (req.uri_template or UNMATCHED, method, resp.status_code)
+        children = self._children.get(key)
+        if children is None:
+            children = (
+                self._requests.labels(key[0], method, str(key[2])),
+                self._duration.labels(key[0]),
+            )
+            self._children[key] = children  # two threads may both bind: the same children
+        children[0].inc()
+        if started is not None:
+            children[1].observe(time.perf_counter() - started)
+
+
+class Metrics:
+    """One app's metrics: its registry, the workers' histograms and the HTTP middleware.
+
+    Give ``tasks`` to ``TaskSystem.start(observer=...)`` and the whole object to ``create_app``;
+    one Metrics serves one app.
+    """
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.tasks = TaskMetrics(self.registry)
+        self.http = HttpMetrics(self.registry)
+
+    def watch(self, system: TaskSystem, invalid: InvalidCount, *, timeout_s: float) -> None:
+        """Read ``system``'s counts (and the app's count of invalid bodies) at every scrape."""
+        self.registry.register(StatsCollector(system, invalid, timeout_s=timeout_s))
+
+
+class MetricsResource(JsonOptions):
+    """Serves the registry in the Prometheus text format."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self._registry = registry
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        data = generate_latest(self._registry)
+        resp.content_type = CONTENT_TYPE_LATEST
+        resp.data = data
