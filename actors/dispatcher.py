@@ -40,7 +40,7 @@ from actors.messages import (
     SubmitBatch,
     WhenIdle,
 )
-from actors.task import DONE, FAILED
+from actors.task import DONE, FAILED, log_fields
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
@@ -197,7 +197,7 @@ class DispatcherActor(Actor):
             logger.warning(
                 "task %r: next attempt not scheduled, shutting down",
                 task.id,
-                extra={"task_id": task.id, "attempt": task.attempts},
+                extra=log_fields(task),
             )
 
     def _finished(self, worker: int, task: Task, retry_delay_s: float | None) -> None:

@@ -7,9 +7,9 @@ from typing import TYPE_CHECKING, Final, Literal, Protocol
 if TYPE_CHECKING:
     from actors.task import Task
 
-Outcome = Literal["done", "retry", "failed"]
+AttemptOutcome = Literal["done", "retry", "failed"]
 
-OUTCOMES: Final[tuple[Outcome, ...]] = ("done", "retry", "failed")
+OUTCOMES: Final[tuple[AttemptOutcome, ...]] = ("done", "retry", "failed")
 """How an attempt can end: the task is done, waits for a retry, or has failed for good."""
 
 
@@ -20,5 +20,5 @@ class AttemptObserver(Protocol):
     worker logs what it raises and carries on.
     """
 
-    def attempt_ended(self, task: Task, outcome: Outcome, duration_s: float) -> None:
+    def attempt_ended(self, task: Task, outcome: AttemptOutcome, duration_s: float) -> None:
         """``task`` as the attempt left it; ``duration_s`` the attempt's time on the worker."""

@@ -42,7 +42,17 @@ from actors.messages import (
 from actors.paging import CreationOrder
 from actors.retention import FinishedOrder, Retention
 from actors.store import StoreError
-from actors.task import CANCELLED, DONE, FAILED, FINAL_STATUSES, QUEUED, RUNNING, STATUSES, Task
+from actors.task import (
+    CANCELLED,
+    DONE,
+    FAILED,
+    FINAL_STATUSES,
+    QUEUED,
+    RUNNING,
+    STATUSES,
+    Task,
+    log_fields,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -293,6 +303,7 @@ class RepositoryActor(Actor):
             )
             self._cancelled += 1
             self._save(cancelled)
+            logger.debug("task %r cancelled", task_id, extra=log_fields(cancelled))
             self._send(reply.set, Outcome(cancelled))
         elif task is None:
             self._send(reply.set, Outcome(None))
@@ -333,6 +344,7 @@ class RepositoryActor(Actor):
         if self._retention is not None:
             self._finished_order.unfinished(task_id)
         self._save(queued)
+        logger.debug("task %r queued again by hand", task_id, extra=log_fields(task))
         self._send(admitted_by.tell, Inserted(queued))
         self._send(reply.set, Outcome(queued))
 
@@ -348,6 +360,7 @@ class RepositoryActor(Actor):
             if self._retention is not None:
                 self._finished_order.unfinished(task_id)
             self._remove(task)
+            logger.debug("task %r deleted", task_id, extra=log_fields(task))
             self._send(reply.set, Outcome(task))
 
     def _remove(self, task: Task) -> None:

@@ -99,3 +99,9 @@ def view_of(task: Task) -> TaskView:
         max_retries=task.max_retries,
         attempts=task.attempts,
     )
+
+
+def log_fields(task: Task) -> dict[str, object]:
+    """The ``extra`` of a log line about ``task``: its id and attempt, as fields of their own
+    (the JSON log format writes them out; api/logs.py)."""
+    return {"task_id": task.id, "attempt": task.attempts}

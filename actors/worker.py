@@ -12,13 +12,13 @@ import pykka
 from actors.backoff import compute_backoff_ms, should_retry
 from actors.base import Actor
 from actors.messages import AttemptFinished, Run, Save
-from actors.task import DONE, FAILED, QUEUED, RUNNING, Task, view_of
+from actors.task import DONE, FAILED, QUEUED, RUNNING, Task, log_fields, view_of
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
     from actors.backoff import Uniform
-    from actors.observer import AttemptObserver, Outcome
+    from actors.observer import AttemptObserver, AttemptOutcome
     from actors.task import TaskView
 
     Handler = Callable[[TaskView], object]
@@ -75,7 +75,7 @@ class WorkerActor(Actor):
             next_attempt_at=None,
         )
         self._repository.tell(Save(running))
-        about = _about(running)
+        about = log_fields(running)
         logger.debug("task %r attempt %d running", running.id, running.attempts, extra=about)
         started = time.monotonic()
         try:
@@ -102,7 +102,7 @@ class WorkerActor(Actor):
 
     def _observe(self, finished: Task, retry_delay_s: float | None, duration_s: float) -> None:
         assert self._observer is not None
-        outcome: Outcome
+        outcome: AttemptOutcome
         if retry_delay_s is not None:
             outcome = "retry"
         else:
@@ -111,20 +111,22 @@ class WorkerActor(Actor):
             self._observer.attempt_ended(finished, outcome, duration_s)
         except Exception:
             # Measuring must never cost a task its report to the dispatcher.
-            logger.exception("attempt observer failed", extra=_about(finished))
+            logger.exception("attempt observer failed", extra=log_fields(finished))
 
     def _attempt(self, running: Task) -> tuple[Task, float | None]:
         try:
             self._handler(view_of(running))
         except BaseException as exc:
             return self._after_failure(running, exc)
-        logger.debug("task %r attempt %d done", running.id, running.attempts, extra=_about(running))
+        logger.debug(
+            "task %r attempt %d done", running.id, running.attempts, extra=log_fields(running)
+        )
         return replace(running, status=DONE, updated_at=time.time()), None
 
     def _after_failure(self, running: Task, exc: BaseException) -> tuple[Task, float | None]:
         error = describe(exc)
         now = time.time()
-        about = _about(running)
+        about = log_fields(running)
         if not should_retry(running.attempts, running.max_retries):
             logger.warning(
                 "task %r failed for good after attempt %d: %s",
@@ -156,11 +158,6 @@ class WorkerActor(Actor):
             next_attempt_at=now + delay_ms / 1000,
         )
         return waiting, delay_ms / 1000
-
-
-def _about(task: Task) -> dict[str, object]:
-    """The ``extra`` of a log line about ``task``: its id and attempt as fields of their own."""
-    return {"task_id": task.id, "attempt": task.attempts}
 
 
 def describe(exc: BaseException) -> str:

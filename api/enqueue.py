@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Final
 import falcon
 
 from actors.messages import Admission
-from actors.task import new_task
+from actors.task import log_fields, new_task
 from api.errors import ItemError, service_unavailable
 from api.options import JsonOptions
 from api.reply import wait_for
@@ -54,7 +54,7 @@ class EnqueueResource(JsonOptions):
         admission = wait_for(self._system.submit_async(task), self._timeout_s)
         if admission is Admission.ACCEPTED:
             # Logged on the request's thread: the line that ties its request id to the task id.
-            logger.debug("task %r accepted", task.id, extra={"task_id": task.id, "attempt": 0})
+            logger.debug("task %r accepted", task.id, extra=log_fields(task))
             resp.status = falcon.HTTP_201
             resp.data = encoder.encode(task_body(task))
         elif admission is Admission.DUPLICATE:

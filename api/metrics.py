@@ -39,7 +39,7 @@ if TYPE_CHECKING:
     import falcon
     from prometheus_client.metrics_core import Metric
 
-    from actors.observer import Outcome
+    from actors.observer import AttemptOutcome
     from actors.system import TaskSystem
     from actors.task import Task
     from api.stats import InvalidCount
@@ -92,7 +92,7 @@ class TaskMetrics:
         self._attempts = {outcome: attempts.labels(outcome) for outcome in OUTCOMES}
         self._to_final = {status: to_final.labels(status) for status in ("done", "failed")}
 
-    def attempt_ended(self, task: Task, outcome: Outcome, duration_s: float) -> None:
+    def attempt_ended(self, task: Task, outcome: AttemptOutcome, duration_s: float) -> None:
         self._attempts[outcome].observe(duration_s)
         final = self._to_final.get(outcome)
         if final is not None:
