@@ -5,13 +5,14 @@ truth). ``GET /tasks?after=<id>`` must find ``<id>``'s place without walking eve
 it, which a dict cannot do: this keeps the ids in a list (creation order by position) and a dict
 of id -> position, so finding the place is one lookup and a page is read by position from there.
 
-It follows the map lazily, when a page is asked for, instead of on every insert: intake pays
-nothing, and a service nobody pages through spends no memory on it. Catching up is cheap
-because the map only ever grows at its end (a dict keeps insertion order, and replacing a value
-keeps its place): the ids inserted since the last page are the newest ones, read from the end
-with ``reversed``. If the map shrank or was replaced (recovery, or a future eviction), the
-index sees it and is rebuilt once, O(n); code that removes tasks should call ``invalidate``,
-since a removal followed by as many inserts cannot always be told apart from inserts alone.
+It follows the map lazily, when a page after a given task is asked for, instead of on every
+insert: intake pays nothing, and a service nobody pages past the first page of (the
+dashboard's newest-first view, say) spends no memory on it. Catching up is cheap because new
+tasks only ever go at the map's end (a dict keeps insertion order, and replacing a value keeps
+its place): the ids inserted since the last page are the newest ones, read from the end with
+``reversed``. If the map shrank or was replaced (recovery, deletion, eviction), the index is
+rebuilt once, O(n); code that removes tasks calls ``invalidate``, since a removal followed by
+as many inserts cannot always be told apart from inserts alone.
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ import logging
 from typing import TYPE_CHECKING, NamedTuple
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator
+
     from actors.task import Task
 
 logger = logging.getLogger(__name__)
@@ -63,30 +66,21 @@ class CreationOrder:
 
         None when ``after`` is not a known id. Only the tasks of the page are copied out; with a
         status, finding whether another one follows may read on to the end of the map.
+        A first page (no ``after``) is read straight from the map, either end: the index is
+        built only for a page that starts after a given task.
         """
+        if after is None:
+            return _collect(
+                reversed(tasks.values()) if newest_first else iter(tasks.values()), status, limit
+            )
         self._catch_up(tasks)
         ids = self._ids
-        positions = range(len(ids) - 1, -1, -1) if newest_first else range(len(ids))
-        if after is not None:
-            position = self._position.get(after)
-            if position is None or after not in tasks:
-                return None
-            if newest_first:
-                positions = range(position - 1, -1, -1)
-            else:
-                positions = range(position + 1, len(ids))
-        found: list[Task] = []
-        more = False
+        position = self._position.get(after)
+        if position is None or after not in tasks:
+            return None
         # By index, not islice: islice would step through every id before the start.
-        for position in positions:
-            task = tasks.get(ids[position])
-            if task is None or (status is not None and task.status != status):
-                continue
-            if limit is not None and len(found) == limit:
-                more = True
-                break
-            found.append(task)
-        return Page(found, more)
+        positions = range(position - 1, -1, -1) if newest_first else range(position + 1, len(ids))
+        return _collect((tasks[ids[p]] for p in positions if ids[p] in tasks), status, limit)
 
     def invalidate(self) -> None:
         """Forget the index: to be called by whatever removes a task from the map."""
@@ -112,3 +106,15 @@ class CreationOrder:
         self._position = dict(zip(self._ids, range(len(self._ids)), strict=True))
         self._indexed = tasks
         logger.debug("creation-order index rebuilt over %d tasks", len(self._ids))
+
+
+def _collect(tasks: Iterator[Task], status: str | None, limit: int | None) -> Page:
+    """The first ``limit`` of ``tasks`` with ``status``, and whether another one follows."""
+    found: list[Task] = []
+    for task in tasks:
+        if status is not None and task.status != status:
+            continue
+        if limit is not None and len(found) == limit:
+            return Page(found, more=True)
+        found.append(task)
+    return Page(found, more=False)
