@@ -25,6 +25,12 @@ PROTECTED: Final = [
     ("GET", "/task?id=t", None),
     ("GET", "/tasks", None),
     ("GET", "/stats", None),
+    ("POST", "/enqueue/batch", json.dumps([{"id": "t"}])),
+    ("POST", "/task/cancel?id=t", None),
+    ("POST", "/task/retry?id=t", None),
+    ("DELETE", "/task?id=t", None),
+    ("GET", "/tasks?order=desc&limit=5", None),
+    ("GET", "/openapi.json", None),
     ("GET", "/nowhere", None),
     ("POST", "/nowhere", json.dumps({"id": "t"})),
     ("DELETE", "/tasks", None),
@@ -189,3 +195,20 @@ def test_the_middleware_refuses_an_empty_token() -> None:
 
 def test_the_middleware_does_not_show_its_token() -> None:
     assert TOKEN not in repr(BearerTokenAuth(TOKEN))
+
+
+def test_unauthorized_control_requests_change_nothing(
+    client: falcon.testing.TestClient,
+) -> None:
+    delayed = json.dumps({"id": "kept", "delay_ms": 3_600_000})
+    assert client.simulate_post("/enqueue", body=delayed, headers=GOOD).status_code == 201
+
+    for method, route in [("POST", "/task/cancel"), ("DELETE", "/task"), ("POST", "/task/retry")]:
+        result = client.simulate_request(method, route, params={"id": "kept"})
+        assert_unauthorized(result)
+    batch = json.dumps([{"id": "never"}])
+    assert_unauthorized(client.simulate_post("/enqueue/batch", body=batch))
+
+    kept = client.simulate_get("/task", params={"id": "kept"}, headers=GOOD).json
+    assert kept["status"] == "queued"
+    assert client.simulate_get("/task", params={"id": "never"}, headers=GOOD).status_code == 404
