@@ -295,9 +295,14 @@ class RepositoryActor(Actor):
         rounds: int,
     ) -> None:
         task = self._tasks.get(task_id)
-        if found:
+        if found and (task is None or task.status != QUEUED):
+            # Cannot happen: what waits in line or in the heap is stored as queued first. Said
+            # loudly, but an answer still goes out and this actor (every task's owner) lives on.
+            logger.error("task %r was taken out to cancel but is stored as %r", task_id, task)
+            self._send(reply.set, Outcome(None, conflict="task could not be cancelled"))
+        elif found:
+            assert task is not None
             # Out of the line or the retry heap: queued, and now it can never run.
-            assert task is not None and task.status == QUEUED, task
             cancelled = replace(
                 task, status=CANCELLED, updated_at=self._clock(), next_attempt_at=None
             )
