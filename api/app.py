@@ -8,7 +8,7 @@ import falcon
 
 from actors.system import SystemStopped
 from api.auth import OPEN_PATHS, BearerTokenAuth
-from api.control import CancelResource, RetryResource
+from api.control import cancel_resource, retry_resource
 from api.enqueue import BatchEnqueueResource, EnqueueResource
 from api.errors import handle_system_stopped, handle_unexpected, serialize_error
 from api.health import HealthResource
@@ -69,8 +69,8 @@ def create_app(
         ),
     )
     app.add_route("/task", TaskResource(system, timeout_s=request_timeout_s))
-    app.add_route("/task/cancel", CancelResource(system, timeout_s=request_timeout_s))
-    app.add_route("/task/retry", RetryResource(system, timeout_s=request_timeout_s))
+    app.add_route("/task/cancel", cancel_resource(system, timeout_s=request_timeout_s))
+    app.add_route("/task/retry", retry_resource(system, timeout_s=request_timeout_s))
     app.add_route("/tasks", TaskListResource(system, timeout_s=request_timeout_s))
     app.add_route("/healthz", HealthResource())
     app.add_route("/stats", StatsResource(system, invalid, timeout_s=request_timeout_s))

@@ -12,7 +12,10 @@ from api.reply import wait_for
 from api.schema import encoder, task_body
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from actors.messages import Outcome
+    from actors.reply import Reply
     from actors.system import TaskSystem
 
 
@@ -33,29 +36,26 @@ def raise_unless_done(outcome: Outcome) -> None:
         raise falcon.HTTPNotFound(description="task not found")
 
 
-class CancelResource(JsonOptions):
-    """A queued task (in line, delayed, or awaiting a retry) becomes cancelled, for good."""
+class TaskActionResource(JsonOptions):
+    """``POST`` with ``?id=``: one action on one task, answered with the task after it."""
 
-    def __init__(self, system: TaskSystem, *, timeout_s: float) -> None:
-        self._system = system
+    def __init__(self, action: Callable[[str], Reply[Outcome]], *, timeout_s: float) -> None:
+        self._action = action
         self._timeout_s = timeout_s
 
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
-        outcome = wait_for(self._system.cancel_async(task_id_param(req)), self._timeout_s)
+        outcome = wait_for(self._action(task_id_param(req)), self._timeout_s)
         raise_unless_done(outcome)
         assert outcome.task is not None
         resp.data = encoder.encode(task_body(outcome.task))
 
 
-class RetryResource(JsonOptions):
-    """A failed or cancelled task is queued again, attempts from 0."""
+def cancel_resource(system: TaskSystem, *, timeout_s: float) -> TaskActionResource:
+    """``POST /task/cancel``: a queued task (in line, delayed, or awaiting a retry) becomes
+    cancelled, for good."""
+    return TaskActionResource(system.cancel_async, timeout_s=timeout_s)
 
-    def __init__(self, system: TaskSystem, *, timeout_s: float) -> None:
-        self._system = system
-        self._timeout_s = timeout_s
 
-    def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
-        outcome = wait_for(self._system.requeue_async(task_id_param(req)), self._timeout_s)
-        raise_unless_done(outcome)
-        assert outcome.task is not None
-        resp.data = encoder.encode(task_body(outcome.task))
+def retry_resource(system: TaskSystem, *, timeout_s: float) -> TaskActionResource:
+    """``POST /task/retry``: a failed or cancelled task is queued again, attempts from 0."""
+    return TaskActionResource(system.requeue_async, timeout_s=timeout_s)

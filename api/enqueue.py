@@ -27,7 +27,9 @@ RETRY_AFTER_FULL_S: Final = 1
 """What ``Retry-After`` tells a client refused because the line is full."""
 
 
-class EnqueueResource(JsonOptions):
+class _Intake(JsonOptions):
+    """What both intake routes share: the body limit, the wait, and counting refused bodies."""
+
     def __init__(
         self,
         system: TaskSystem,
@@ -41,15 +43,23 @@ class EnqueueResource(JsonOptions):
         self._max_body_bytes = max_body_bytes
         self._timeout_s = timeout_s
 
+    def _invalid_body(self, exc: InvalidBody) -> falcon.HTTPError:
+        """The 400 for a refused body, counted for GET /stats."""
+        if self._invalid is not None:
+            self._invalid.add()
+        if exc.index is None:
+            return falcon.HTTPBadRequest(description=str(exc))
+        return ItemError(falcon.HTTP_400, str(exc), exc.index)
+
+
+class EnqueueResource(_Intake):
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
         # The body is JSON whatever Content-Type says: `curl -d` sends a form type.
         body = read_body(req, self._max_body_bytes)
         try:
             request = decode_enqueue(body)
         except InvalidBody as exc:
-            if self._invalid is not None:
-                self._invalid.add()
-            raise falcon.HTTPBadRequest(description=str(exc)) from None
+            raise self._invalid_body(exc) from None
         task = task_of(request)
         admission = wait_for(self._system.submit_async(task), self._timeout_s)
         if admission is Admission.ACCEPTED:
@@ -63,32 +73,15 @@ class EnqueueResource(JsonOptions):
             raise refused(admission)
 
 
-class BatchEnqueueResource(JsonOptions):
+class BatchEnqueueResource(_Intake):
     """All the tasks of the array, in order, or none of them."""
-
-    def __init__(
-        self,
-        system: TaskSystem,
-        *,
-        max_body_bytes: int,
-        timeout_s: float,
-        invalid: InvalidCount | None = None,
-    ) -> None:
-        self._system = system
-        self._invalid = invalid
-        self._max_body_bytes = max_body_bytes
-        self._timeout_s = timeout_s
 
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
         body = read_body(req, self._max_body_bytes)
         try:
             requests = decode_batch(body)
         except InvalidBody as exc:
-            if self._invalid is not None:
-                self._invalid.add()
-            if exc.index is None:
-                raise falcon.HTTPBadRequest(description=str(exc)) from None
-            raise ItemError(falcon.HTTP_400, str(exc), exc.index) from None
+            raise self._invalid_body(exc) from None
         # One clock reading for the batch: its tasks are created together, in input order.
         now = time.time()
         tasks = [task_of(request, now) for request in requests]

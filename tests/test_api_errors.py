@@ -359,6 +359,21 @@ class SilentSystem:
     def list_async(self) -> pykka.Future[list[Task]]:
         return self._never()
 
+    def list_page_async(self, **query: Any) -> pykka.Future[Any]:
+        return self._never()
+
+    def submit_batch_async(self, tasks: Any) -> pykka.Future[Any]:
+        return self._never()
+
+    def cancel_async(self, task_id: str) -> pykka.Future[Any]:
+        return self._never()
+
+    def requeue_async(self, task_id: str) -> pykka.Future[Any]:
+        return self._never()
+
+    def delete_async(self, task_id: str) -> pykka.Future[Any]:
+        return self._never()
+
 
 @pytest.mark.parametrize(
     ("method", "path", "kwargs"),
@@ -366,8 +381,13 @@ class SilentSystem:
         ("POST", "/enqueue", {"body": b'{"id": "a"}'}),
         ("GET", "/task", {"params": {"id": "a"}}),
         ("GET", "/tasks", {}),
+        ("GET", "/tasks", {"params": {"limit": "5", "order": "desc"}}),
+        ("POST", "/enqueue/batch", {"body": b'[{"id": "a"}]'}),
+        ("POST", "/task/cancel", {"params": {"id": "a"}}),
+        ("POST", "/task/retry", {"params": {"id": "a"}}),
+        ("DELETE", "/task", {"params": {"id": "a"}}),
     ],
-    ids=["enqueue", "task", "tasks"],
+    ids=["enqueue", "task", "tasks", "tasks-page", "batch", "cancel", "retry", "delete"],
 )
 def test_an_actor_that_does_not_answer_in_time_is_503_not_a_hang(
     method: str, path: str, kwargs: dict[str, Any]
