@@ -23,13 +23,15 @@ Result = falcon.testing.Result
 
 
 class Recorder:
-    """Records each run as ``(id, attempt)``; ``{"hold": true}`` keeps the attempt running until
-    ``release()``; ``{"fail": true}`` fails every attempt."""
+    """Records each run as ``(id, attempt)``. Payload ``{"hold": true}`` keeps the attempt
+    running until ``release()``; ``{"gate": name}`` until ``open(name)``; ``{"fail": true}``
+    fails every attempt (after any wait)."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._runs: list[tuple[str, int]] = []
         self._released = threading.Event()
+        self._gates: dict[str, threading.Event] = {}
 
     def __call__(self, task: TaskView) -> None:
         with self._lock:
@@ -37,8 +39,14 @@ class Recorder:
         payload = task.payload if isinstance(task.payload, dict) else {}
         if payload.get("hold") and not self._released.wait(BLOCK_LIMIT_S):
             raise HandlerFailure(f"held for {BLOCK_LIMIT_S} s")
+        if "gate" in payload and not self._gate(payload["gate"]).wait(BLOCK_LIMIT_S):
+            raise HandlerFailure(f"gate {payload['gate']} stayed closed for {BLOCK_LIMIT_S} s")
         if payload.get("fail"):
             raise HandlerFailure(f"told to fail, attempt {task.attempts}")
+
+    def _gate(self, name: str) -> threading.Event:
+        with self._lock:
+            return self._gates.setdefault(name, threading.Event())
 
     @property
     def runs(self) -> list[tuple[str, int]]:
@@ -50,7 +58,15 @@ class Recorder:
         return [attempt for run_id, attempt in self.runs if run_id == task_id]
 
     def release(self) -> None:
+        """End every held attempt, and let later ones through at once."""
         self._released.set()
+        with self._lock:
+            gates = list(self._gates.values())
+        for gate in gates:
+            gate.set()
+
+    def open(self, name: str) -> None:
+        self._gate(name).set()
 
 
 class Systems:

@@ -128,6 +128,8 @@ def test_cancelling_a_task_waiting_in_line_answers_it_cancelled_and_it_never_run
 def test_cancelling_a_delayed_task_stops_it_from_ever_running(
     client: Client, recorder: Recorder
 ) -> None:
+    # The worker held: however slow the test, the task is still queued when cancelled.
+    occupy_the_worker(client, recorder)
     accept(client, "delayed", delay_ms=200)
 
     result = cancel(client, "delayed")
@@ -135,6 +137,8 @@ def test_cancelling_a_delayed_task_stops_it_from_ever_running(
     assert result.status_code == 200
     assert result.json["status"] == "cancelled"
     assert result.json["next_attempt_at"] is None
+    assert stats(client)["scheduled"] == 0
+    recorder.release()
     accept(client, "after-the-delay", delay_ms=400)
     wait_for_status(client, "after-the-delay", "done")
     assert recorder.ran("delayed") == []
@@ -155,6 +159,7 @@ def test_cancelling_a_task_awaiting_a_retry_keeps_its_attempts_and_last_error(
     assert body["attempts"] == 1
     assert body["last_error"] == "told to fail, attempt 1"
     assert body["next_attempt_at"] is None
+    assert stats(client)["scheduled"] == 0
     assert recorder.ran("flaky") == [1]
 
 

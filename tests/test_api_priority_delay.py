@@ -120,6 +120,8 @@ def test_a_delay_of_30_days_is_accepted_and_due_30_days_after_creation(client: C
     assert body["status"] == "queued"
     due = seconds(body["next_attempt_at"]) - seconds(body["created_at"])
     assert due == pytest.approx(30 * 86_400, abs=0.001)
+    now = stats(client)
+    assert (now["scheduled"], now["waiting"], now["tasks"]["queued"]) == (1, 0, 1)
 
 
 # --- delayed tasks -----------------------------------------------------------------------------
@@ -149,8 +151,6 @@ def test_a_delayed_task_is_queued_with_next_attempt_at_and_runs_once_due_not_bef
     assert body["attempts"] == 0
     due = seconds(body["next_attempt_at"])
     assert due - seconds(body["created_at"]) == pytest.approx(0.3, abs=0.001)
-    assert stats(client)["scheduled"] == 1
-    assert stats(client)["waiting"] == 0
     done = wait_for_status(client, "later", "done")
     assert clock.started["later"] >= due
     assert done["attempts"] == 1
@@ -158,15 +158,19 @@ def test_a_delayed_task_is_queued_with_next_attempt_at_and_runs_once_due_not_bef
     assert stats(client)["scheduled"] == 0
 
 
-def test_a_delayed_task_is_passed_by_tasks_enqueued_after_it(
+def test_a_delayed_task_enters_the_line_when_due_behind_tasks_enqueued_after_it(
     client: Client, recorder: Recorder
 ) -> None:
+    occupy_the_worker(client, recorder)
     accept(client, "later", delay_ms=300)
     accept(client, "now")
+    wait_until(lambda: stats(client)["scheduled"] == 0)
+    assert stats(client)["waiting"] == 2
 
+    recorder.release()
     wait_for_status(client, "later", "done")
 
-    assert [run_id for run_id, _ in recorder.runs] == ["now", "later"]
+    assert [run_id for run_id, _ in recorder.runs] == ["occupant", "now", "later"]
 
 
 def test_a_delayed_task_takes_no_place_in_the_line_until_due(
@@ -240,3 +244,30 @@ def test_a_batch_is_run_by_priority_too(client: Client, recorder: Recorder) -> N
     wait_until(lambda: stats(client)["totals"]["done"] == 4)
 
     assert [run_id for run_id, _ in recorder.runs] == ["occupant", "y", "x", "z"]
+
+
+def test_a_retry_that_comes_due_goes_by_its_priority_too(
+    make_client: Callable[..., Client], recorder: Recorder
+) -> None:
+    client = make_client(retry_base_ms=200, retry_max_ms=200, uniform=lambda a, b: a)
+    # The occupant is in line before the first attempt fails: it runs while the retry waits.
+    flaky = {"gate": "first-attempt", "fail": True}
+    accept(client, "urgent-flaky", payload=flaky, priority=9, max_retries=1)
+    wait_until(lambda: recorder.ran("urgent-flaky") == [1])
+    accept(client, "occupant", payload={"hold": True})
+    recorder.open("first-attempt")
+    wait_until(lambda: recorder.ran("occupant") == [1])
+    accept(client, "low-1")
+    accept(client, "low-2")
+    wait_until(lambda: stats(client)["scheduled"] == 0)
+
+    recorder.release()
+    wait_until(lambda: stats(client)["totals"]["done"] == 3)
+
+    assert recorder.runs == [
+        ("urgent-flaky", 1),
+        ("occupant", 1),
+        ("urgent-flaky", 2),
+        ("low-1", 1),
+        ("low-2", 1),
+    ]

@@ -13,7 +13,7 @@ import pykka
 import pytest
 
 from actors.messages import AttemptFinished, GetTask, Run, Save
-from actors.observer import AttemptObserver, Outcome
+from actors.observer import AttemptObserver, AttemptOutcome
 from actors.reply import Reply
 from actors.repository import RepositoryActor
 from actors.task import DONE, FAILED, QUEUED, RUNNING, Task, TaskView, new_task
@@ -245,9 +245,9 @@ class Heard:
     """An AttemptObserver that keeps what it is told."""
 
     def __init__(self) -> None:
-        self.calls: list[tuple[Task, Outcome, float]] = []
+        self.calls: list[tuple[Task, AttemptOutcome, float]] = []
 
-    def attempt_ended(self, task: Task, outcome: Outcome, duration_s: float) -> None:
+    def attempt_ended(self, task: Task, outcome: AttemptOutcome, duration_s: float) -> None:
         self.calls.append((task, outcome, duration_s))
 
 
@@ -287,7 +287,7 @@ def test_an_observer_that_raises_is_logged_and_the_attempt_still_reported(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     class Broken:
-        def attempt_ended(self, task: Task, outcome: Outcome, duration_s: float) -> None:
+        def attempt_ended(self, task: Task, outcome: AttemptOutcome, duration_s: float) -> None:
             raise RuntimeError("observer bug")
 
     bench = Bench(succeed, Broken())
