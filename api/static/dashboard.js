@@ -7,8 +7,13 @@
 
 const TOKEN_KEY = "task_queue.token";
 const POLL_MS = 1500;
-/** How much throughput history the chart shows, in seconds of the service's uptime. */
+/** How much throughput history the chart shows, in seconds of the service's uptime; a younger
+ * history is stretched to fill it, down to MIN_SPAN_S. */
 const HISTORY_S = 300;
+const MIN_SPAN_S = 60;
+/** Samples closer than this are skipped: a refresh right after a click would make a sliver of
+ * an interval whose rate is mostly noise. */
+const MIN_SAMPLE_S = 1;
 const PAGE_SIZE = 20;
 const SVG_NS = "http://www.w3.org/2000/svg";
 const CHART_W = 600;
@@ -149,8 +154,9 @@ function recordSample(stats) {
   const last = samples[samples.length - 1];
   if (last && (sample.uptime < last.uptime || sample.done < last.done || sample.failed < last.failed)) {
     samples = []; // the service restarted: its totals began again
+  } else if (last && sample.uptime - last.uptime < MIN_SAMPLE_S) {
+    return;
   }
-  if (last && sample.uptime === last.uptime) return;
   samples.push(sample);
   // Keep one sample older than the window, so the first bar starts at its left edge.
   while (samples.length > 2 && samples[1].uptime < sample.uptime - HISTORY_S) samples.shift();
@@ -190,7 +196,8 @@ function drawChart() {
   const peak = Math.max(0, ...intervals.map((r) => r.done + r.failed));
   const top = niceCeiling(peak);
   const end = samples.length ? samples[samples.length - 1].uptime : 0;
-  const x = (uptime) => Math.max(0, ((uptime - (end - HISTORY_S)) / HISTORY_S) * CHART_W);
+  const span = samples.length ? Math.min(HISTORY_S, Math.max(MIN_SPAN_S, end - samples[0].uptime)) : MIN_SPAN_S;
+  const x = (uptime) => Math.max(0, ((uptime - (end - span)) / span) * CHART_W);
   const height = (rate) => (rate / top) * (CHART_H - 4);
   const nodes = [svg("line", { x1: 0, y1: CHART_H - 0.5, x2: CHART_W, y2: CHART_H - 0.5, class: "axis" })];
   for (const fraction of [0.5, 1]) {
@@ -212,6 +219,7 @@ function drawChart() {
   $("rate-done").textContent = latest.done.toFixed(1);
   $("rate-failed").textContent = latest.failed.toFixed(1);
   $("rate-peak").textContent = String(top);
+  $("chart-span").textContent = `${Math.round(span / 60)} min`;
 }
 
 // --- the task table: newest first, a status filter, paging by the Link header ---------------
@@ -280,8 +288,8 @@ function taskRow(task) {
     id,
     element("td", task.status, `status status-${task.status}`),
     element("td", String(task.attempts), "number"),
-    element("td", String(task.priority ?? 0), "number"),
-    element("td", formatTime(task.created_at)),
+    element("td", String(task.priority ?? 0), "number optional"),
+    element("td", formatTime(task.created_at), "optional"),
     actions,
   );
   return row;
