@@ -78,7 +78,9 @@ def start_service(log: Path) -> tuple[subprocess.Popen[bytes], int]:
         match = LISTENING.search(log.read_text(errors="replace"))
         return int(match.group(1)) if match else None
 
-    return process, wait_until(port, STARTUP_TIMEOUT_S, "the service to listen")
+    found = wait_until(port, STARTUP_TIMEOUT_S, "the service to listen")
+    assert found is not None  # wait_until returns only a truthy value
+    return process, found
 
 
 def post(base: str, path: str, body: Any) -> int:

@@ -116,6 +116,17 @@ def counters_match_stats(
     return stats if shown == {key: str(lookup(stats, key)) for key in shown} else None
 
 
+def wait_for_counters(
+    browser: WebDriver, service: Service, headers: dict[str, str] | None = None
+) -> dict[str, Any]:
+    """Wait until the page's counters show ``/stats``; return what it said."""
+    stats = wait_until(
+        lambda: counters_match_stats(browser, service, headers), timeout_s=PAGE_TIMEOUT_S
+    )
+    assert stats is not None
+    return stats
+
+
 def click(browser: WebDriver, selector: str) -> bool:
     """Click the element if it is there; the table is rebuilt when its data changes, so an
     element found a moment ago may be gone: the caller's ``wait_until`` tries again."""
@@ -159,7 +170,7 @@ def test_the_counters_show_what_stats_says_and_follow_it(
     service.wait_for_task("failed-1", lambda task: task["status"] == "failed")
 
     open_dashboard(browser, service)
-    stats = wait_until(lambda: counters_match_stats(browser, service), timeout_s=PAGE_TIMEOUT_S)
+    stats = wait_for_counters(browser, service)
 
     assert stats["tasks"] == {"queued": 3, "running": 2, "done": 3, "failed": 2, "cancelled": 0}
     assert (stats["waiting"], stats["scheduled"]) == (2, 1)
@@ -170,7 +181,7 @@ def test_the_counters_show_what_stats_says_and_follow_it(
     # Live: the held tasks finish, and the counters and the throughput chart follow.
     hold.touch()
     service.wait_for_task("held-3", lambda task: task["status"] == "done")
-    stats = wait_until(lambda: counters_match_stats(browser, service), timeout_s=PAGE_TIMEOUT_S)
+    stats = wait_for_counters(browser, service)
     assert stats["tasks"]["done"] == 7
     assert page_counters(browser)["tasks.done"] == "7"
     wait_until(
@@ -280,13 +291,11 @@ def test_with_api_token_the_page_asks_for_it_once_then_shows_the_counters(
     wait_until(lambda: asking(refused=True), timeout_s=PAGE_TIMEOUT_S)
     give_token(TOKEN)
 
-    stats = wait_until(
-        lambda: counters_match_stats(browser, service, auth), timeout_s=PAGE_TIMEOUT_S
-    )
+    stats = wait_for_counters(browser, service, auth)
     assert stats["totals"]["enqueued"] == 1
     assert browser.execute_script("return sessionStorage.getItem('task_queue.token')") == TOKEN
 
     # Kept for the tab: a reload does not ask again.
     browser.refresh()
-    wait_until(lambda: counters_match_stats(browser, service, auth), timeout_s=PAGE_TIMEOUT_S)
+    wait_for_counters(browser, service, auth)
     assert browser.execute_script("return document.getElementById('token-dialog').open") is False
