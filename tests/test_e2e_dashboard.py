@@ -299,3 +299,45 @@ def test_with_api_token_the_page_asks_for_it_once_then_shows_the_counters(
     browser.refresh()
     wait_for_counters(browser, service, auth)
     assert browser.execute_script("return document.getElementById('token-dialog').open") is False
+
+
+def test_the_form_enqueues_newest_first_and_the_buttons_cancel_and_delete(
+    start_service: Callable[..., Service], browser: WebDriver
+) -> None:
+    service = start_service("record_run")
+    for task_id in ("first", "second"):
+        service.accept({"id": task_id, "payload": {"log": os.devnull}})
+    service.wait_for_task("second", lambda task: task["status"] == "done")
+
+    open_dashboard(browser, service)
+    fields = {
+        "enqueue-id": "from the form",
+        "enqueue-payload": '{"log": "/dev/null", "note": "typed in"}',
+        "enqueue-retries": "2",
+        "enqueue-priority": "7",
+        "enqueue-delay": "600000",  # ten minutes: it stays queued while the test runs
+    }
+    for field, value in fields.items():
+        browser.find_element(By.ID, field).send_keys(value)
+    browser.find_element(By.CSS_SELECTOR, "#enqueue button[type=submit]").click()
+
+    wait_until(lambda: row_status(browser, "from the form") == "queued", timeout_s=PAGE_TIMEOUT_S)
+    created = service.task("from the form")
+    assert created["payload"] == {"log": "/dev/null", "note": "typed in"}
+    assert (created["max_retries"], created["priority"]) == (2, 7)
+    assert created["next_attempt_at"] is not None
+    rows = browser.find_elements(By.CSS_SELECTOR, "#task-rows tr")
+    assert [row.get_attribute("data-id") for row in rows] == ["from the form", "second", "first"]
+
+    wait_until(
+        lambda: click(browser, 'button[aria-label="cancel task from the form"]'),
+        timeout_s=PAGE_TIMEOUT_S,
+    )
+    service.wait_for_task("from the form", lambda task: task["status"] == "cancelled")
+    wait_until(
+        lambda: click(browser, 'button[aria-label="delete task from the form"]'),
+        timeout_s=PAGE_TIMEOUT_S,
+    )
+    browser.switch_to.alert.accept()  # "delete task from the form?"
+    wait_until(lambda: row_status(browser, "from the form") is None, timeout_s=PAGE_TIMEOUT_S)
+    assert service.request("GET", "/task?id=from%20the%20form").status == 404
