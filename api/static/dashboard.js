@@ -401,11 +401,11 @@ async function enqueue(event) {
 // --- polling --------------------------------------------------------------------------------
 
 function setConnection(error) {
-  const connection = $("connection");
-  connection.classList.toggle("offline", Boolean(error));
-  connection.textContent = error
-    ? `not updating: ${error.message}`
-    : `live · updated ${new Date().toLocaleTimeString()}`;
+  $("connection").classList.toggle("offline", Boolean(error));
+  const state = error ? `not updating: ${error.message}` : "live";
+  // Only a change is announced: a screen reader should not read out every poll.
+  if ($("connection-state").textContent !== state) $("connection-state").textContent = state;
+  if (!error) $("connection-time").textContent = `· updated ${new Date().toLocaleTimeString()}`;
 }
 
 let round = null; // the refresh in flight
