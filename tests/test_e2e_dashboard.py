@@ -18,6 +18,7 @@ from selenium.common.exceptions import NoSuchElementException, StaleElementRefer
 from selenium.webdriver.chrome.options import Options
 from selenium.webdriver.chrome.service import Service as DriverService
 from selenium.webdriver.common.by import By
+from selenium.webdriver.support.select import Select
 
 from tests.handlers import read_runs
 from tests.support import wait_until
@@ -341,3 +342,37 @@ def test_the_form_enqueues_newest_first_and_the_buttons_cancel_and_delete(
     browser.switch_to.alert.accept()  # "delete task from the form?"
     wait_until(lambda: row_status(browser, "from the form") is None, timeout_s=PAGE_TIMEOUT_S)
     assert service.request("GET", "/task?id=from%20the%20form").status == 404
+
+
+def test_the_table_pages_newest_first_and_filters_by_status(
+    start_service: Callable[..., Service], browser: WebDriver
+) -> None:
+    service = start_service("fail_times")
+    # 25 tasks, every fifth failing for good: more than one page of 20.
+    for number in range(25):
+        failures = 1 if number % 5 == 0 else 0
+        body = {"id": f"t{number:02d}", "payload": {"failures": failures}, "max_retries": 0}
+        service.accept(body)
+    service.wait_for_task("t24", lambda task: task["status"] == "done")
+
+    def shown() -> list[str | None]:
+        rows = browser.find_elements(By.CSS_SELECTOR, "#task-rows tr")
+        return [row.get_attribute("data-id") for row in rows]
+
+    def shows(ids: list[str]) -> bool:
+        try:
+            return shown() == ids
+        except StaleElementReferenceException:
+            return False
+
+    open_dashboard(browser, service)
+    newest = [f"t{number:02d}" for number in range(24, -1, -1)]
+    wait_until(lambda: shows(newest[:20]), timeout_s=PAGE_TIMEOUT_S)
+    browser.find_element(By.ID, "older").click()
+    wait_until(lambda: shows(newest[20:]), timeout_s=PAGE_TIMEOUT_S)
+    assert browser.find_element(By.ID, "older").get_attribute("disabled") is not None
+    browser.find_element(By.ID, "newer").click()
+    wait_until(lambda: shows(newest[:20]), timeout_s=PAGE_TIMEOUT_S)
+
+    Select(browser.find_element(By.ID, "status-filter")).select_by_value("failed")
+    wait_until(lambda: shows(["t20", "t15", "t10", "t05", "t00"]), timeout_s=PAGE_TIMEOUT_S)
