@@ -60,6 +60,12 @@ function askForToken(refused) {
 async function api(method, path, body) {
   for (;;) {
     const token = sessionStorage.getItem(TOKEN_KEY);
+    // A header can carry only bytes: fetch would throw on such a token, not answer 401.
+    if (token && /[^\x00-\xff]/.test(token)) {
+      sessionStorage.removeItem(TOKEN_KEY);
+      await askForToken(true);
+      continue;
+    }
     const headers = { Accept: "application/json" };
     if (token) headers.Authorization = `Bearer ${token}`;
     const init = { method, headers, cache: "no-store" };
