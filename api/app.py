@@ -9,6 +9,7 @@ import falcon
 from actors.system import SystemStopped
 from api.auth import OPEN_PATHS, BearerTokenAuth
 from api.control import cancel_resource, retry_resource
+from api.dashboard import DASHBOARD_PATHS, add_dashboard_routes
 from api.enqueue import BatchEnqueueResource, EnqueueResource
 from api.errors import handle_system_stopped, handle_unexpected, serialize_error
 from api.health import HealthResource
@@ -34,7 +35,8 @@ def create_app(
     metrics: Metrics | bool = True,
     metrics_public: bool = False,
 ) -> falcon.App:
-    """The REST API over ``system``; every response, errors included, is JSON (but /metrics).
+    """The REST API over ``system``; every response, errors included, is JSON (but /metrics and
+    the dashboard's page and assets).
 
     ``metrics``: a Metrics whose ``tasks`` the system's workers observe, True for a fresh one
     (its attempt histograms then stay empty), or False for no /metrics and no measuring at all.
@@ -52,7 +54,8 @@ def create_app(
     open_paths = OPEN_PATHS | {METRICS_PATH} if metrics and metrics_public else OPEN_PATHS
     if api_token:
         # Not installed without a token: an open service pays nothing per request.
-        app.add_middleware(BearerTokenAuth(api_token, open_paths=open_paths))
+        # The dashboard's page and assets hold no data: its script asks for the token.
+        app.add_middleware(BearerTokenAuth(api_token, open_paths=open_paths | DASHBOARD_PATHS))
     app.add_error_handler(Exception, handle_unexpected)
     app.add_error_handler(SystemStopped, handle_system_stopped)
     invalid = InvalidCount()
@@ -82,4 +85,5 @@ def create_app(
         OPENAPI_PATH,
         OpenApiResource(bearer_auth=bool(api_token), metrics=bool(metrics), open_paths=open_paths),
     )
+    add_dashboard_routes(app)
     return app

@@ -50,12 +50,16 @@ class TaskActionResource(JsonOptions):
         resp.data = encoder.encode(task_body(outcome.task))
 
 
+# The lambdas look the method up per request, as the other resources do: a stand-in system in
+# a test need not have every method to build the app.
+
+
 def cancel_resource(system: TaskSystem, *, timeout_s: float) -> TaskActionResource:
     """``POST /task/cancel``: a queued task (in line, delayed, or awaiting a retry) becomes
     cancelled, for good."""
-    return TaskActionResource(system.cancel_async, timeout_s=timeout_s)
+    return TaskActionResource(lambda task_id: system.cancel_async(task_id), timeout_s=timeout_s)
 
 
 def retry_resource(system: TaskSystem, *, timeout_s: float) -> TaskActionResource:
     """``POST /task/retry``: a failed or cancelled task is queued again, attempts from 0."""
-    return TaskActionResource(system.requeue_async, timeout_s=timeout_s)
+    return TaskActionResource(lambda task_id: system.requeue_async(task_id), timeout_s=timeout_s)

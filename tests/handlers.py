@@ -129,3 +129,13 @@ def record_then_sleep(task: TaskView) -> None:
     failures = payload.get("failures", 0)
     if task.attempts <= failures:
         raise HandlerFailure(f"failure {task.attempts} of {failures}")
+
+
+def fail_unless_file(task: TaskView) -> None:
+    """Record the run in the file ``payload["log"]`` (as ``record_run``), then fail unless the
+    file ``payload["ok"]`` exists: a task fails for good until the test creates the file, and a
+    retry after that succeeds, whatever its attempt number."""
+    record_run(task)
+    ok = Path(task.payload["ok"])
+    if not ok.exists():
+        raise HandlerFailure(f"{ok} does not exist")

@@ -299,7 +299,8 @@ def test_get_task_for_an_unknown_id_is_404_task_not_found(
 
 
 @pytest.mark.parametrize(
-    "path", ["/", "/nope", "/enqueue/extra", "/tasks/1", "/task/abc", "/healthz/", "/ENQUEUE"]
+    "path",
+    ["/index.html", "/nope", "/enqueue/extra", "/tasks/1", "/task/abc", "/healthz/", "/ENQUEUE"],
 )
 def test_an_unknown_route_is_404_json(client: falcon.testing.TestClient, path: str) -> None:
     for method in ("GET", "POST"):
