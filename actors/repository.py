@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import logging
+import math
 import time
 from collections import Counter
 from typing import TYPE_CHECKING, Any, Final, TypeVar
@@ -141,6 +142,9 @@ class RepositoryActor(Actor):
         self._finished_order = FinishedOrder()
         self._sweep_alarm: Alarm | None = None
         self._sweep_set = False
+        # No earlier than this (clock time) can the oldest finished task expire: until then a
+        # finish need not look at the order. Lowered by each finish, set exactly by each sweep.
+        self._next_expiry = math.inf
         # Ids deleted or evicted since the last commit: their rows go in it.
         self._deleted: list[str] = []
 
@@ -237,6 +241,9 @@ class RepositoryActor(Actor):
             and (old is None or old.status not in FINAL_STATUSES)
         ):
             self._finished_order.finished(task.id)
+            expiry = task.updated_at + self._retention.ttl_s
+            if expiry < self._next_expiry:
+                self._next_expiry = expiry
             self._apply_retention()
 
     def _insert(self, task: Task, reply: Reply[Admission], admitted_by: pykka.ActorRef) -> None:
@@ -377,21 +384,36 @@ class RepositoryActor(Actor):
             self._deleted.append(task.id)
 
     def _apply_retention(self) -> None:
-        assert self._retention is not None
+        """Evict what the rules no longer keep. Runs on every finish, so the usual case (under
+        the count, the oldest not yet expired) is two comparisons and a clock reading."""
+        rules = self._retention
+        assert rules is not None
         counts = self._counts
         finished = counts[DONE] + counts[FAILED] + counts[CANCELLED]
-        evicted = self._finished_order.evict(self._tasks, finished, self._retention, self._clock())
+        now = self._clock()
+        if not (0 < rules.max_finished < finished) and not (
+            rules.ttl_s > 0 and now >= self._next_expiry
+        ):
+            self._arm_sweep(now)
+            return
+        evicted = self._finished_order.evict(self._tasks, finished, rules, now)
         for task_id in evicted:
             self._remove(self._tasks[task_id])
         if evicted:
             self._evicted += len(evicted)
             logger.debug("evicted %d finished task(s)", len(evicted))
-        if self._sweep_alarm is not None and not self._sweep_set:
-            expiry = self._finished_order.next_expiry(self._tasks, self._retention)
-            if expiry is not None:
-                wait_s = min(RETENTION_SWEEP_S, max(0.0, expiry - self._clock()))
-                self._sweep_alarm.set(time.monotonic() + wait_s)
-                self._sweep_set = True
+        expiry = self._finished_order.next_expiry(self._tasks, rules)
+        self._next_expiry = math.inf if expiry is None else expiry
+        self._arm_sweep(now)
+
+    def _arm_sweep(self, now: float) -> None:
+        """Have the alarm ring when the oldest finished task expires, or within
+        RETENTION_SWEEP_S: a clock moved on by a test is noticed that soon."""
+        if self._sweep_alarm is None or self._sweep_set or self._next_expiry == math.inf:
+            return
+        wait_s = min(RETENTION_SWEEP_S, max(0.0, self._next_expiry - now))
+        self._sweep_alarm.set(time.monotonic() + wait_s)
+        self._sweep_set = True
 
     def _stats(self) -> RepositoryStats:
         return RepositoryStats(
@@ -449,6 +471,7 @@ class RepositoryActor(Actor):
             )
             for task in finished:
                 self._finished_order.finished(task.id)
+            self._next_expiry = -math.inf  # not known yet: look at the order
             self._apply_retention()
         return tuple(self._tasks.values())
 

@@ -214,3 +214,18 @@ def test_recovery_applies_retention_to_what_the_store_holds() -> None:
     finally:
         system.stop()
     assert [task.id for task in store.load()] == ["t3", "t4"]
+
+
+def test_recovery_evicts_what_is_older_than_the_ttl() -> None:
+    store = MemoryStore()
+    now = time.time()
+    store.commit([finished("ancient", at=now - 7200), finished("recent", at=now - 60)])
+
+    system = TaskSystem.start(
+        lambda task: None, workers=1, open_store=lambda: store, retention=Retention(0, 3600)
+    )
+    try:
+        assert [task.id for task in system.list()] == ["recent"]
+        assert system.stats().evicted == 1
+    finally:
+        system.stop()
