@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import itertools
 import logging
 import re
-import uuid
+import secrets
 from contextvars import ContextVar
 from typing import Final
 
@@ -26,11 +27,18 @@ current_request_id: ContextVar[str | None] = ContextVar("current_request_id", de
 in api/logs.py, so that every line a request causes carries it."""
 
 
+# A fresh id is this process's random prefix and a count: unique within the process, and across
+# processes as unlikely to repeat as 64 random bits. A uuid4 per request cost a read of
+# os.urandom and an object, about 2 µs; this is a counter step (atomic in CPython) and a format.
+_PREFIX: Final = secrets.token_hex(8)
+_NUMBERS: Final = itertools.count(1)
+
+
 def accept_or_generate(given: str | None) -> str:
     """``given`` if it is a sane id, else a fresh one (32 hex digits)."""
     if given is not None and _SANE.fullmatch(given):
         return given
-    return uuid.uuid4().hex
+    return f"{_PREFIX}{next(_NUMBERS):016x}"
 
 
 class RequestIdMiddleware:
