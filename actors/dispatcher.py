@@ -87,7 +87,12 @@ class DispatcherActor(Actor):
             case Submit(task, reply):
                 self._admit(task, reply)
             case Inserted(task):
-                self._stored((task,), 1 if task.next_attempt_at is None else 0)
+                if task.next_attempt_at is None:  # the usual case, kept short: every 201
+                    self._reserved -= 1
+                    self._line.append(task)
+                    self._dispatch()
+                else:
+                    self._stored((task,), 0)
             case PlacesReleased(places):
                 self._reserved -= places
             case AttemptFinished(worker, task, retry_delay_s):

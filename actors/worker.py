@@ -75,8 +75,13 @@ class WorkerActor(Actor):
             next_attempt_at=None,
         )
         self._repository.tell(Save(running))
-        about = log_fields(running)
-        logger.debug("task %r attempt %d running", running.id, running.attempts, extra=about)
+        if logger.isEnabledFor(logging.DEBUG):  # the fields cost a dict per attempt otherwise
+            logger.debug(
+                "task %r attempt %d running",
+                running.id,
+                running.attempts,
+                extra=log_fields(running),
+            )
         started = time.monotonic()
         try:
             finished, retry_delay_s = self._attempt(running)
@@ -84,7 +89,10 @@ class WorkerActor(Actor):
             # A fault of ours, not the handler's (say, an injected random source that raised):
             # the task still reaches a final state and the worker still reports itself free.
             logger.exception(
-                "task %r attempt %d: worker error", running.id, running.attempts, extra=about
+                "task %r attempt %d: worker error",
+                running.id,
+                running.attempts,
+                extra=log_fields(running),
             )
             error = "worker error, see the service log"
             finished = replace(running, status=FAILED, last_error=error, updated_at=time.time())
@@ -96,7 +104,10 @@ class WorkerActor(Actor):
         except pykka.ActorDeadError:
             # Only after the shutdown deadline cut this attempt off: nobody is left to tell.
             logger.warning(
-                "task %r attempt %d ended after shutdown", running.id, running.attempts, extra=about
+                "task %r attempt %d ended after shutdown",
+                running.id,
+                running.attempts,
+                extra=log_fields(running),
             )
         return None
 
@@ -118,9 +129,10 @@ class WorkerActor(Actor):
             self._handler(view_of(running))
         except BaseException as exc:
             return self._after_failure(running, exc)
-        logger.debug(
-            "task %r attempt %d done", running.id, running.attempts, extra=log_fields(running)
-        )
+        if logger.isEnabledFor(logging.DEBUG):
+            logger.debug(
+                "task %r attempt %d done", running.id, running.attempts, extra=log_fields(running)
+            )
         return replace(running, status=DONE, updated_at=time.time()), None
 
     def _after_failure(self, running: Task, exc: BaseException) -> tuple[Task, float | None]:
