@@ -28,6 +28,7 @@ BENCHMARKS: Final[dict[str, list[str]]] = {
     # name: the script and its arguments
     "http_intake": ["http_intake.py"],
     "metrics_cost": ["metrics_cost.py"],
+    "api_overhead": ["api_overhead.py"],
     "http_load": ["http_load.py"],
     "chart": ["chart.py"],
     "engine": ["engine.py"],
@@ -40,6 +41,7 @@ BENCHMARKS: Final[dict[str, list[str]]] = {
 QUICK: Final[dict[str, list[str]]] = {
     "http_intake": ["--duration", "3"],
     "metrics_cost": ["--rounds", "1", "--duration", "3"],
+    "api_overhead": ["--rounds", "2", "--requests", "5000"],
     "http_load": ["--duration", "3"],
     "engine": ["--tasks", "5000", "--rounds", "1"],
     "retries": ["--tasks", "2000"],
