@@ -86,39 +86,17 @@ def intake_section(results: dict[str, Any]) -> list[str]:
 
 
 def metrics_cost_section(results: dict[str, Any]) -> list[str]:
-    summary = results["summary"]
-    rows = [
-        [
-            mode,
-            s["rps"],
-            s["p50_ms"],
-            s["p99_ms"],
-            s["non_2xx"],
-            s["cpu_us_per_request"],
-            f"{s['max_foreign_cores']:.2f}",
-        ]
-        for mode, s in summary.items()
-    ]
-    rounds = ", ".join(f"{ratio:.3f}" for ratio in results["round_ratios"])
+    ratios = results["pair_ratios"]
     return [
-        f"{results['connections']} connections, {len(results['runs']['on'])} rounds x "
-        f"{results['duration_s']:g} s per mode (order alternating by round), "
-        f"{results['http_threads']} waitress threads; medians of the rounds.",
+        f"{results['connections']} connections, {results['bursts']} pairs of "
+        f"{results['burst_s']:g} s wrk bursts on two services running side by side (metrics on, "
+        f"metrics off), the order flipping each pair; {results['http_threads']} waitress threads.",
         "",
-        table(
-            [
-                "metrics",
-                "req/s",
-                "p50 ms",
-                "p99 ms",
-                "non-2xx",
-                "server CPU µs/req",
-                "other load (cores, max)",
-            ],
-            rows,
-        ),
-        "",
-        f"**Ratio on / off: {results['ratio']:.3f}** (per round: {rounds}).",
+        f"**Median of the per-pair ratios on / off: {results['ratio']:.3f}** (pairs ranged "
+        f"{min(ratios):.3f}-{max(ratios):.3f}; ratio of totals {results['ratio_of_totals']:.3f}). "
+        f"CPU per request: {results['cpu_us_per_request']['on']:.0f} µs on, "
+        f"{results['cpu_us_per_request']['off']:.0f} µs off. Non-2xx: {results['non_2xx']}. "
+        f"/metrics counted every accepted task: {'yes' if results['metrics_check'] else 'NO'}.",
     ]
 
 

@@ -40,7 +40,7 @@ BENCHMARKS: Final[dict[str, list[str]]] = {
 }
 QUICK: Final[dict[str, list[str]]] = {
     "http_intake": ["--duration", "3"],
-    "metrics_cost": ["--rounds", "1", "--duration", "3"],
+    "metrics_cost": ["--bursts", "2", "--burst-s", "2"],
     "api_overhead": ["--rounds", "2", "--requests", "5000"],
     "http_load": ["--duration", "3"],
     "engine": ["--tasks", "5000", "--rounds", "1"],
