@@ -241,10 +241,16 @@ class RepositoryActor(Actor):
             and (old is None or old.status not in FINAL_STATUSES)
         ):
             self._finished_order.finished(task.id)
-            expiry = task.updated_at + self._retention.ttl_s
+            rules = self._retention
+            expiry = task.updated_at + rules.ttl_s
             if expiry < self._next_expiry:
                 self._next_expiry = expiry
-            self._apply_retention()
+            # Every finish passes here, on this actor's thread, which every task needs: only the
+            # count rule is checked now. The age rule is the sweep alarm's, within a second.
+            counts = self._counts
+            finished = counts[DONE] + counts[FAILED] + counts[CANCELLED]
+            if 0 < rules.max_finished < finished or not self._sweep_set:
+                self._apply_retention()
 
     def _insert(self, task: Task, reply: Reply[Admission], admitted_by: pykka.ActorRef) -> None:
         # The dispatcher hears first and the client second: once the client has its answer, any
@@ -384,8 +390,8 @@ class RepositoryActor(Actor):
             self._deleted.append(task.id)
 
     def _apply_retention(self) -> None:
-        """Evict what the rules no longer keep. Runs on every finish, so the usual case (under
-        the count, the oldest not yet expired) is two comparisons and a clock reading."""
+        """Evict what the rules no longer keep, and have the sweep alarm set. Cheap when
+        nothing is due: two comparisons and a clock reading."""
         rules = self._retention
         assert rules is not None
         counts = self._counts

@@ -82,7 +82,7 @@ class WorkerActor(Actor):
                 running.attempts,
                 extra=log_fields(running),
             )
-        started = time.monotonic()
+        started = time.monotonic() if self._observer is not None else 0.0
         try:
             finished, retry_delay_s = self._attempt(running)
         except Exception:
