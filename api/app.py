@@ -16,7 +16,7 @@ from api.health import HealthResource
 from api.metrics import METRICS_PATH, Metrics, MetricsResource
 from api.openapi import OPENAPI_PATH, OpenApiResource
 from api.reply import REQUEST_TIMEOUT_S
-from api.request_id import RequestIdMiddleware
+from api.request_id import RequestIds
 from api.stats import InvalidCount, ReadinessResource, StatsResource
 from api.tasks import TaskListResource, TaskResource
 
@@ -34,7 +34,7 @@ def create_app(
     api_token: str | None = None,
     metrics: Metrics | bool = True,
     metrics_public: bool = False,
-) -> falcon.App:
+) -> RequestIds:
     """The REST API over ``system``; every response, errors included, is JSON (but /metrics and
     the dashboard's page and assets).
 
@@ -46,9 +46,7 @@ def create_app(
         metrics = Metrics()
     app = falcon.App(media_type=falcon.MEDIA_JSON)
     app.set_error_serializer(serialize_error)
-    # Order matters: the request id is set before anything can log or refuse the request, and
-    # HTTP metrics see the 401s that authentication raises.
-    app.add_middleware(RequestIdMiddleware())
+    # Before authentication, so that HTTP metrics see the 401s it raises.
     if metrics:
         app.add_middleware(metrics.http)
     open_paths = OPEN_PATHS | {METRICS_PATH} if metrics and metrics_public else OPEN_PATHS
@@ -86,4 +84,4 @@ def create_app(
         OpenApiResource(bearer_auth=bool(api_token), metrics=bool(metrics), open_paths=open_paths),
     )
     add_dashboard_routes(app)
-    return app
+    return RequestIds(app)

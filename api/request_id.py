@@ -7,13 +7,18 @@ import logging
 import re
 import secrets
 from contextvars import ContextVar
-from typing import Final
+from typing import TYPE_CHECKING, Any, Final
 
-import falcon
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterable
+
+    import falcon
 
 logger = logging.getLogger(__name__)
 
 HEADER: Final = "X-Request-ID"
+ENVIRON_KEY: Final = "HTTP_X_REQUEST_ID"
+"""Where WSGI puts the request's header."""
 
 MAX_LENGTH: Final = 128
 """The longest client id taken as it is; a longer one is replaced."""
@@ -41,25 +46,38 @@ def accept_or_generate(given: str | None) -> str:
     return f"{_PREFIX}{next(_NUMBERS):016x}"
 
 
-class RequestIdMiddleware:
-    """Falcon middleware, installed first: it sees every request, and its ``process_response``
-    runs last, on every answer (401s and errors included), with the id still in context."""
+class RequestIds:
+    """The app's outermost layer, a WSGI wrapper: every request gets its id before Falcon sees
+    it, every answer (401s, errors, Falcon's own refusals) carries it, and the log lines of
+    everything in between can read it from ``current_request_id``.
 
-    def process_request(self, req: falcon.Request, resp: falcon.Response) -> None:
-        request_id = accept_or_generate(req.get_header(HEADER))
-        req.context.request_id = request_id
+    A wrapper rather than a Falcon middleware: it also sees what Falcon refuses before any
+    middleware runs, and it costs one call per request instead of two hooks and a
+    ``req.context`` object (BENCHMARKS.md, "Issues 5 and 6", has what request ids cost).
+    ``app`` is the Falcon app inside, for what needs it (route inspection).
+    """
+
+    __slots__ = ("app",)
+
+    def __init__(self, app: falcon.App) -> None:
+        self.app = app
+
+    def __call__(
+        self, environ: dict[str, Any], start_response: Callable[..., Any]
+    ) -> Iterable[bytes]:
+        request_id = accept_or_generate(environ.get(ENVIRON_KEY))
+
+        def start(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
+            headers.append((HEADER, request_id))
+            if logger.isEnabledFor(logging.DEBUG):
+                logger.debug(
+                    "%s %s answered %s", environ["REQUEST_METHOD"], environ["PATH_INFO"], status
+                )
+            return start_response(status, headers, exc_info)
+
         # waitress reuses its threads: the token puts the previous value back afterwards.
-        req.context.request_id_token = current_request_id.set(request_id)
-
-    def process_response(
-        self, req: falcon.Request, resp: falcon.Response, resource: object, req_succeeded: bool
-    ) -> None:
-        token = getattr(req.context, "request_id_token", None)
-        if token is None:
-            # Falcon refused the request before any middleware ran (a TRACE, say).
-            resp.set_header(HEADER, accept_or_generate(req.get_header(HEADER)))
-            return
-        resp.set_header(HEADER, req.context.request_id)
-        if logger.isEnabledFor(logging.DEBUG):
-            logger.debug("%s %s answered %s", req.method, req.path, resp.status)
-        current_request_id.reset(token)
+        token = current_request_id.set(request_id)
+        try:
+            return self.app(environ, start)
+        finally:
+            current_request_id.reset(token)

@@ -121,7 +121,7 @@ def test_every_route_of_the_app_is_in_the_document(system: TaskSystem) -> None:
     app = create_app(system)
     routes = {
         route.path: {method.method.lower() for method in route.methods if not method.internal}
-        for route in falcon.inspect.inspect_routes(app)
+        for route in falcon.inspect.inspect_routes(app.app)
         # The dashboard is a page for people, not part of the JSON API the document describes.
         if route.path not in DASHBOARD_ROUTES
     }
