@@ -87,12 +87,7 @@ class DispatcherActor(Actor):
             case Submit(task, reply):
                 self._admit(task, reply)
             case Inserted(task):
-                if task.next_attempt_at is None:  # the usual case, kept short: every 201
-                    self._reserved -= 1
-                    self._line.append(task)
-                    self._dispatch()
-                else:
-                    self._stored((task,), 0)
+                self._stored((task,), 1 if task.next_attempt_at is None else 0)
             case PlacesReleased(places):
                 self._reserved -= places
             case AttemptFinished(worker, task, retry_delay_s):
@@ -131,16 +126,14 @@ class DispatcherActor(Actor):
         return None
 
     def _admit(self, task: Task, reply: Reply[Admission]) -> None:
-        if self._shutting_down:
-            self._repository.tell(Refusal(task.id, reply, Admission.SHUTTING_DOWN))
+        # A delayed task takes no place until it is due, yet a full line refuses it too
+        # (``_refusal(0)``): otherwise a flood of short delays would walk around the bound.
+        places = 1 if task.next_attempt_at is None else 0
+        refusal = self._refusal(places)
+        if refusal is not None:
+            self._repository.tell(Refusal(task.id, reply, refusal))
             return
-        # Even a delayed task, which takes no place until it is due, is refused by a full line:
-        # otherwise a flood of short delays would walk around the bound.
-        if self._is_full():
-            self._repository.tell(Refusal(task.id, reply, Admission.QUEUE_FULL))
-            return
-        if task.next_attempt_at is None:
-            self._reserved += 1
+        self._reserved += places
         self._repository.tell(Insert(task, reply, self.actor_ref))
 
     def _admit_batch(self, tasks: tuple[Task, ...], reply: Reply[BatchAdmission]) -> None:
@@ -164,12 +157,11 @@ class DispatcherActor(Actor):
     def _stored(self, tasks: Iterable[Task], places: int) -> None:
         """Stored tasks take their places in line, or wait with the retry actor until due."""
         self._reserved -= places
-        now = time.time()
         for task in tasks:
             if task.next_attempt_at is None:
                 self._line.append(task)
             else:
-                self._schedule(task, task.next_attempt_at - now)
+                self._schedule(task, task.next_attempt_at - time.time())
         self._dispatch()
 
     def _cancel(self, task_id: str, reply: Reply[Outcome], rounds: int) -> None:
@@ -236,13 +228,12 @@ class DispatcherActor(Actor):
         # beyond the idle workers. (A non-empty line means no worker is idle.)
         return len(self._line) + self._reserved - len(self._idle)
 
-    def _is_full(self) -> bool:
-        return self._occupied() >= self._queue_size
-
     def _readiness(self) -> Readiness:
-        if self._shutting_down:
+        """What a Submit would meet now: the same check, from ``_refusal``."""
+        refusal = self._refusal(0)
+        if refusal is Admission.SHUTTING_DOWN:
             return Readiness.SHUTTING_DOWN
-        return Readiness.FULL if self._is_full() else Readiness.READY
+        return Readiness.FULL if refusal is Admission.QUEUE_FULL else Readiness.READY
 
     def _totals(self) -> DispatcherStats:
         workers = len(self._workers)
