@@ -247,9 +247,7 @@ class RepositoryActor(Actor):
                 self._next_expiry = expiry
             # Every finish passes here, on this actor's thread, which every task needs: only the
             # count rule is checked now. The age rule is the sweep alarm's, within a second.
-            counts = self._counts
-            finished = counts[DONE] + counts[FAILED] + counts[CANCELLED]
-            if 0 < rules.max_finished < finished or not self._sweep_set:
+            if 0 < rules.max_finished < self._finished_count() or not self._sweep_set:
                 self._apply_retention()
 
     def _insert(self, task: Task, reply: Reply[Admission], admitted_by: pykka.ActorRef) -> None:
@@ -344,17 +342,20 @@ class RepositoryActor(Actor):
         refusal: Admission | None,
     ) -> None:
         task = self._tasks.get(task_id)
-        if task is None or task.status not in (FAILED, CANCELLED) or refusal is not None:
-            if refusal is None:
+        refused: Outcome | None = None
+        if task is None:
+            refused = Outcome(None)
+        elif task.status not in (FAILED, CANCELLED):
+            conflict = f"task is {task.status}; only a failed or cancelled task can be retried"
+            refused = Outcome(None, conflict=conflict)
+        elif refusal is not None:
+            refused = Outcome(None, refused=refusal)
+        if refused is not None:
+            if refusal is None:  # the dispatcher reserved a place for it: give it back
                 self._send(admitted_by.tell, PlacesReleased(1))
-            if task is None:
-                self._send(reply.set, Outcome(None))
-            elif task.status not in (FAILED, CANCELLED):
-                conflict = f"task is {task.status}; only a failed or cancelled task can be retried"
-                self._send(reply.set, Outcome(None, conflict=conflict))
-            else:
-                self._send(reply.set, Outcome(None, refused=refusal))
+            self._send(reply.set, refused)
             return
+        assert task is not None  # refused above otherwise
         # A fresh round: attempts from 0; last_error stays until the next attempt replaces it.
         queued = replace(
             task, status=QUEUED, attempts=0, updated_at=self._clock(), next_attempt_at=None
@@ -394,8 +395,7 @@ class RepositoryActor(Actor):
         nothing is due: two comparisons and a clock reading."""
         rules = self._retention
         assert rules is not None
-        counts = self._counts
-        finished = counts[DONE] + counts[FAILED] + counts[CANCELLED]
+        finished = self._finished_count()
         now = self._clock()
         if not (0 < rules.max_finished < finished) and not (
             rules.ttl_s > 0 and now >= self._next_expiry
@@ -411,6 +411,10 @@ class RepositoryActor(Actor):
         expiry = self._finished_order.next_expiry(self._tasks, rules)
         self._next_expiry = math.inf if expiry is None else expiry
         self._arm_sweep(now)
+
+    def _finished_count(self) -> int:
+        counts = self._counts
+        return counts[DONE] + counts[FAILED] + counts[CANCELLED]
 
     def _arm_sweep(self, now: float) -> None:
         """Have the alarm ring when the oldest finished task expires, or within
