@@ -5,9 +5,19 @@ from collections.abc import Iterator
 import pykka
 import pytest
 
+from tests.api_client import Recorder
+
 
 @pytest.fixture(autouse=True)
 def stop_all_actors() -> Iterator[None]:
     """No test leaves an actor running: actor threads would hang the interpreter's exit."""
     yield
     pykka.ActorRegistry.stop_all(timeout=5)
+
+
+@pytest.fixture
+def recorder() -> Iterator[Recorder]:
+    """The API tests' handler (tests/api_client.py); anything it still holds is let go after."""
+    recorder = Recorder()
+    yield recorder
+    recorder.release()

@@ -28,13 +28,6 @@ BATCH_SHAPE = "the body must be a JSON array of 1 to 1000 task objects"
 
 
 @pytest.fixture
-def recorder() -> Iterator[Recorder]:
-    recorder = Recorder()
-    yield recorder
-    recorder.release()
-
-
-@pytest.fixture
 def make_client(recorder: Recorder) -> Iterator[Callable[..., Client]]:
     systems = Systems()
 

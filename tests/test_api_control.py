@@ -30,13 +30,6 @@ FAIL = {"fail": True}
 
 
 @pytest.fixture
-def recorder() -> Iterator[Recorder]:
-    recorder = Recorder()
-    yield recorder
-    recorder.release()
-
-
-@pytest.fixture
 def make_client(recorder: Recorder) -> Iterator[Callable[..., Client]]:
     """One worker running ``recorder``; retries wait a minute unless a test says otherwise."""
     systems = Systems()

@@ -35,13 +35,6 @@ THIRTY_DAYS_MS = 30 * 86_400_000
 
 
 @pytest.fixture
-def recorder() -> Iterator[Recorder]:
-    recorder = Recorder()
-    yield recorder
-    recorder.release()
-
-
-@pytest.fixture
 def make_client(recorder: Recorder) -> Iterator[Callable[..., Client]]:
     systems = Systems()
 
