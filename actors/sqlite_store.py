@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-SCHEMA_VERSION: Final = 2
+SCHEMA_VERSION: Final = 3
 """Kept in ``PRAGMA user_version``. A file with a higher one was written by newer code: refused;
 one with a lower one is brought up to date at open (``_MIGRATIONS``)."""
 
@@ -50,13 +50,19 @@ CREATE TABLE tasks (
     updated_at REAL NOT NULL,
     last_error TEXT,
     next_attempt_at REAL,
-    priority INTEGER NOT NULL DEFAULT 0
+    priority INTEGER NOT NULL DEFAULT 0,
+    timeout_ms INTEGER,         -- the task's own attempt time limit; NULL: the service's
+    result BLOB                 -- what the handler returned, as JSON text; NULL: nothing yet
 )
 """
 
 _MIGRATIONS: Final = {
     # version -> the statements that bring a file of that version to the next one
     1: ("ALTER TABLE tasks ADD COLUMN priority INTEGER NOT NULL DEFAULT 0",),
+    2: (
+        "ALTER TABLE tasks ADD COLUMN timeout_ms INTEGER",
+        "ALTER TABLE tasks ADD COLUMN result BLOB",
+    ),
 }
 
 MAX_ROWS_PER_STATEMENT: Final = 512

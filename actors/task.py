@@ -49,6 +49,10 @@ class Task(msgspec.Struct, frozen=True, gc=False):
     next_attempt_at: float | None = None
     # Last, so a store written before priorities existed (schema 1) gains it as a new column.
     priority: int = 0
+    # Schema 3: this task's own attempt time limit (None: the service's TASK_TIMEOUT_MS), and
+    # what its handler returned, as JSON text (None until an attempt returns something).
+    timeout_ms: int | None = None
+    result: bytes | None = None
 
     @property
     def is_final(self) -> bool:
@@ -63,6 +67,7 @@ def new_task(
     *,
     priority: int = 0,
     delay_s: float = 0.0,
+    timeout_ms: int | None = None,
 ) -> Task:
     """A freshly accepted task: queued, no attempts yet; with ``delay_s``, due that much later."""
     created = time.time() if now is None else now
@@ -76,6 +81,7 @@ def new_task(
         updated_at=created,
         next_attempt_at=created + delay_s if delay_s > 0 else None,
         priority=priority,
+        timeout_ms=timeout_ms,
     )
 
 

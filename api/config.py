@@ -16,6 +16,7 @@ class ConfigError(Exception):
 
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
 LogFormat = Literal["text", "json"]
+WorkerMode = Literal["process", "thread"]
 
 DAY_MS = 86_400_000
 
@@ -56,6 +57,18 @@ class Config(msgspec.Struct, frozen=True, rename="upper", kw_only=True):
     metrics: bool = True
     # With API_TOKEN set, whether /metrics is open to scrapers without the token.
     metrics_public: bool = False
+    # Where attempts run: in a child process owned by each worker (a hung attempt can be
+    # killed, a crash costs one attempt, handlers do not share the service's GIL), or on the
+    # worker's own thread in the service's process.
+    worker_mode: WorkerMode = "process"
+    # An attempt's time limit unless the task sets its own timeout_ms.
+    task_timeout_ms: Annotated[int, Meta(ge=100, le=30 * DAY_MS)] = 600_000
+    # Process mode only: replace a worker's child after this many attempts, or after an
+    # attempt that left it above this resident memory; 0 turns a rule off.
+    worker_max_tasks: Annotated[int, Meta(ge=0, le=1_000_000_000)] = 0
+    worker_max_memory_mb: Annotated[int, Meta(ge=0, le=1_048_576)] = 0
+    # The largest result (encoded as JSON) kept for a task; a larger one is dropped.
+    result_max_bytes: Annotated[int, Meta(ge=0, le=1 << 30)] = 65_536
 
 
 CONFIG_VARIABLES = tuple(field.encode_name for field in msgspec.structs.fields(Config))
@@ -70,7 +83,11 @@ _PLAIN_REASONS = {
     "Expected `float`, got `str`": "expected a number",
     "Expected `bool`, got `str`": "expected 1 or 0 (or true or false)",
 }
-_CHOICES: Final = {"LOG_LEVEL": get_args(LogLevel), "LOG_FORMAT": get_args(LogFormat)}
+_CHOICES: Final = {
+    "LOG_LEVEL": get_args(LogLevel),
+    "LOG_FORMAT": get_args(LogFormat),
+    "WORKER_MODE": get_args(WorkerMode),
+}
 
 
 def load_config(environ: Mapping[str, str]) -> Config:
@@ -83,8 +100,9 @@ def load_config(environ: Mapping[str, str]) -> Config:
     }
     if "LOG_LEVEL" in given:
         given["LOG_LEVEL"] = given["LOG_LEVEL"].upper()
-    if "LOG_FORMAT" in given:
-        given["LOG_FORMAT"] = given["LOG_FORMAT"].lower()
+    for name in ("LOG_FORMAT", "WORKER_MODE"):
+        if name in given:
+            given[name] = given[name].lower()
     try:
         # strict=False lets msgspec turn "8080" into 8080, with the bounds above still checked.
         config = msgspec.convert(given, Config, strict=False)
@@ -95,6 +113,13 @@ def load_config(environ: Mapping[str, str]) -> Config:
             f"SIM_MIN_MS={given.get('SIM_MIN_MS', config.sim_min_ms)} is more than "
             f"SIM_MAX_MS={given.get('SIM_MAX_MS', config.sim_max_ms)}"
         )
+    if config.worker_mode == "thread":
+        for name in ("WORKER_MAX_TASKS", "WORKER_MAX_MEMORY_MB"):
+            if getattr(config, name.lower()):
+                raise ConfigError(
+                    f"{name}={given[name]} needs WORKER_MODE=process: a thread cannot be "
+                    "replaced while it runs, so it cannot be recycled"
+                )
     return config
 
 

@@ -30,6 +30,11 @@ def test_an_empty_environment_gives_the_documented_defaults() -> None:
         api_token=None,
         metrics=True,
         metrics_public=False,
+        worker_mode="process",
+        task_timeout_ms=600_000,
+        worker_max_tasks=0,
+        worker_max_memory_mb=0,
+        result_max_bytes=65_536,
     )
 
 
@@ -60,6 +65,11 @@ def test_every_variable_is_read_and_parsed() -> None:
         "RETENTION_TTL_S": "0",
         "METRICS": "0",
         "METRICS_PUBLIC": "1",
+        "WORKER_MODE": "Process",
+        "TASK_TIMEOUT_MS": "2500",
+        "WORKER_MAX_TASKS": "100",
+        "WORKER_MAX_MEMORY_MB": "512",
+        "RESULT_MAX_BYTES": "1024",
     }
 
     config = load_config(environ)
@@ -87,6 +97,11 @@ def test_every_variable_is_read_and_parsed() -> None:
         retention_ttl_s=0.0,
         metrics=False,
         metrics_public=True,
+        worker_mode="process",
+        task_timeout_ms=2500,
+        worker_max_tasks=100,
+        worker_max_memory_mb=512,
+        result_max_bytes=1024,
     )
 
 
@@ -158,6 +173,12 @@ def test_a_value_that_is_not_a_number_is_an_error_naming_the_variable(
         ("SIM_FAILURE_RATE", "1.01"),
         ("SIM_FAILURE_RATE", "-0.1"),
         ("SIM_FAILURE_RATE", "nan"),
+        ("TASK_TIMEOUT_MS", "99"),
+        ("TASK_TIMEOUT_MS", "1.5"),
+        ("WORKER_MAX_TASKS", "-1"),
+        ("WORKER_MAX_MEMORY_MB", "-1"),
+        ("RESULT_MAX_BYTES", "-1"),
+        ("WORKER_MODE", "fork"),
     ],
 )
 def test_a_value_out_of_range_is_an_error_naming_the_variable(name: str, value: str) -> None:
@@ -238,3 +259,16 @@ def test_a_metrics_switch_that_is_not_a_boolean_is_an_error_naming_the_variable(
         load_config({name: "yes please"})
 
     assert str(raised.value) == f"invalid {name}='yes please': expected 1 or 0 (or true or false)"
+
+
+@pytest.mark.parametrize("name", ["WORKER_MAX_TASKS", "WORKER_MAX_MEMORY_MB"])
+def test_recycling_in_thread_mode_is_an_error_naming_both_variables(name: str) -> None:
+    with pytest.raises(ConfigError) as raised:
+        load_config({"WORKER_MODE": "thread", name: "10"})
+
+    assert name in str(raised.value)
+    assert "WORKER_MODE=process" in str(raised.value)
+
+
+def test_thread_mode_without_recycling_is_allowed() -> None:
+    assert load_config({"WORKER_MODE": "THREAD"}).worker_mode == "thread"

@@ -1,9 +1,12 @@
-"""The store's schema 2 (priorities) and deletions: files of schema 1 are brought up to date."""
+"""The store's schemas 2 (priorities) and 3 (timeouts, results) and deletions: older files are
+brought up to date."""
 
 from __future__ import annotations
 
 import sqlite3
 from typing import TYPE_CHECKING
+
+import msgspec
 
 from actors import CANCELLED, DONE, QUEUED, SqliteStore, TaskSystem, new_task
 from actors.sqlite_store import APPLICATION_ID, SCHEMA_VERSION
@@ -63,7 +66,41 @@ def test_a_schema_1_file_is_migrated_and_its_tasks_get_priority_0(tmp_path: Path
     ]
     assert reloaded["new"].priority == 7
     version = sqlite3.connect(path).execute("PRAGMA user_version").fetchone()[0]
-    assert version == SCHEMA_VERSION == 2
+    assert version == SCHEMA_VERSION == 3
+
+
+def write_schema_2_file(path: Path) -> None:
+    """A store as the code before timeouts and results left it, with one task."""
+    connection = sqlite3.connect(path)
+    connection.execute(SCHEMA_1)
+    connection.execute("ALTER TABLE tasks ADD COLUMN priority INTEGER NOT NULL DEFAULT 0")
+    connection.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+    connection.execute("PRAGMA user_version = 2")
+    connection.execute(
+        "INSERT INTO tasks (id, payload, max_retries, status, attempts, created_at, updated_at,"
+        " priority) VALUES ('old', '1', 3, 'done', 1, 1.0, 2.0, 4)"
+    )
+    connection.commit()
+    connection.close()
+
+
+def test_a_schema_2_file_gains_timeouts_and_results(tmp_path: Path) -> None:
+    path = tmp_path / "tasks.db"
+    write_schema_2_file(path)
+
+    store = SqliteStore.open(path)
+    try:
+        (old,) = store.load()
+        kept = new_task("new", b"null", 0, timeout_ms=1500)
+        store.commit([msgspec.structs.replace(kept, status=DONE, result=b'{"n":1}')])
+        reloaded = {task.id: task for task in store.load()}
+    finally:
+        store.close()
+
+    assert (old.id, old.priority, old.timeout_ms, old.result) == ("old", 4, None, None)
+    assert reloaded["new"].timeout_ms == 1500
+    assert reloaded["new"].result == b'{"n":1}'
+    assert sqlite3.connect(path).execute("PRAGMA user_version").fetchone()[0] == 3
 
 
 def test_deleted_rows_are_gone_and_a_reused_id_goes_last(tmp_path: Path) -> None:
