@@ -6,6 +6,7 @@ with ``get``, and ``stop`` it; README.md ("How it works") shows it whole.
 
 from __future__ import annotations
 
+from actors.attempt import PermanentError
 from actors.backoff import compute_backoff_ms, should_retry
 from actors.handlers import HandlerLoadError, load_handler, noop, simulation
 from actors.messages import Admission, BatchAdmission, Outcome
@@ -38,6 +39,7 @@ __all__ = [
     "HandlerLoadError",
     "MemoryStore",
     "Outcome",
+    "PermanentError",
     "Retention",
     "ShutdownSummary",
     "SqliteStore",
