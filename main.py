@@ -94,6 +94,7 @@ def main(environ: Mapping[str, str] = os.environ) -> int:
             port=config.port,
             threads=config.http_threads,
             max_body_bytes=config.max_body_bytes,
+            client_timeout_s=config.client_timeout_s,
         )
     except OSError as exc:
         system.stop(time.monotonic())
