@@ -89,6 +89,7 @@ def main(environ: Mapping[str, str] = os.environ) -> int:
                 api_token=config.api_token,
                 metrics=metrics or False,
                 metrics_public=config.metrics_public,
+                listings_max=config.listings_max,
             ),
             host=config.host,
             port=config.port,

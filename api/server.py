@@ -217,17 +217,21 @@ class ServiceServer(TcpWSGIServer):
 
     def __init__(self, *args: Any, client_timeout_s: float, **kwargs: Any) -> None:
         self.client_timeout_s = client_timeout_s
-        self._timed_out = 0
         self._evicted = 0
         super().__init__(*args, **kwargs)
 
     def readable(self) -> bool:
-        # waitress's own, but for what it does at the limit (and its two log lines each time).
+        # waitress's own, but for the sweep and what it does at the limit (where it would log
+        # two lines for each newcomer). Connections are closed here, while the loop builds its
+        # poll set, and never accepted in the same pass: accept would reuse a closed
+        # descriptor at once, and the new connection would get the events polled for the old
+        # one (an early version reset the very probe it made room for).
         now = time.time()
+        closed = 0
         if now >= self.next_channel_cleanup:
             self.next_channel_cleanup = now + self.adj.cleanup_interval
-            self.maintenance(now)
-        if not self.accepting:
+            closed = self.maintenance(now)
+        if not self.accepting or closed:
             return False
         if len(self._map) < self.adj.connection_limit:
             return True
@@ -238,62 +242,63 @@ class ServiceServer(TcpWSGIServer):
     def handle_accept(self) -> None:
         # waitress accepts one connection per pass of its loop, and a pass over a thousand
         # connections takes milliseconds: a burst of connections then overflows the kernel's
-        # accept queue, whose overflow resets the connections behind it, probes included.
+        # accept queue.
         for _ in range(ACCEPTS_PER_PASS):
             if len(self._map) >= self.adj.connection_limit or not _someone_waits(self.socket):
                 return
             super().handle_accept()
 
-    def maintenance(self, now: float) -> None:
-        super().maintenance(now)  # idle keep-alive connections past channel_timeout
-        arrival_cutoff = now - self.client_timeout_s
+    def maintenance(self, now: float) -> int:
+        """waitress's sweep (idle connections past ``channel_timeout``), and ours: requests
+        past ``client_timeout_s`` since their first byte get a 408, answers unread as long are
+        cut off. Returns how many connections it closed."""
+        super().maintenance(now)
+        cutoff = now - self.client_timeout_s
+        timed_out = closed = 0
         for channel in list(self.active_channels.values()):
             if channel.request is not None and channel.waits_for_request():
-                if channel.request_started < arrival_cutoff:
+                if channel.request_started < cutoff:
                     channel.time_out(self.client_timeout_s)
-                    self._timed_out += 1
+                    timed_out += 1
             elif (
                 channel.requests
                 and channel.total_outbufs_len > self.adj.outbuf_high_watermark
-                and channel.last_activity < arrival_cutoff
+                and channel.last_activity < cutoff
             ):
-                # Its request thread waits for the client to read: end the wait. (Closed by the
-                # loop's pass, never here: see _make_room.)
-                channel.will_close = True
-                self._timed_out += 1
-        if self._timed_out or self._evicted:
+                # Its request thread waits for the client to read, and its socket takes no
+                # more: closing it (nothing else will, the socket never becomes writable) ends
+                # the wait.
+                channel.handle_close()
+                closed += 1
+        if timed_out or closed or self._evicted:
             logger.warning(
-                "closed %d connection(s) whose request did not arrive whole, or whose answer "
-                "was not read, within CLIENT_TIMEOUT_S=%g; %d to make room at the connection "
-                "limit (%d)",
-                self._timed_out,
+                "client timeouts: %d request(s) not whole within CLIENT_TIMEOUT_S=%g (408), "
+                "%d answer(s) not read as long (closed); %d idle or incomplete connection(s) "
+                "closed to make room at the connection limit (%d)",
+                timed_out,
                 self.client_timeout_s,
+                closed,
                 self._evicted,
                 self.adj.connection_limit,
             )
-            self._timed_out = self._evicted = 0
+            self._evicted = 0
+        return closed
 
     def _make_room(self) -> None:
-        """Have the few connections that have waited longest for a request (idle, or partly
-        sent) closed, unless some are closing already: they free places for newcomers.
-
-        Closed in this pass of the loop, accepted in the next: a descriptor closed while the
-        loop builds its poll set and reused at once by accept would receive the events polled
-        for the closed one (an early version reset the very probe it made room for).
-        """
-        channels = self.active_channels.values()
-        if any(channel.will_close for channel in channels):
-            return
-        waiting = [channel for channel in channels if channel.waits_for_request()]
-        if not waiting:
-            return  # every connection has work in flight: the newcomer waits in the backlog
+        """Close the few connections that have waited longest for a request (idle, or partly
+        sent): a newcomer takes a freed place in the next pass of the loop."""
+        waiting = [
+            channel for channel in self.active_channels.values() if channel.waits_for_request()
+        ]
         oldest = heapq.nsmallest(
             EVICTIONS_PER_PASS,
             waiting,
             key=lambda c: c.request_started if c.request is not None else c.last_activity,
         )
+        # None waiting: every connection has work in flight, and the newcomer waits in the
+        # kernel's backlog as it would without us.
         for channel in oldest:
-            channel.will_close = True
+            channel.handle_close()
         self._evicted += len(oldest)
 
 

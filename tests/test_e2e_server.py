@@ -15,11 +15,13 @@ from typing import TYPE_CHECKING, Final
 
 import pytest
 
+from tests.support import wait_until
 from tests.test_e2e import (
     HOST,
     HTTP_TIMEOUT_S,
     Service,
     assert_json_error,
+    exchange,
     json_body,
     launch,
     parse_response,
@@ -206,7 +208,8 @@ def test_slow_clients_are_cut_off_after_client_timeout_s_and_never_lock_out_a_pr
                 with contextlib.suppress(OSError):
                     data = trickling[number].recv(65536)
                 if data:
-                    answers.append(data)
+                    trickling[number].setblocking(True)
+                    answers.append(data + answers_on(trickling[number]))
                     assert elapsed_s >= CLIENT_TIMEOUT_S - 0.5, f"cut off too early: {data!r}"
                 del trickling[number]
             worst_s = max(worst_s, timed_health(service))
@@ -244,3 +247,97 @@ def test_a_request_that_arrives_whole_in_time_is_served_however_slowly_it_came(
         reply = parse_response(answers_on(sock))
 
     assert reply.status == 201, reply
+
+
+# --- listings nobody reads ---------------------------------------------------------------------
+
+STORED: Final = 100_000
+UNREAD_LISTINGS: Final = 30
+GROWTH_LIMIT_MB: Final = 150
+
+
+def rss_mb(service: Service) -> float:
+    status = Path(f"/proc/{service.process.pid}/status").read_text(encoding="ascii")
+    match = re.search(r"^VmRSS:\s+(\d+) kB$", status, re.MULTILINE)
+    assert match, status
+    return int(match.group(1)) / 1024
+
+
+def store_delayed_tasks(service: Service, count: int) -> None:
+    """``count`` tasks waiting a day for their time: stored, and never run during the test."""
+    connection = service.connect()
+    try:
+        for start in range(0, count, 1000):
+            batch = [{"id": f"t{n}", "delay_ms": 86_400_000} for n in range(start, start + 1000)]
+            reply = exchange(connection, "POST", "/enqueue/batch", json_body(batch))
+            assert reply.status == 201, reply
+    finally:
+        connection.close()
+
+
+def test_listings_nobody_reads_cost_little_memory_and_never_stall_the_probe(
+    start_service: Callable[..., Service],
+) -> None:
+    service = start_service("record_run", SCHEDULED_MAX=STORED, QUEUE_SIZE=64)
+    store_delayed_tasks(service, STORED)
+    before_mb = rss_mb(service)
+    readers: list[socket.socket] = []
+    try:
+        for _ in range(UNREAD_LISTINGS):
+            sock = socket.socket()
+            # A small window: the answer waits on the server's side, as for a client that
+            # stopped reading.
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            sock.settimeout(HTTP_TIMEOUT_S)
+            sock.connect((HOST, service.port))
+            sock.sendall(b"GET /tasks HTTP/1.1\r\nHost: x\r\n\r\n")
+            readers.append(sock)
+        worst_s, peak_mb = 0.0, before_mb
+
+        def all_answered() -> bool:
+            nonlocal worst_s, peak_mb
+            worst_s = max(worst_s, timed_health(service))
+            peak_mb = max(peak_mb, rss_mb(service))
+            return all(sock.recv(1, socket.MSG_PEEK) for sock in readers)
+
+        wait_until(all_answered, timeout_s=30)
+        for _ in range(10):  # and while the answers stay unread
+            all_answered()
+        statuses = [parse_response(sock.recv(4096)).status for sock in readers]
+    finally:
+        for sock in readers:
+            sock.close()
+
+    growth_mb = peak_mb - before_mb
+    assert growth_mb < GROWTH_LIMIT_MB, f"{before_mb:.0f} MB -> {peak_mb:.0f} MB"
+    assert worst_s < 1.0, f"/healthz took {worst_s:.2f} s while listings went unread"
+    assert set(statuses) <= {200, 503}, statuses
+    assert 200 in statuses
+
+
+def test_a_listing_its_client_stopped_reading_is_cut_off_and_frees_its_place(
+    start_service: Callable[..., Service],
+) -> None:
+    service = start_service("record_run", CLIENT_TIMEOUT_S=1, LISTINGS_MAX=1)
+    blob = "x" * 1_000_000
+    for number in range(20):  # 20 MB: more than the server buffers before the thread waits
+        reply = service.enqueue({"id": f"big-{number}", "payload": blob, "delay_ms": 86_400_000})
+        assert reply.status == 201, reply
+    with socket.socket() as stalled:
+        stalled.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        stalled.settimeout(HTTP_TIMEOUT_S)
+        stalled.connect((HOST, service.port))
+        stalled.sendall(b"GET /tasks HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert stalled.recv(1, socket.MSG_PEEK) == b"H"
+        started = time.monotonic()
+        refused = service.request("GET", "/tasks?x=1")
+        assert refused.status == 503, refused
+
+        def listed() -> bool:
+            with contextlib.suppress(TimeoutError):
+                return service.request("GET", "/tasks").status == 200
+            return False
+
+        wait_until(listed, timeout_s=10)
+        assert time.monotonic() - started >= 0.5
+        assert "1 answer(s) not read as long (closed)" in service.log()
