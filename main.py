@@ -72,6 +72,7 @@ def main(environ: Mapping[str, str] = os.environ) -> int:
             handler,
             workers=config.workers,
             queue_size=config.queue_size,
+            scheduled_max=config.scheduled_max,
             retry_base_ms=config.retry_base_ms,
             retry_max_ms=config.retry_max_ms,
             open_store=partial(SqliteStore.open, config.db_path) if config.db_path else None,

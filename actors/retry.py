@@ -24,6 +24,7 @@ from actors.messages import (
     MarkCancelled,
     RetriesDue,
     ScheduleRetry,
+    Unscheduled,
 )
 
 if TYPE_CHECKING:
@@ -75,6 +76,9 @@ class RetryActor(Actor):
                 entry = self._entries.pop(task_id, None)
                 if entry is not None:
                     entry[2] = None
+                    # Before the repository answers the client: its next enqueue finds the
+                    # dispatcher's count already down.
+                    self._dispatcher.tell(Unscheduled(1))
                 found = entry is not None
                 self._repository.tell(
                     MarkCancelled(task_id, reply, found, self._dispatcher, rounds)
