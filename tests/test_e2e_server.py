@@ -341,3 +341,33 @@ def test_a_listing_its_client_stopped_reading_is_cut_off_and_frees_its_place(
         wait_until(listed, timeout_s=10)
         assert time.monotonic() - started >= 0.5
         assert "1 answer(s) not read as long (closed)" in service.log()
+
+
+# --- delayed tasks without end -----------------------------------------------------------------
+
+
+def test_scheduled_max_refuses_new_delayed_tasks_never_retries_and_says_so(
+    start_service: Callable[..., Service],
+) -> None:
+    service = start_service("always_fail", SCHEDULED_MAX=2, RETRY_BASE_MS=20, RETRY_MAX_MS=20)
+    for number in range(2):
+        service.accept({"id": f"later-{number}", "delay_ms": 86_400_000})
+
+    single = service.enqueue({"id": "one-more", "delay_ms": 1000})
+    batch = service.request(
+        "POST", "/enqueue/batch", json_body([{"id": "b1"}, {"id": "b2", "delay_ms": 1000}])
+    )
+    ready = service.request("GET", "/readyz")
+    stats = service.request("GET", "/stats").json()
+    service.accept({"id": "failing", "max_retries": 2})
+    failed = service.wait_for_task("failing", lambda task: task["status"] == "failed")
+
+    for refused in (single, batch):
+        assert refused.status == 503, refused
+        assert refused.json() == {"error": "too many scheduled tasks"}
+        assert refused.headers["retry-after"] == "1"
+    assert ready.status == 503
+    assert ready.json() == {"status": "too many scheduled tasks"}
+    assert (stats["scheduled"], stats["scheduled_max"]) == (2, 2)
+    assert failed["attempts"] == 3  # both retries waited beyond the bound
+    assert service.request("GET", "/task?id=b1").status == 404
