@@ -35,8 +35,8 @@ logger = logging.getLogger(__name__)
 
 CONNECTION_LIMIT: Final = 1024
 """Open connections waitress serves at once (its default, 100, starves a 256-connection load).
-At the limit, a new client still gets in: the connection that has waited longest for its
-request to arrive makes room (``ServiceServer.readable``)."""
+At the limit, a new client still gets in: the connections that have waited longest for a
+request make room (``ServiceServer._make_room``)."""
 
 OPEN_FILES_HEADROOM: Final = 256
 """Descriptors beyond the connections: the store, the workers' pipes, logs, temp buffers."""
@@ -52,6 +52,7 @@ EVICTIONS_PER_PASS: Final = 8
 pass over a thousand connections takes milliseconds, and a burst may wait to be accepted."""
 
 DEFAULT_CLIENT_TIMEOUT_S: Final = 30.0
+"""CLIENT_TIMEOUT_S: seconds a request has from its first byte to arrive whole."""
 
 DRAIN_POLL_S: Final = 0.01
 """How often the stop checks whether requests in flight have finished."""
