@@ -72,6 +72,7 @@ def main(environ: Mapping[str, str] = os.environ) -> int:
             handler,
             workers=config.workers,
             queue_size=config.queue_size,
+            scheduled_max=config.scheduled_max,
             retry_base_ms=config.retry_base_ms,
             retry_max_ms=config.retry_max_ms,
             open_store=partial(SqliteStore.open, config.db_path) if config.db_path else None,
@@ -89,11 +90,13 @@ def main(environ: Mapping[str, str] = os.environ) -> int:
                 api_token=config.api_token,
                 metrics=metrics or False,
                 metrics_public=config.metrics_public,
+                listings_max=config.listings_max,
             ),
             host=config.host,
             port=config.port,
             threads=config.http_threads,
             max_body_bytes=config.max_body_bytes,
+            client_timeout_s=config.client_timeout_s,
         )
     except OSError as exc:
         system.stop(time.monotonic())

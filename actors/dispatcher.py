@@ -29,6 +29,7 @@ from actors.messages import (
     Outcome,
     PlacesReleased,
     Readiness,
+    Recovered,
     Refusal,
     Requeue,
     RequeueTask,
@@ -38,6 +39,7 @@ from actors.messages import (
     ScheduleRetry,
     Submit,
     SubmitBatch,
+    Unscheduled,
     WhenIdle,
 )
 from actors.task import DONE, FAILED, log_fields
@@ -50,6 +52,9 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
+DEFAULT_SCHEDULED_MAX = 100_000
+"""Tasks that may wait for their time before new delayed tasks are refused (SCHEDULED_MAX)."""
+
 
 class DispatcherActor(Actor):
     """Owns the waiting line: at most ``queue_size`` tasks wait, not counting running ones.
@@ -60,11 +65,24 @@ class DispatcherActor(Actor):
     priority first. Retries and delayed tasks wait with the retry actor, come back through here
     when due and always get in, full line or not. This actor also decides whether a queued
     task can still be cancelled: it is the one that hands tasks to workers.
+
+    Every task that goes to wait with the retry actor goes from here, so this actor also
+    counts them (the retry actor tells it of those cancelled there): at most
+    ``scheduled_max`` may wait before new delayed tasks are refused. Retries are never
+    refused: their tasks were accepted already.
     """
 
-    def __init__(self, queue_size: int, repository: pykka.ActorRef) -> None:
+    def __init__(
+        self,
+        queue_size: int,
+        repository: pykka.ActorRef,
+        scheduled_max: int = DEFAULT_SCHEDULED_MAX,
+    ) -> None:
         super().__init__()
         self._queue_size = queue_size
+        self._scheduled_max = scheduled_max
+        # Tasks sent to wait with the retry actor and not yet due, nor cancelled there.
+        self._scheduled = 0
         self._repository = repository
         self._workers: tuple[pykka.ActorRef, ...] = ()
         self._retry: pykka.ActorRef | None = None
@@ -93,8 +111,11 @@ class DispatcherActor(Actor):
             case AttemptFinished(worker, task, retry_delay_s):
                 self._finished(worker, task, retry_delay_s)
             case RetriesDue(tasks):
+                self._scheduled -= len(tasks)
                 self._line.extend(tasks)
                 self._dispatch()
+            case Unscheduled(cancelled):
+                self._scheduled -= cancelled
             case SubmitBatch(tasks, reply):
                 self._admit_batch(tasks, reply)
             case InsertedBatch(tasks, places):
@@ -121,6 +142,11 @@ class DispatcherActor(Actor):
                 self._workers, self._retry = workers, retry
                 self._idle = list(range(len(workers)))
                 self._running = [None] * len(workers)
+            case Recovered(line, waiting):
+                self._line.extend(line)
+                for task, delay_s in waiting:
+                    self._schedule(task, delay_s)
+                self._dispatch()
             case _:
                 return super().on_receive(message)
         return None
@@ -129,7 +155,7 @@ class DispatcherActor(Actor):
         # A delayed task takes no place until it is due, yet a full line refuses it too
         # (``_refusal(0)``): otherwise a flood of short delays would walk around the bound.
         places = 1 if task.next_attempt_at is None else 0
-        refusal = self._refusal(places)
+        refusal = self._refusal(places, 1 - places)
         if refusal is not None:
             self._repository.tell(Refusal(task.id, reply, refusal))
             return
@@ -138,20 +164,30 @@ class DispatcherActor(Actor):
 
     def _admit_batch(self, tasks: tuple[Task, ...], reply: Reply[BatchAdmission]) -> None:
         places = sum(1 for task in tasks if task.next_attempt_at is None)
-        refusal = self._refusal(places)
+        refusal = self._refusal(places, len(tasks) - places)
         if refusal is None:
             self._reserved += places
         else:
             places = 0
         self._repository.tell(InsertBatch(tasks, reply, self.actor_ref, places, refusal))
 
-    def _refusal(self, places: int) -> Admission | None:
-        """Why ``places`` more tasks cannot get into the line now (any, if 0), or None."""
+    def _refusal(self, places: int, scheduled: int = 0) -> Admission | None:
+        """Why ``places`` more tasks cannot get into the line now (any, if 0), and
+        ``scheduled`` more new ones wait for their time, or None.
+
+        The admission rules, all of them, for single tasks, batches, retries by hand and
+        readiness. Delayed tasks are bounded twice: by a line with room (else a flood of
+        short delays would walk around QUEUE_SIZE) and by ``scheduled_max``. Tasks stored
+        while this one was being decided are not counted yet, so requests that arrive
+        together may pass the bound by what they carry (see Unscheduled).
+        """
         if self._shutting_down:
             return Admission.SHUTTING_DOWN
         free = self._queue_size - self._occupied()
         if free <= 0 or places > free:
             return Admission.QUEUE_FULL
+        if scheduled and self._scheduled + scheduled > self._scheduled_max:
+            return Admission.TOO_MANY_SCHEDULED
         return None
 
     def _stored(self, tasks: Iterable[Task], places: int) -> None:
@@ -188,6 +224,7 @@ class DispatcherActor(Actor):
         assert self._retry is not None
         try:
             self._retry.tell(ScheduleRetry(task, delay_s))
+            self._scheduled += 1
         except pykka.ActorDeadError:
             # An attempt that outlived the shutdown deadline: its retry is abandoned, and
             # the saved state (queued, next_attempt_at) says so.
@@ -229,11 +266,16 @@ class DispatcherActor(Actor):
         return len(self._line) + self._reserved - len(self._idle)
 
     def _readiness(self) -> Readiness:
-        """What a Submit would meet now: the same check, from ``_refusal``."""
-        refusal = self._refusal(0)
-        if refusal is Admission.SHUTTING_DOWN:
-            return Readiness.SHUTTING_DOWN
-        return Readiness.FULL if refusal is Admission.QUEUE_FULL else Readiness.READY
+        """What a Submit of a delayed task would meet now: the same check, from
+        ``_refusal``."""
+        match self._refusal(0, 1):
+            case Admission.SHUTTING_DOWN:
+                return Readiness.SHUTTING_DOWN
+            case Admission.QUEUE_FULL:
+                return Readiness.FULL
+            case Admission.TOO_MANY_SCHEDULED:
+                return Readiness.TOO_MANY_SCHEDULED
+        return Readiness.READY
 
     def _totals(self) -> DispatcherStats:
         workers = len(self._workers)
@@ -242,6 +284,7 @@ class DispatcherActor(Actor):
             busy=workers - len(self._idle),
             workers=workers,
             queue_size=self._queue_size,
+            scheduled_max=self._scheduled_max,
             attempts=self._attempts,
             retries=self._retries,
             done=self._done,

@@ -25,6 +25,8 @@ class Admission(enum.Enum):
     DUPLICATE = "duplicate"
     QUEUE_FULL = "queue_full"
     SHUTTING_DOWN = "shutting_down"
+    TOO_MANY_SCHEDULED = "too_many_scheduled"
+    """A delayed task, refused: ``scheduled_max`` tasks already wait for their time."""
 
 
 class Connect(NamedTuple):
@@ -156,6 +158,22 @@ class RetriesDue(NamedTuple):
     """Retry actor -> dispatcher: these are due; they re-enter the line even when it is full."""
 
     tasks: tuple[Task, ...]
+
+
+class Unscheduled(NamedTuple):
+    """Retry actor -> dispatcher: this many of the tasks it held were cancelled, and will
+    never come due (the dispatcher counts the tasks waiting there)."""
+
+    cancelled: int
+
+
+class Recovered(NamedTuple):
+    """Entry object -> dispatcher, before any Submit: the tasks a store held, to go back in line
+    ahead of new work (past the line's bound) or to wait with the retry actor until due."""
+
+    line: tuple[Task, ...]
+    waiting: tuple[tuple[Task, float], ...]
+    """Each task waiting for its next attempt, and the seconds from now until it is due."""
 
 
 class AlarmRang(NamedTuple):
@@ -304,6 +322,7 @@ class Readiness(enum.Enum):
     READY = "ready"
     FULL = "full"
     SHUTTING_DOWN = "shutting down"
+    TOO_MANY_SCHEDULED = "too many scheduled tasks"
 
 
 class GetReadiness(NamedTuple):
@@ -319,6 +338,7 @@ class DispatcherStats(NamedTuple):
     busy: int
     workers: int
     queue_size: int
+    scheduled_max: int
     attempts: int
     """Attempts handed to a worker since start."""
     retries: int

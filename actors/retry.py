@@ -24,6 +24,7 @@ from actors.messages import (
     MarkCancelled,
     RetriesDue,
     ScheduleRetry,
+    Unscheduled,
 )
 
 if TYPE_CHECKING:
@@ -33,13 +34,18 @@ logger = logging.getLogger(__name__)
 
 _ALARM_RANG = AlarmRang()
 
+COMPACT_AT = 1024
+"""Emptied heap entries (cancelled tasks) tolerated beyond the live ones before the heap is
+rebuilt without them: else cancelling and enqueueing again grows it without bound."""
+
 
 class RetryActor(Actor):
     """Keeps waiting retries in a heap by due time, with one alarm thread for all of them.
 
     Due tasks go back to the dispatcher in one message, and the dispatcher lets them into the
     line even when it is full: a retry is never dropped. Stopping this actor stops the alarm.
-    A cancelled task leaves its heap entry behind, emptied, until the entry comes due.
+    A cancelled task leaves its heap entry behind, emptied, until the entry comes due or the
+    emptied entries outnumber the live ones (and COMPACT_AT), when the heap is rebuilt.
     """
 
     def __init__(self, dispatcher: pykka.ActorRef, repository: pykka.ActorRef) -> None:
@@ -52,6 +58,7 @@ class RetryActor(Actor):
         # The heap entry of each task waiting here, by id: how a cancel finds it.
         self._entries: dict[str, list[Any]] = {}
         self._order = itertools.count()
+        self._emptied = 0
         self._alarm: Alarm | None = None
         self._cancelled = False
 
@@ -75,6 +82,12 @@ class RetryActor(Actor):
                 entry = self._entries.pop(task_id, None)
                 if entry is not None:
                     entry[2] = None
+                    self._emptied += 1
+                    if self._emptied > max(COMPACT_AT, len(self._entries)):
+                        self._compact()
+                    # Before the repository answers the client: its next enqueue finds the
+                    # dispatcher's count already down.
+                    self._dispatcher.tell(Unscheduled(1))
                 found = entry is not None
                 self._repository.tell(
                     MarkCancelled(task_id, reply, found, self._dispatcher, rounds)
@@ -96,6 +109,11 @@ class RetryActor(Actor):
         if earliest_before is None or due < earliest_before:
             self._set_alarm()
 
+    def _compact(self) -> None:
+        self._waiting = [entry for entry in self._waiting if entry[2] is not None]
+        heapq.heapify(self._waiting)
+        self._emptied = 0
+
     def _cancel(self) -> int:
         """Stop the alarm for good; the waiting tasks stay where they are. Returns their count."""
         if not self._cancelled:
@@ -112,7 +130,9 @@ class RetryActor(Actor):
         due: list[Task] = []
         while self._waiting and self._waiting[0][0] <= now:
             task = heapq.heappop(self._waiting)[2]
-            if task is not None:
+            if task is None:
+                self._emptied -= 1
+            else:
                 del self._entries[task.id]
                 due.append(task)
         if due:

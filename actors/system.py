@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, NamedTuple, cast
 
 import pykka
 
-from actors.dispatcher import DispatcherActor
+from actors.dispatcher import DEFAULT_SCHEDULED_MAX, DispatcherActor
 from actors.messages import (
     Admission,
     BatchAdmission,
@@ -29,11 +29,10 @@ from actors.messages import (
     Outcome,
     Readiness,
     Recover,
+    Recovered,
     RepositoryStats,
     Requeue,
-    RetriesDue,
     Save,
-    ScheduleRetry,
     Stock,
     Submit,
     SubmitBatch,
@@ -97,6 +96,7 @@ class SystemStats(NamedTuple):
     workers: int
     busy: int
     queue_size: int
+    scheduled_max: int
     enqueued: int
     """Since start: tasks accepted."""
     rejected_full: int
@@ -149,6 +149,7 @@ class StatsAnswer:
             workers=line.workers,
             busy=line.busy,
             queue_size=line.queue_size,
+            scheduled_max=line.scheduled_max,
             enqueued=repository.enqueued,
             rejected_full=repository.full,
             rejected_duplicate=repository.duplicate,
@@ -195,6 +196,7 @@ class TaskSystem:
         *,
         workers: int = 4,
         queue_size: int = 64,
+        scheduled_max: int = DEFAULT_SCHEDULED_MAX,
         retry_base_ms: float = 100,
         retry_max_ms: float = 30_000,
         uniform: Uniform = random.uniform,
@@ -219,19 +221,18 @@ class TaskSystem:
         plan = plan_recovery(stored, now=time.time(), policy=policy, uniform=uniform)
         for task in plan.saves:
             repository.tell(Save(task))
-        dispatcher = DispatcherActor.start(queue_size, repository)
+        dispatcher = DispatcherActor.start(queue_size, repository, scheduled_max)
         worker_refs = tuple(
             WorkerActor.start(index, handler, dispatcher, repository, policy, uniform, observer)
             for index in range(workers)
         )
         retry = RetryActor.start(dispatcher, repository)
         dispatcher.tell(Connect(worker_refs, retry))
-        if plan.line:
+        if plan.line or plan.retries:
             # Before start returns, so before any Submit: recovered tasks go ahead of new work,
-            # and like due retries they get in past the line's bound.
-            dispatcher.tell(RetriesDue(plan.line))
-        for task, delay_s in plan.retries:
-            retry.tell(ScheduleRetry(task, delay_s))
+            # and like due retries they get in past the line's bound; those waiting for a
+            # retry go to the retry actor through the dispatcher, which counts what waits.
+            dispatcher.tell(Recovered(plan.line, plan.retries))
         if open_store is not None:
             logger.info("%s", plan.describe())
         logger.debug("actor system started with %d workers", workers)

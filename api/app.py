@@ -18,7 +18,7 @@ from api.openapi import OPENAPI_PATH, OpenApiResource
 from api.reply import REQUEST_TIMEOUT_S
 from api.request_id import RequestIds
 from api.stats import InvalidCount, ReadinessResource, StatsResource
-from api.tasks import TaskListResource, TaskResource
+from api.tasks import DEFAULT_LISTINGS_MAX, TaskListResource, TaskResource
 
 if TYPE_CHECKING:
     from actors.system import TaskSystem
@@ -34,13 +34,15 @@ def create_app(
     api_token: str | None = None,
     metrics: Metrics | bool = True,
     metrics_public: bool = False,
+    listings_max: int = DEFAULT_LISTINGS_MAX,
 ) -> RequestIds:
     """The REST API over ``system``; every response, errors included, is JSON (but /metrics and
     the dashboard's page and assets).
 
     ``metrics``: a Metrics whose ``tasks`` the system's workers observe, True for a fresh one
     (its attempt histograms then stay empty), or False for no /metrics and no measuring at all.
-    ``metrics_public`` opens /metrics to scrapers without ``api_token``.
+    ``metrics_public`` opens /metrics to scrapers without ``api_token``. ``listings_max``
+    bounds the unpaged ``GET /tasks`` answers streamed at once.
     """
     if metrics is True:
         metrics = Metrics()
@@ -72,7 +74,10 @@ def create_app(
     app.add_route("/task", TaskResource(system, timeout_s=request_timeout_s))
     app.add_route("/task/cancel", cancel_resource(system, timeout_s=request_timeout_s))
     app.add_route("/task/retry", retry_resource(system, timeout_s=request_timeout_s))
-    app.add_route("/tasks", TaskListResource(system, timeout_s=request_timeout_s))
+    app.add_route(
+        "/tasks",
+        TaskListResource(system, timeout_s=request_timeout_s, listings_max=listings_max),
+    )
     app.add_route("/healthz", HealthResource())
     app.add_route("/stats", StatsResource(system, invalid, timeout_s=request_timeout_s))
     app.add_route("/readyz", ReadinessResource(system, timeout_s=request_timeout_s))

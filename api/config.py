@@ -69,6 +69,14 @@ class Config(msgspec.Struct, frozen=True, rename="upper", kw_only=True):
     worker_max_memory_mb: Annotated[int, Meta(ge=0, le=1_048_576)] = 0
     # The largest result (encoded as JSON) kept for a task; a larger one is dropped.
     result_max_bytes: Annotated[int, Meta(ge=0, le=1 << 30)] = 65_536
+    # Seconds a request has from its first byte to arrive whole (408 and close after), and a
+    # response may wait for its client to read more (api/server.py).
+    client_timeout_s: Annotated[float, Meta(gt=0, le=86_400)] = 30.0
+    # Tasks that may wait for their time (delayed, or waiting for a retry) before new delayed
+    # tasks are refused; retries are never refused (actors/dispatcher.py).
+    scheduled_max: Annotated[int, Meta(ge=1, le=100_000_000)] = 100_000
+    # Unpaged GET /tasks answers streamed at once; more are refused with 503 (api/tasks.py).
+    listings_max: Annotated[int, Meta(ge=1, le=1024)] = 4
 
 
 CONFIG_VARIABLES = tuple(field.encode_name for field in msgspec.structs.fields(Config))

@@ -24,7 +24,9 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 RETRY_AFTER_FULL_S: Final = 1
-"""What ``Retry-After`` tells a client refused because the line is full."""
+"""What ``Retry-After`` tells a client refused because the line is full, or because too many
+tasks wait for their time."""
+TOO_MANY_SCHEDULED: Final = "too many scheduled tasks"
 
 
 class _Intake(JsonOptions):
@@ -109,9 +111,12 @@ def task_of(request: EnqueueRequest, now: float | None = None) -> Task:
 
 
 def refused(admission: Admission, full: str = "queue is full") -> falcon.HTTPError:
-    """The 503 for a line that is full (come back in a second) or shutting down."""
+    """The 503 for a line that is full or too many tasks scheduled (come back in a second),
+    or shutting down."""
     if admission is Admission.QUEUE_FULL:
         return service_unavailable(full, retry_after_s=RETRY_AFTER_FULL_S)
+    if admission is Admission.TOO_MANY_SCHEDULED:
+        return service_unavailable(TOO_MANY_SCHEDULED, retry_after_s=RETRY_AFTER_FULL_S)
     return service_unavailable("shutting down")
 
 

@@ -174,6 +174,12 @@ class StatsCollector:
         yield gauge("workers", "Worker actors.", body.workers.total)
         yield gauge("workers_busy", "Workers running an attempt now.", body.workers.busy)
         yield gauge("queue_size", "Tasks that may wait in line (QUEUE_SIZE).", body.queue_size)
+        yield gauge(
+            "scheduled_max",
+            "Tasks that may wait for their time before new delayed tasks are refused "
+            "(SCHEDULED_MAX).",
+            body.scheduled_max,
+        )
 
 
 class HttpMetrics:

@@ -160,8 +160,10 @@ _PATHS: Final[dict[str, dict[str, Any]]] = {
                 "409": _error("A task with this id already exists; it is unchanged."),
                 "413": _error("The body is larger than `MAX_BODY_BYTES`."),
                 "503": _error(
-                    "The line is full (`Retry-After`), shutdown has begun, or the task system did"
-                    " not answer in time (`Retry-After`; the task may have been accepted).",
+                    "The line is full (`Retry-After`), the task is delayed and `SCHEDULED_MAX`"
+                    ' tasks already wait for their time (`"too many scheduled tasks"`,'
+                    " `Retry-After`), shutdown has begun, or the task system did not answer in"
+                    " time (`Retry-After`; the task may have been accepted).",
                     Retry_After=_RETRY_AFTER,
                 ),
             },
@@ -195,9 +197,11 @@ _PATHS: Final[dict[str, dict[str, Any]]] = {
                 ),
                 "413": _error("The body is larger than `MAX_BODY_BYTES`."),
                 "503": _error(
-                    "The line cannot hold the whole batch (`Retry-After`), shutdown has begun,"
-                    " or the task system did not answer in time. Nothing is stored (after a"
-                    " timeout, the batch may have been accepted: a 409 on re-sending says so).",
+                    "The line cannot hold the whole batch (`Retry-After`), its delayed tasks"
+                    " would take more than `SCHEDULED_MAX` waiting for their time"
+                    ' (`"too many scheduled tasks"`, `Retry-After`), shutdown has begun, or the'
+                    " task system did not answer in time. Nothing is stored (after a timeout,"
+                    " the batch may have been accepted: a 409 on re-sending says so).",
                     Retry_After=_RETRY_AFTER,
                 ),
             },
@@ -276,7 +280,12 @@ _PATHS: Final[dict[str, dict[str, Any]]] = {
                 "400": _error(
                     "A parameter is invalid, given twice, or `after` names no stored task."
                 ),
-                "503": _error(_BUSY, Retry_After=_RETRY_AFTER),
+                "503": _error(
+                    "Without parameters: `LISTINGS_MAX` such listings are being sent already"
+                    " (`Retry-After`; pages are never refused for it). Or as for any request: "
+                    + _BUSY,
+                    Retry_After=_RETRY_AFTER,
+                ),
             },
         }
     },
@@ -293,7 +302,7 @@ _PATHS: Final[dict[str, dict[str, Any]]] = {
             "summary": "Readiness: whether a new task would be accepted now.",
             "responses": {
                 "200": _json(_READINESS, "`ready`."),
-                "503": _json(_READINESS, "`full` or `shutting down`."),
+                "503": _json(_READINESS, "`full`, `too many scheduled tasks` or `shutting down`."),
             },
         }
     },
@@ -332,7 +341,15 @@ _PATHS: Final[dict[str, dict[str, Any]]] = {
 _DESCRIPTION: Final = (
     "Every response is JSON but `/metrics` (Prometheus text). Every error, including unknown"
     ' routes (404) and wrong methods (405, with `Allow`), is `{"error": "<message>"}`.'
-    ' `OPTIONS` on a route answers `{"allow": [...]}`.'
+    ' `OPTIONS` on a route answers `{"allow": [...]}`. The server itself answers, on any'
+    " route, 400 to malformed HTTP and to a request with both `Transfer-Encoding` and"
+    " `Content-Length` or a `Transfer-Encoding` other than `chunked`, and 408 to a request"
+    " that has not arrived whole `CLIENT_TIMEOUT_S` after its first byte; each closes the"
+    " connection."
+)
+_TIMEOUT: Final = (
+    "The request did not arrive whole within `CLIENT_TIMEOUT_S` (the server's own answer; the"
+    " connection closes)."
 )
 _AUTH_DESCRIPTION: Final = (
     " `API_TOKEN` is set: every request except {open} needs"
@@ -353,6 +370,7 @@ def openapi_document(
         paths[path] = {}
         for method, operation in operations.items():
             operation = {**operation, "responses": dict(operation["responses"])}
+            operation["responses"]["408"] = _error(_TIMEOUT)
             if bearer_auth and path in open_paths:
                 operation["security"] = []
             elif bearer_auth:

@@ -89,6 +89,8 @@ class StatsBody(msgspec.Struct, frozen=True):
     """Tasks waiting for a retry or delayed (queued, with ``next_attempt_at`` set)."""
     workers: Workers
     queue_size: int
+    scheduled_max: int
+    """Tasks that may be ``scheduled`` before new delayed tasks are refused."""
     totals: Totals
     uptime_s: float
 
@@ -107,6 +109,7 @@ def stats_body(stats: SystemStats, invalid: int) -> StatsBody:
         scheduled=stats.scheduled,
         workers=Workers(total=stats.workers, busy=stats.busy),
         queue_size=stats.queue_size,
+        scheduled_max=stats.scheduled_max,
         totals=Totals(
             enqueued=stats.enqueued,
             rejected=Rejected(
@@ -149,7 +152,8 @@ _READINESS: Final = {
 
 
 class ReadinessResource(JsonOptions):
-    """200 while a new task would be admitted; 503 when the line is full or shutdown began."""
+    """200 while a new task, delayed or not, would be admitted; 503 when the line is full,
+    ``scheduled_max`` tasks wait for their time, or shutdown began."""
 
     def __init__(self, system: TaskSystem, *, timeout_s: float) -> None:
         self._system = system

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import re
+import threading
 from typing import TYPE_CHECKING, Final
 from urllib.parse import quote
 
@@ -11,12 +12,16 @@ import falcon
 
 from actors.task import STATUSES
 from api.control import raise_unless_done, task_id_param
+from api.errors import service_unavailable
 from api.options import JsonOptions
 from api.reply import wait_for
 from api.schema import encoder, task_body
 
 if TYPE_CHECKING:
+    from collections.abc import Callable, Generator, Iterator
+
     from actors.system import TaskSystem
+    from actors.task import Task
 
 MAX_LIMIT: Final = 1000
 """The most tasks one page of ``GET /tasks?limit=`` may ask for."""
@@ -25,6 +30,12 @@ _DIGITS: Final = re.compile(r"[0-9]{1,9}")
 _PAGING_PARAMS: Final = ("status", "limit", "after", "order")
 ORDERS: Final = ("asc", "desc")
 """``order=asc``: creation order, oldest first (the default); ``desc``: newest first."""
+DEFAULT_LISTINGS_MAX: Final = 4
+"""Unpaged listings streamed at once (LISTINGS_MAX)."""
+LISTING_PIECE_BYTES: Final = 65_536
+"""An unpaged listing is handed to the server in pieces of about this size (one task more)."""
+RETRY_AFTER_LISTINGS_S: Final = 1
+TOO_MANY_LISTINGS: Final = "too many listings in progress; try again, or page with limit"
 
 
 class TaskResource(JsonOptions):
@@ -50,18 +61,25 @@ class TaskListResource(JsonOptions):
 
     With ``limit``, a ``Link: <...>; rel="next"`` header leads to the next page while one
     follows. Other query parameters are ignored, as they always were.
+
+    Without them the answer is every task (the contract), streamed from a snapshot of the
+    task references (8 bytes a task) in pieces of LISTING_PIECE_BYTES, so that what a listing
+    holds is the snapshot and what the server has buffered, not the whole body; and at most
+    ``listings_max`` are in flight at once, each holding a request thread while its client
+    reads (503 beyond).
     """
 
-    def __init__(self, system: TaskSystem, *, timeout_s: float) -> None:
+    def __init__(
+        self, system: TaskSystem, *, timeout_s: float, listings_max: int = DEFAULT_LISTINGS_MAX
+    ) -> None:
         self._system = system
         self._timeout_s = timeout_s
+        self._listings = threading.BoundedSemaphore(listings_max)
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         params = falcon.uri.parse_query_string(req.query_string, keep_blank=True, csv=False)
         if not any(name in params for name in _PAGING_PARAMS):
-            # The seed's answer, unchanged: every task.
-            tasks = wait_for(self._system.list_async(), self._timeout_s)
-            resp.data = encoder.encode([task_body(task) for task in tasks])
+            self._list_all(resp)
             return
         status = _single(params, "status")
         if status is not None and status not in STATUSES:
@@ -85,6 +103,56 @@ class TaskListResource(JsonOptions):
         resp.data = encoder.encode([task_body(task) for task in page.tasks])
         if page.more:
             resp.set_header("Link", _next_link(status, limit, order, page.tasks[-1].id))
+
+    def _list_all(self, resp: falcon.Response) -> None:
+        if not self._listings.acquire(blocking=False):
+            raise service_unavailable(TOO_MANY_LISTINGS, retry_after_s=RETRY_AFTER_LISTINGS_S)
+        try:
+            tasks = wait_for(self._system.list_async(), self._timeout_s)
+        except BaseException:
+            self._listings.release()
+            raise
+        resp.stream = Listing(tasks, self._listings.release)
+
+
+class Listing:
+    """The body of an unpaged listing: the tasks as one JSON array, encoded a piece at a time
+    as the server asks for the next; ``release`` is called once when it ends, however it ends.
+
+    A class rather than a generator: the server closes the body it was given, and a generator
+    closed before its first piece would never run its ``finally``.
+    """
+
+    __slots__ = ("_pieces", "_release")
+
+    def __init__(self, tasks: list[Task], release: Callable[[], object]) -> None:
+        self._pieces = _pieces(tasks)
+        self._release: Callable[[], object] | None = release
+
+    def __iter__(self) -> Iterator[bytes]:
+        return self._pieces
+
+    def close(self) -> None:
+        self._pieces.close()
+        release, self._release = self._release, None
+        if release is not None:
+            release()
+
+    # A body dropped without being closed (a HEAD, say) still gives its place back.
+    __del__ = close
+
+
+def _pieces(tasks: list[Task]) -> Generator[bytes]:
+    piece = bytearray(b"[")
+    for index, task in enumerate(tasks):
+        if index:
+            piece += b","
+        encoder.encode_into(task_body(task), piece, -1)
+        if len(piece) >= LISTING_PIECE_BYTES:
+            yield bytes(piece)
+            piece.clear()
+    piece += b"]"
+    yield bytes(piece)
 
 
 def _single(params: dict[str, str | list[str]], name: str) -> str | None:

@@ -70,6 +70,9 @@ def test_every_variable_is_read_and_parsed() -> None:
         "WORKER_MAX_TASKS": "100",
         "WORKER_MAX_MEMORY_MB": "512",
         "RESULT_MAX_BYTES": "1024",
+        "CLIENT_TIMEOUT_S": "2.5",
+        "SCHEDULED_MAX": "5000",
+        "LISTINGS_MAX": "2",
     }
 
     config = load_config(environ)
@@ -102,6 +105,9 @@ def test_every_variable_is_read_and_parsed() -> None:
         worker_max_tasks=100,
         worker_max_memory_mb=512,
         result_max_bytes=1024,
+        client_timeout_s=2.5,
+        scheduled_max=5000,
+        listings_max=2,
     )
 
 
@@ -179,6 +185,10 @@ def test_a_value_that_is_not_a_number_is_an_error_naming_the_variable(
         ("WORKER_MAX_MEMORY_MB", "-1"),
         ("RESULT_MAX_BYTES", "-1"),
         ("WORKER_MODE", "fork"),
+        ("CLIENT_TIMEOUT_S", "0"),
+        ("CLIENT_TIMEOUT_S", "nan"),
+        ("SCHEDULED_MAX", "0"),
+        ("LISTINGS_MAX", "0"),
     ],
 )
 def test_a_value_out_of_range_is_an_error_naming_the_variable(name: str, value: str) -> None:

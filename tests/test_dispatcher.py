@@ -9,7 +9,7 @@ import msgspec
 import pykka
 import pytest
 
-from actors.dispatcher import DispatcherActor
+from actors.dispatcher import DEFAULT_SCHEDULED_MAX, DispatcherActor
 from actors.messages import (
     Admission,
     AttemptFinished,
@@ -358,7 +358,15 @@ def test_dispatcher_stats_count_attempts_handed_out_and_how_each_ended(
     line.dispatcher.tell(AttemptFinished(0, failed, None))  # task-2 failed
 
     assert dispatcher_stats(line) == DispatcherStats(
-        waiting=0, busy=1, workers=1, queue_size=5, attempts=4, retries=1, done=1, failed=1
+        waiting=0,
+        busy=1,
+        workers=1,
+        queue_size=5,
+        scheduled_max=DEFAULT_SCHEDULED_MAX,
+        attempts=4,
+        retries=1,
+        done=1,
+        failed=1,
     )
 
 

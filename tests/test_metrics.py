@@ -111,6 +111,7 @@ def test_every_enqueue_is_counted_by_outcome_and_the_gauges_say_where_tasks_are(
     assert scrape.value("taskqueue_workers") == 1
     assert scrape.value("taskqueue_workers_busy") == 1
     assert scrape.value("taskqueue_queue_size") == 2
+    assert scrape.value("taskqueue_scheduled_max") == 100_000
     assert scrape.value("taskqueue_attempts_started_total") == 1
     assert scrape.labelled("taskqueue_attempts_total", "outcome") == {
         "done": 0,
@@ -236,6 +237,7 @@ def test_every_metric_is_named_with_the_prefix_and_typed() -> None:
         "taskqueue_workers": "gauge",
         "taskqueue_workers_busy": "gauge",
         "taskqueue_queue_size": "gauge",
+        "taskqueue_scheduled_max": "gauge",
     }
     assert scrape.value("taskqueue_tasks_cancelled_total") == 0
     assert scrape.value("taskqueue_tasks_evicted_total") == 0

@@ -401,3 +401,18 @@ def test_an_unusable_store_stops_the_start_with_no_actor_left_running(db: Path) 
 
     assert pykka.ActorRegistry.get_all() == []
     assert db.read_text() == "not a database\n"
+
+
+def test_tasks_recovered_waiting_for_their_retry_count_against_scheduled_max(
+    start: Callable[..., TaskSystem], db: Path
+) -> None:
+    later = time.time() + 3600
+    seed(db, *(a_task(f"waiting-{n}", attempts=1, next_attempt_at=later) for n in range(2)))
+
+    system = start(Runs(), scheduled_max=2)
+    refused = system.submit(new_task("delayed", b"null", max_retries=0, delay_s=60))
+    undelayed = system.submit(new_task("now", b"null", max_retries=0))
+
+    assert refused == Admission.TOO_MANY_SCHEDULED
+    assert undelayed == Admission.ACCEPTED
+    assert system.stats().scheduled == 2

@@ -10,9 +10,17 @@ from typing import Any, NamedTuple
 
 import pykka
 
-from actors.messages import AlarmRang, CancelRetries, GetRetryStats, RetriesDue, ScheduleRetry
+from actors.messages import (
+    AlarmRang,
+    Cancel,
+    CancelRetries,
+    GetRetryStats,
+    RetriesDue,
+    ScheduleRetry,
+    Unscheduled,
+)
 from actors.reply import Reply
-from actors.retry import RetryActor
+from actors.retry import COMPACT_AT, RetryActor
 from actors.task import Task, new_task
 from tests.support import wait_until
 
@@ -208,3 +216,35 @@ def test_retry_stats_count_the_tasks_still_waiting() -> None:
 
     assert retries.released(1) == ["soon"]
     assert waiting(retries) == 2
+
+
+class HeapSize(NamedTuple):
+    """-> MeasuredRetryActor, with ``ask``: answered with its heap's length, entries emptied by
+    a cancel included."""
+
+
+class MeasuredRetryActor(RetryActor):
+    def on_receive(self, message: Any) -> Any:
+        if isinstance(message, HeapSize):
+            return len(self._waiting)
+        return super().on_receive(message)
+
+
+def test_cancelled_entries_do_not_pile_up_in_the_heap_until_due() -> None:
+    retries = Retries()
+    retries.actor.stop()
+    retries.actor = MeasuredRetryActor.start(retries.dispatcher, retries.repository)
+    for round_number in range(5):
+        for n in range(1000):
+            retries.schedule(f"r{round_number}-{n}", LATER_S)
+        for n in range(1000):
+            retries.actor.tell(Cancel(f"r{round_number}-{n}", Reply()))
+    retries.schedule("kept", LATER_S)
+
+    assert waiting(retries) == 1
+    assert retries.actor.ask(HeapSize(), timeout=TIMEOUT_S) <= 2 * COMPACT_AT
+    retries.dispatcher.ask(Flush(), timeout=TIMEOUT_S)
+    told: list[Any] = []
+    while not retries.received.empty():
+        told.append(retries.received.get())
+    assert told == [Unscheduled(1)] * 5000
