@@ -25,6 +25,8 @@ class Admission(enum.Enum):
     DUPLICATE = "duplicate"
     QUEUE_FULL = "queue_full"
     SHUTTING_DOWN = "shutting_down"
+    STORE_UNAVAILABLE = "store_unavailable"
+    """The durable store cannot be written: nothing new can be promised until it can."""
 
 
 class Connect(NamedTuple):
@@ -280,7 +282,22 @@ class Recover(NamedTuple):
 
 
 class CommitDue(NamedTuple):
-    """Alarm thread -> repository: changes nobody is waiting for have waited long enough."""
+    """Alarm thread -> repository: changes nobody is waiting for have waited long enough; or,
+    while the store is down, it is time to try writing to it again."""
+
+
+class WatchStore(NamedTuple):
+    """Entry object -> repository: tell ``dispatcher`` whenever the store goes down or comes
+    back (StoreAvailability), and now if it is already down."""
+
+    dispatcher: pykka.ActorRef
+
+
+class StoreAvailability(NamedTuple):
+    """Repository -> dispatcher: the store can (or cannot) be written; while it cannot, new
+    work is refused with STORE_UNAVAILABLE before it reaches the repository."""
+
+    available: bool
 
 
 # --- stats and readiness: request thread -> one actor each, asked in parallel -----------------
@@ -292,6 +309,7 @@ class Readiness(enum.Enum):
     READY = "ready"
     FULL = "full"
     SHUTTING_DOWN = "shutting down"
+    STORE_UNAVAILABLE = "store unavailable"
 
 
 class GetReadiness(NamedTuple):
@@ -338,6 +356,7 @@ class RepositoryStats(NamedTuple):
     duplicate: int
     full: int
     shutting_down: int
+    store_unavailable: int
     cancelled: int
     """Tasks cancelled through the API since start."""
     evicted: int

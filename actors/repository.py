@@ -8,12 +8,13 @@ import logging
 import math
 import time
 from collections import Counter
-from typing import TYPE_CHECKING, Any, Final, TypeVar
+from typing import TYPE_CHECKING, Any, Final, NamedTuple, TypeVar
 
 import msgspec
 import pykka
 
 from actors.alarm import Alarm
+from actors.backoff import compute_backoff_ms
 from actors.base import Actor
 from actors.messages import (
     Admission,
@@ -38,7 +39,9 @@ from actors.messages import (
     RepositoryStats,
     RequeueTask,
     Save,
+    StoreAvailability,
     SweepRetention,
+    WatchStore,
 )
 from actors.paging import CreationOrder
 from actors.retention import FinishedOrder, Retention
@@ -79,6 +82,16 @@ attempt runs again, which at-least-once allows."""
 RETENTION_SWEEP_S: Final = 1.0
 """The longest the retention alarm sleeps: a clock moved on (in tests) is seen within this."""
 
+STORE_RETRY_BASE_MS: Final = 50
+"""First wait before writing again to a store that failed; doubled after each failure."""
+
+STORE_RETRY_MAX_MS: Final = 2000
+"""Longest wait between two tries of a store that failed: how late, at worst, a store that can
+be written again (the disk has room again) is noticed."""
+
+STORE_LOG_INTERVAL_S: Final = 60.0
+"""A store failure is logged at CRITICAL when it starts, then at most this often."""
+
 MAX_CANCEL_ROUNDS: Final = 8
 """How often a Cancel may go round the actors looking for a task on its way between them. One
 round more always finds it; the bound is only a guard against a bug turning into a loop."""
@@ -86,6 +99,23 @@ round more always finds it; the bound is only a guard against a bug turning into
 _COMMIT_DUE = CommitDue()
 _SWEEP = SweepRetention()
 replace = msgspec.structs.replace
+
+
+class _Acceptance(NamedTuple):
+    """New work applied to the map but not yet committed: granted (the dispatcher told, the
+    client answered) once it is, withdrawn if the commit fails, leaving no trace."""
+
+    tasks: tuple[Task, ...]
+    before: tuple[Task | None, ...]
+    """Each task's state before (None: it is new); what a withdrawal puts back."""
+    admitted_by: pykka.ActorRef
+    notice: object
+    """For the dispatcher, once committed: Inserted or InsertedBatch."""
+    reply: Reply[Any]
+    granted: object
+    withdrawn: object
+    places: int
+    """Places the dispatcher reserved: given back if withdrawn."""
 
 
 class RepositoryActor(Actor):
@@ -147,6 +177,13 @@ class RepositoryActor(Actor):
         self._next_expiry = math.inf
         # Ids deleted or evicted since the last commit: their rows go in it.
         self._deleted: list[str] = []
+        # While the store cannot be written: why, and how many tries failed in a row. Meanwhile
+        # staged changes wait for the next try and nothing is held: new work is refused.
+        self._outage: StoreError | None = None
+        self._outage_began = 0.0
+        self._failures = 0
+        self._logged_at = -math.inf
+        self._watcher: pykka.ActorRef | None = None
 
     def on_start(self) -> None:
         if self._retention is not None and self._retention.ttl_s > 0:
@@ -154,7 +191,8 @@ class RepositoryActor(Actor):
 
     def on_receive(self, message: Any) -> Any:
         answer = self._handle(message)
-        if self._staged or self._deleted:
+        # In an outage the retry alarm is set, and only it commits.
+        if (self._staged or self._deleted) and self._outage is None:
             if len(self._staged) + len(self._deleted) + len(self._held) >= BATCH_CAP or (
                 self._held and self.actor_inbox.empty()
             ):
@@ -171,6 +209,13 @@ class RepositoryActor(Actor):
         if self._store is not None:
             if self._staged or self._deleted:
                 self._commit()
+            if self._staged or self._deleted:
+                logger.error(
+                    "stopping with %d task state(s) and %d deletion(s) the store never took: "
+                    "the next start finds those tasks as the store last had them",
+                    len(self._staged),
+                    len(self._deleted),
+                )
             self._close_store()
 
     def on_failure(self, *exc_info: object) -> None:
@@ -212,15 +257,19 @@ class RepositoryActor(Actor):
                 self._send(reply.set, page)
             case CountByStatus():
                 # Answered through pykka's future, which cannot be held back: commit first.
-                if self._staged or self._deleted:
+                if (self._staged or self._deleted) and self._outage is None:
                     self._commit()
                 return dict(self._counts)
             case GetRepositoryStats(reply):
                 self._send(reply.set, self._stats())
             case CommitDue():
                 self._alarm_set = False
-                if self._staged or self._deleted:
+                if self._staged or self._deleted or self._outage is not None:
                     self._commit()
+            case WatchStore(dispatcher):
+                self._watcher = dispatcher
+                if self._outage is not None:
+                    self._tell_watcher(available=False)
             case Recover():
                 return self._recover()
             case _:
@@ -253,18 +302,28 @@ class RepositoryActor(Actor):
     def _insert(self, task: Task, reply: Reply[Admission], admitted_by: pykka.ActorRef) -> None:
         # The dispatcher hears first and the client second: once the client has its answer, any
         # later message it causes finds the dispatcher already knowing the task's fate.
-        if task.id in self._tasks:
-            self._refused[Admission.DUPLICATE] += 1
-            self._send(admitted_by.tell, PlacesReleased(1 if task.next_attempt_at is None else 0))
-            self._send(reply.set, Admission.DUPLICATE)
+        places = 1 if task.next_attempt_at is None else 0
+        refusal = Admission.DUPLICATE if task.id in self._tasks else self._unavailable()
+        if refusal is not None:
+            self._refused[refusal] += 1
+            self._send(admitted_by.tell, PlacesReleased(places))
+            self._send(reply.set, refusal)
             return
         self._tasks[task.id] = task
         self._counts[task.status] += 1
         self._enqueued += 1
-        if self._store is not None:
-            self._staged[task.id] = task
-        self._send(admitted_by.tell, Inserted(task))
-        self._send(reply.set, Admission.ACCEPTED)
+        self._accept(
+            _Acceptance(
+                (task,),
+                (None,),
+                admitted_by,
+                Inserted(task),
+                reply,
+                Admission.ACCEPTED,
+                Admission.STORE_UNAVAILABLE,
+                places,
+            )
+        )
 
     def _insert_batch(
         self,
@@ -284,18 +343,30 @@ class RepositoryActor(Actor):
                 self._send(reply.set, BatchAdmission(Admission.DUPLICATE, index))
                 return
             seen.add(task.id)
+        if refusal is None:
+            refusal = self._unavailable()
+            if refusal is not None and places:
+                self._send(admitted_by.tell, PlacesReleased(places))
         if refusal is not None:
             self._refused[refusal] += 1
             self._send(reply.set, BatchAdmission(refusal))
             return
         for task in tasks:
             self._tasks[task.id] = task
-            if self._store is not None:
-                self._staged[task.id] = task
         self._counts[QUEUED] += len(tasks)
         self._enqueued += len(tasks)
-        self._send(admitted_by.tell, InsertedBatch(tasks, places))
-        self._send(reply.set, BatchAdmission(Admission.ACCEPTED))
+        self._accept(
+            _Acceptance(
+                tasks,
+                (None,) * len(tasks),
+                admitted_by,
+                InsertedBatch(tasks, places),
+                reply,
+                BatchAdmission(Admission.ACCEPTED),
+                BatchAdmission(Admission.STORE_UNAVAILABLE),
+                places,
+            )
+        )
 
     def _mark_cancelled(
         self,
@@ -350,6 +421,8 @@ class RepositoryActor(Actor):
             refused = Outcome(None, conflict=conflict)
         elif refusal is not None:
             refused = Outcome(None, refused=refusal)
+        elif self._outage is not None:
+            refused = Outcome(None, refused=Admission.STORE_UNAVAILABLE)
         if refused is not None:
             if refusal is None:  # the dispatcher reserved a place for it: give it back
                 self._send(admitted_by.tell, PlacesReleased(1))
@@ -364,13 +437,25 @@ class RepositoryActor(Actor):
             self._finished_order.unfinished(task_id)
         self._save(queued)
         logger.debug("task %r queued again by hand", task_id, extra=log_fields(task))
-        self._send(admitted_by.tell, Inserted(queued))
-        self._send(reply.set, Outcome(queued))
+        self._accept(
+            _Acceptance(
+                (queued,),
+                (task,),
+                admitted_by,
+                Inserted(queued),
+                reply,
+                Outcome(queued),
+                Outcome(None, refused=Admission.STORE_UNAVAILABLE),
+                places=1,
+            )
+        )
 
     def _delete(self, task_id: str, reply: Reply[Outcome]) -> None:
         task = self._tasks.get(task_id)
         if task is None:
             self._send(reply.set, Outcome(None))
+        elif self._outage is not None:
+            self._send(reply.set, Outcome(None, refused=Admission.STORE_UNAVAILABLE))
         elif task.status not in FINAL_STATUSES:
             why = "running" if task.status == RUNNING else "queued"
             conflict = f"task is {why}; only a finished task can be deleted"
@@ -432,31 +517,136 @@ class RepositoryActor(Actor):
             duplicate=self._refused[Admission.DUPLICATE],
             full=self._refused[Admission.QUEUE_FULL],
             shutting_down=self._refused[Admission.SHUTTING_DOWN],
+            store_unavailable=self._refused[Admission.STORE_UNAVAILABLE],
             cancelled=self._cancelled,
             evicted=self._evicted,
         )
 
     def _send(self, send: Callable[[T], object], value: T) -> None:
-        """Send now, or after the commit if anything staged could still be lost."""
-        if self._staged or self._deleted:
+        """Send now, or after the commit if anything staged could still be lost.
+
+        While the store is down nothing is held: an answer about what is in memory goes out at
+        once (it may show a change not written yet), and new work is refused, never held.
+        """
+        if (self._staged or self._deleted) and self._outage is None:
             self._held.append((send, value))
         else:
             send(value)
 
+    def _accept(self, acceptance: _Acceptance) -> None:
+        """New work is in the map: granted at once without a store, else after the commit."""
+        if self._store is None:
+            self._grant(acceptance)
+            return
+        for task in acceptance.tasks:
+            self._staged[task.id] = task
+        self._held.append((self._grant, acceptance))
+
+    def _grant(self, acceptance: _Acceptance) -> None:
+        acceptance.admitted_by.tell(acceptance.notice)
+        acceptance.reply.set(acceptance.granted)
+
+    def _withdraw(self, acceptance: _Acceptance) -> None:
+        """The commit that was to keep this new work failed: undo it, and refuse it."""
+        new = 0
+        for task, before in zip(acceptance.tasks, acceptance.before, strict=True):
+            # Nobody has heard of the task since (the dispatcher's notice is what was held).
+            assert self._tasks.get(task.id) is task
+            self._counts[task.status] -= 1
+            if before is None:
+                new += 1
+                del self._tasks[task.id]
+                self._staged.pop(task.id, None)
+                self._order.invalidate()
+            else:
+                self._tasks[task.id] = self._staged[task.id] = before
+                self._counts[before.status] += 1
+                if self._retention is not None and before.is_final:
+                    self._finished_order.finished(task.id)
+        if new:
+            self._enqueued -= new
+            self._refused[Admission.STORE_UNAVAILABLE] += 1
+        if acceptance.places:
+            with contextlib.suppress(pykka.ActorDeadError):  # stopped first, at shutdown
+                acceptance.admitted_by.tell(PlacesReleased(acceptance.places))
+        acceptance.reply.set(acceptance.withdrawn)
+
+    def _unavailable(self) -> Admission | None:
+        """STORE_UNAVAILABLE while the store is down: the refusal of anything new."""
+        return Admission.STORE_UNAVAILABLE if self._outage is not None else None
+
     def _commit(self) -> None:
+        """Write what is staged (in an outage, with nothing staged: check the store), then
+        release what was held for it. A failure is an outage of the store, not of this actor."""
         assert self._store is not None
         try:
-            self._store.commit(tuple(self._staged.values()), self._deleted)
+            if self._staged or self._deleted:
+                self._store.commit(tuple(self._staged.values()), self._deleted)
+            else:
+                self._store.check()
         except StoreError as exc:
-            # Nothing more can be made durable, and nothing held back may be released as if it
-            # were: this actor stops, and requests waiting on it time out with a 503.
-            logger.critical("the store %s; the task system stops", exc)
-            raise
+            self._store_failed(exc)
+            return
         self._staged.clear()
         self._deleted = []
+        if self._outage is not None:
+            self._store_back()
         held, self._held = self._held, []
         for send, value in held:
             send(value)
+
+    def _store_failed(self, exc: StoreError) -> None:
+        """Keep the staged changes of accepted tasks for the next try; withdraw new work whose
+        answer was held for this commit; release every other answer; try again later."""
+        now = time.monotonic()
+        began = self._outage is None
+        if began:
+            self._outage_began = now
+            self._tell_watcher(available=False)
+        self._outage = exc
+        self._failures += 1
+        if now - self._logged_at >= STORE_LOG_INTERVAL_S:
+            self._logged_at = now
+            level = logging.CRITICAL
+        else:
+            # Within a minute of the last CRITICAL line: a new outage is still said, quieter.
+            level = logging.ERROR if began else logging.DEBUG
+        logger.log(
+            level,
+            "%s; new tasks are refused (503 store unavailable) until it can be written again "
+            "(%d failed write(s) in %.0f s; retrying)",
+            exc,
+            self._failures,
+            now - self._outage_began,
+        )
+        held, self._held = self._held, []
+        for send, value in held:
+            if isinstance(value, _Acceptance):
+                self._withdraw(value)
+            else:
+                send(value)
+        if self._alarm is not None:
+            delay_ms = compute_backoff_ms(
+                self._failures, base_ms=STORE_RETRY_BASE_MS, max_ms=STORE_RETRY_MAX_MS
+            )
+            self._alarm.set(now + delay_ms / 1000)
+            self._alarm_set = True
+
+    def _store_back(self) -> None:
+        logger.warning(
+            "the store is available again after %.1f s and %d failed write(s); new tasks are "
+            "accepted",
+            time.monotonic() - self._outage_began,
+            self._failures,
+        )
+        self._outage = None
+        self._failures = 0
+        self._tell_watcher(available=True)
+
+    def _tell_watcher(self, *, available: bool) -> None:
+        if self._watcher is not None:
+            with contextlib.suppress(pykka.ActorDeadError):  # stopped first, at shutdown
+                self._watcher.tell(StoreAvailability(available))
 
     def _recover(self) -> tuple[Task, ...] | StoreError:
         if self._open_store is None:

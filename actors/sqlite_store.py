@@ -6,19 +6,23 @@ import contextlib
 import functools
 import itertools
 import logging
+import math
 import os
 import sqlite3
-from typing import TYPE_CHECKING, Final
+import time
+from typing import TYPE_CHECKING, Final, TypeVar
 
 import msgspec
 
 from actors.store import StoreError
-from actors.task import STATUSES, Task
+from actors.task import MAX_PRIORITY, STATUSES, Task
 
 if TYPE_CHECKING:
-    from collections.abc import Collection, Sequence
+    from collections.abc import Callable, Collection, Sequence
 
 logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 SCHEMA_VERSION: Final = 3
 """Kept in ``PRAGMA user_version``. A file with a higher one was written by newer code: refused;
@@ -56,6 +60,16 @@ CREATE TABLE tasks (
 )
 """
 
+_QUARANTINE: Final = """
+CREATE TABLE IF NOT EXISTS quarantine (
+    -- rows of tasks that did not decode at a start, as they were, and why; never read back
+    seq INTEGER, id, payload, max_retries, status, attempts, created_at, updated_at,
+    last_error, next_attempt_at, priority, timeout_ms, result,
+    reason TEXT NOT NULL,
+    quarantined_at REAL NOT NULL   -- seconds since the epoch
+)
+"""
+
 _MIGRATIONS: Final = {
     # version -> the statements that bring a file of that version to the next one
     1: ("ALTER TABLE tasks ADD COLUMN priority INTEGER NOT NULL DEFAULT 0",),
@@ -72,7 +86,11 @@ MAX_ROWS_PER_STATEMENT: Final = 512
 # Task's astuple() is a row.
 _FIELDS: Final = tuple(field.name for field in msgspec.structs.fields(Task))
 _COLUMNS: Final = ", ".join(_FIELDS)
-_LOAD: Final = f"SELECT {_COLUMNS} FROM tasks ORDER BY seq"
+_LOAD: Final = f"SELECT seq, {_COLUMNS} FROM tasks ORDER BY seq"
+_SET_ASIDE: Final = (
+    f"INSERT INTO quarantine SELECT seq, {_COLUMNS}, ?, ? FROM tasks WHERE seq = ?",
+    "DELETE FROM tasks WHERE seq = ?",
+)
 
 astuple = msgspec.structs.astuple
 
@@ -94,8 +112,12 @@ class SqliteStore:
     on the same file fails at start instead of running the same tasks twice.
     """
 
-    def __init__(self, connection: sqlite3.Connection) -> None:
+    def __init__(self, connection: sqlite3.Connection, path: str) -> None:
         self._connection = connection
+        self._path = path
+        # The file and its write-ahead log as opened: a path that no longer leads to them means
+        # someone removed or replaced them, and commits would go where nobody will find them.
+        self._identity = _identity(path)
         # Builds of SQLite may allow fewer bound values than the 32766 of recent ones.
         variables = connection.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)
         fit = 1 << ((variables // len(_FIELDS)).bit_length() - 1)
@@ -121,18 +143,38 @@ class SqliteStore:
             connection.close()
             raise
         logger.debug("store %s open (schema %d, synchronous=%s)", name, SCHEMA_VERSION, SYNCHRONOUS)
-        return cls(connection)
+        return cls(connection, name)
 
     def load(self) -> list[Task]:
+        """Every task whose row decodes; a row that does not is moved to the quarantine table
+        (in the same transaction as its removal from ``tasks``) and logged with its id."""
+        connection = self._connection
+        # Text as bytes, decoded row by row: one row that is not UTF-8 must not fail the rest.
+        connection.text_factory = bytes
         try:
-            rows = self._connection.execute(_LOAD).fetchall()
+            rows = connection.execute(_LOAD).fetchall()
         except sqlite3.Error as exc:
             raise StoreError(f"cannot be read: {exc}") from None
-        tasks = [Task(*row) for row in rows]
-        for task in tasks:
-            if task.status not in STATUSES:
-                raise StoreError(f"holds task {task.id!r} with an unknown status {task.status!r}")
+        finally:
+            connection.text_factory = str
+        tasks: list[Task] = []
+        broken: list[tuple[int, object, str]] = []
+        for seq, *row in rows:
+            try:
+                tasks.append(decode_row(row))
+            except ValueError as exc:
+                broken.append((seq, row[0], str(exc)))
+        if broken:
+            self._set_aside(broken)
         return tasks
+
+    def check(self) -> None:
+        """A real write (the schema version, again), after checking the file is still ours."""
+        self._check_identity()
+        try:
+            self._connection.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        except sqlite3.Error as exc:
+            raise StoreError(f"the store at {self._path} cannot be written: {exc}") from None
 
     def commit(self, tasks: Sequence[Task], deleted: Collection[str] = ()) -> None:
         if not tasks and not deleted:
@@ -154,7 +196,9 @@ class SqliteStore:
             if connection.in_transaction:
                 with contextlib.suppress(sqlite3.Error):
                     connection.execute("ROLLBACK")
-            raise StoreError(f"cannot be written: {exc}") from exc
+            raise StoreError(f"the store at {self._path} cannot be written: {exc}") from exc
+        # After the commit: a file removed before it (or during it) took the commit with it.
+        self._check_identity()
 
     def close(self) -> None:
         # The last connection to close checkpoints the WAL into the file and removes it.
@@ -173,6 +217,150 @@ class SqliteStore:
         values = list(itertools.chain.from_iterable(map(astuple, tasks)))
         values.extend(astuple(tasks[-1]) * (rows - len(tasks)))
         self._connection.execute(_upsert(rows), values)
+
+    def _check_identity(self) -> None:
+        if _identity(self._path) != self._identity:
+            raise StoreError(
+                f"the store at {self._path} was removed or replaced while in use: what is "
+                "written now would be lost with the file nobody can open any more"
+            )
+
+    def _set_aside(self, broken: Sequence[tuple[int, object, str]]) -> None:
+        connection = self._connection
+        now = time.time()
+        try:
+            connection.execute("BEGIN IMMEDIATE")
+            connection.execute(_QUARANTINE)
+            for seq, _, reason in broken:
+                connection.execute(_SET_ASIDE[0], (reason, now, seq))
+                connection.execute(_SET_ASIDE[1], (seq,))
+            connection.execute("COMMIT")
+        except sqlite3.Error as exc:
+            if connection.in_transaction:
+                with contextlib.suppress(sqlite3.Error):
+                    connection.execute("ROLLBACK")
+            raise StoreError(f"cannot set aside rows that do not decode: {exc}") from None
+        for seq, task_id, reason in broken:
+            logger.error(
+                "store %s: task %s (row %d) cannot be read: %s; it was moved to the table "
+                "quarantine and is neither served nor run",
+                self._path,
+                _shown_id(task_id),
+                seq,
+                reason,
+            )
+
+
+def decode_row(row: Sequence[object]) -> Task:
+    """The Task a row of ``tasks`` holds (text as bytes), or ValueError saying what is wrong.
+
+    Everything a row holds is checked before it is served: text is UTF-8, the payload and the
+    result are JSON, and the state is one the service can have made.
+    """
+    (
+        task_id,
+        payload,
+        max_retries,
+        status,
+        attempts,
+        created_at,
+        updated_at,
+        last_error,
+        next_attempt_at,
+        priority,
+        timeout_ms,
+        result,
+    ) = row
+    status_text = _text(status, "status")
+    if status_text not in STATUSES:
+        raise ValueError(f"status {status_text!r} is not one of {', '.join(STATUSES)}")
+    return Task(
+        id=_text(task_id, "id"),
+        payload=_json(payload, "payload"),
+        max_retries=_count(max_retries, "max_retries"),
+        status=status_text,
+        attempts=_count(attempts, "attempts"),
+        created_at=_time(created_at, "created_at"),
+        updated_at=_time(updated_at, "updated_at"),
+        last_error=_optional(_text, last_error, "last_error"),
+        next_attempt_at=_optional(_time, next_attempt_at, "next_attempt_at"),
+        priority=_bounded(priority, "priority", MAX_PRIORITY),
+        timeout_ms=_optional(_positive, timeout_ms, "timeout_ms"),
+        result=_optional(_json, result, "result"),
+    )
+
+
+def _optional(check: Callable[[object, str], T], value: object, name: str) -> T | None:
+    return None if value is None else check(value, name)
+
+
+def _text(value: object, name: str) -> str:
+    if not isinstance(value, bytes):
+        raise ValueError(f"{name} is not text")
+    try:
+        text = value.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"{name} is not UTF-8 ({exc.reason} at byte {exc.start})") from None
+    if not text and name == "id":
+        raise ValueError("id is empty")
+    return text
+
+
+def _json(value: object, name: str) -> bytes:
+    if not isinstance(value, bytes):
+        raise ValueError(f"{name} is not JSON text")
+    try:
+        msgspec.json.decode(value)
+    except (msgspec.DecodeError, UnicodeDecodeError) as exc:
+        raise ValueError(f"{name} is not valid JSON ({exc})") from None
+    except RecursionError:
+        raise ValueError(f"{name} is nested too deep") from None
+    return value
+
+
+def _count(value: object, name: str) -> int:
+    if not isinstance(value, int) or value < 0:
+        raise ValueError(f"{name} {value!r} is not a count (an integer, 0 or more)")
+    return value
+
+
+def _bounded(value: object, name: str, most: int) -> int:
+    if not isinstance(value, int) or not 0 <= value <= most:
+        raise ValueError(f"{name} {value!r} is not an integer from 0 to {most}")
+    return value
+
+
+def _positive(value: object, name: str) -> int:
+    if not isinstance(value, int) or value <= 0:
+        raise ValueError(f"{name} {value!r} is not a positive integer")
+    return value
+
+
+def _time(value: object, name: str) -> float:
+    if not isinstance(value, int | float) or not math.isfinite(value) or value < 0:
+        raise ValueError(f"{name} {value!r} is not a time")
+    return float(value)
+
+
+def _shown_id(task_id: object) -> str:
+    """The id as a log line can show it: quoted text, or the bytes that are not."""
+    if isinstance(task_id, bytes):
+        with contextlib.suppress(UnicodeDecodeError):
+            return repr(task_id.decode("utf-8"))
+    return repr(task_id)
+
+
+def _identity(path: str) -> tuple[tuple[int, int] | None, ...]:
+    """The (device, inode) of the file at ``path`` and of its write-ahead log (None: none)."""
+    found: list[tuple[int, int] | None] = []
+    for name in (path, path + "-wal"):
+        try:
+            status = os.stat(name)
+        except FileNotFoundError:
+            found.append(None)
+        else:
+            found.append((status.st_dev, status.st_ino))
+    return tuple(found)
 
 
 def _check_place(name: str) -> None:

@@ -36,6 +36,11 @@ class Store(Protocol):
         """
         ...
 
+    def check(self) -> None:
+        """Raise StoreError unless a write would reach the store now: how the repository
+        finds out that a store which failed is back, when it has nothing to write."""
+        ...
+
     def close(self) -> None:
         """Release the store; nothing staged is lost, since a commit is already stored."""
         ...
@@ -66,6 +71,9 @@ class MemoryStore:
         for task in tasks:
             self._tasks[task.id] = task
         self.commits += 1
+
+    def check(self) -> None:
+        """Always writable."""
 
     def close(self) -> None:
         """Nothing to release: the tasks stay for the next TaskSystem that opens this store."""

@@ -36,6 +36,7 @@ from actors.messages import (
     ScheduleRetry,
     Submit,
     SubmitBatch,
+    WatchStore,
     WhenIdle,
 )
 from actors.recovery import plan_recovery
@@ -100,6 +101,7 @@ class SystemStats(NamedTuple):
     rejected_full: int
     rejected_duplicate: int
     rejected_shutting_down: int
+    rejected_store_unavailable: int
     attempts: int
     """Since start: attempts handed to a worker."""
     retries: int
@@ -151,6 +153,7 @@ class StatsAnswer:
             rejected_full=repository.full,
             rejected_duplicate=repository.duplicate,
             rejected_shutting_down=repository.shutting_down,
+            rejected_store_unavailable=repository.store_unavailable,
             attempts=line.attempts,
             retries=line.retries,
             done=line.done,
@@ -218,6 +221,7 @@ class TaskSystem:
         for task in plan.saves:
             repository.tell(Save(task))
         dispatcher = DispatcherActor.start(queue_size, repository)
+        repository.tell(WatchStore(dispatcher))
         worker_refs = tuple(
             WorkerActor.start(index, handler, dispatcher, repository, policy, uniform, observer)
             for index in range(workers)

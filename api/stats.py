@@ -63,6 +63,7 @@ class Rejected(msgspec.Struct, frozen=True):
     full: int
     duplicate: int
     shutting_down: int
+    store_unavailable: int
     invalid: int
 
 
@@ -113,6 +114,7 @@ def stats_body(stats: SystemStats, invalid: int) -> StatsBody:
                 full=stats.rejected_full,
                 duplicate=stats.rejected_duplicate,
                 shutting_down=stats.rejected_shutting_down,
+                store_unavailable=stats.rejected_store_unavailable,
                 invalid=invalid,
             ),
             attempts=stats.attempts,
@@ -138,7 +140,8 @@ class StatsResource(JsonOptions):
 
 
 class ReadinessBody(msgspec.Struct, frozen=True):
-    """The body of ``GET /readyz``: ``ready``, ``full`` or ``shutting down``."""
+    """The body of ``GET /readyz``: ``ready``, ``full``, ``store unavailable`` or
+    ``shutting down``."""
 
     status: str
 
@@ -149,7 +152,8 @@ _READINESS: Final = {
 
 
 class ReadinessResource(JsonOptions):
-    """200 while a new task would be admitted; 503 when the line is full or shutdown began."""
+    """200 while a new task would be admitted; 503 when the line is full, the store cannot be
+    written, or shutdown began."""
 
     def __init__(self, system: TaskSystem, *, timeout_s: float) -> None:
         self._system = system

@@ -160,7 +160,8 @@ def test_a_full_disk_refuses_new_work_at_once_and_the_service_comes_back_when_sp
     assert str(db) in critical
 
     filler.unlink()
-    came_back = wait_until(lambda: service.enqueue({"id": "after-0"}).status == 201)
+    after = {"id": "after-0", "payload": {"log": str(runs)}}
+    came_back = wait_until(lambda: service.enqueue(after).status == 201)
     assert came_back
     assert service.request("GET", "/readyz").status == 200
     assert "store is available again" in service.log()
@@ -234,7 +235,7 @@ def corrupt(db: Path, task_id: str, **columns: object) -> None:
     connection = sqlite3.connect(db)
     assignments = ", ".join(f"{name} = ?" for name in columns)
     connection.execute(
-        f"UPDATE tasks SET {assignments} WHERE id = ?",  # noqa: S608 (names are the test's own)
+        f"UPDATE tasks SET {assignments} WHERE id = ?",
         (*columns.values(), task_id),
     )
     connection.commit()
