@@ -90,7 +90,13 @@ def test_stats_count_exactly_what_happened_to_every_enqueue(
         "queue_size": 2,
         "totals": {
             "enqueued": 3,
-            "rejected": {"full": 1, "duplicate": 1, "shutting_down": 0, "invalid": 4},
+            "rejected": {
+                "full": 1,
+                "duplicate": 1,
+                "shutting_down": 0,
+                "store_unavailable": 0,
+                "invalid": 4,
+            },
             "attempts": 1,
             "retries": 0,
             "done": 0,
@@ -113,6 +119,7 @@ def test_stats_count_exactly_what_happened_to_every_enqueue(
         "full": 1,
         "duplicate": 2,
         "shutting_down": 1,
+        "store_unavailable": 0,
         "invalid": 4,
     }
 
