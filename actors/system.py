@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import random
 import time
-from typing import TYPE_CHECKING, NamedTuple, cast
+from typing import TYPE_CHECKING, NamedTuple, TypeVar, cast
 
 import pykka
 
@@ -61,8 +61,14 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
+T = TypeVar("T")
+
 STOP_TIMEOUT_S = 5.0
 """How long stopping one idle actor may take before we stop waiting for it."""
+
+STOP_GRACE_S = 5.0
+"""How long stopping the actors may take in all, after the deadline for running attempts: an
+actor that is dead or stuck is given up on, so shutdown ends whatever state the actors are in."""
 
 
 class SystemStopped(Exception):
@@ -82,6 +88,8 @@ class ShutdownSummary(NamedTuple):
     """False when the deadline passed with attempts still running."""
     kept: bool = False
     """True with a durable store: the queued and waiting tasks are kept for the next start."""
+    unanswered: tuple[str, ...] = ()
+    """The actors that were dead or stuck at shutdown: the counts they keep are missing."""
 
 
 class SystemStats(NamedTuple):
@@ -357,52 +365,95 @@ class TaskSystem:
 
     # --- shutdown ------------------------------------------------------------------------------
 
-    def begin_shutdown(self) -> None:
-        """Refuse new tasks from now on and stop starting queued ones."""
-        self._dispatcher.ask(BeginShutdown(), timeout=STOP_TIMEOUT_S)
+    def begin_shutdown(self, timeout_s: float = STOP_TIMEOUT_S) -> bool:
+        """Refuse new tasks from now on and stop starting queued ones; False (logged) if the
+        dispatcher is dead or did not answer within ``timeout_s``."""
+        stopping = _Stopping(time.monotonic() + timeout_s)
+        return stopping.ask(self._dispatcher, "dispatcher", BeginShutdown(), False) is None
 
     def wait_idle(self, timeout_s: float) -> bool:
         """Wait until no attempt is running; False if ``timeout_s`` passed first."""
         reply: Reply[None] = Reply()
-        self._dispatcher.tell(WhenIdle(reply))
         try:
+            self._dispatcher.tell(WhenIdle(reply))
             reply.get(timeout=max(0.0, timeout_s))
-        except pykka.Timeout:
+        except (pykka.Timeout, pykka.ActorDeadError):
             return False
         return True
 
     def stop(self, deadline: float | None = None) -> ShutdownSummary:
         """Shut down: intake, running attempts, then retry -> dispatcher -> workers -> repository.
 
-        ``deadline`` (a ``time.monotonic()`` value) bounds the wait for running attempts.
+        ``deadline`` (a ``time.monotonic()`` value) bounds the wait for running attempts, and
+        stopping the actors takes at most ``STOP_GRACE_S`` more: an actor that is dead or stuck
+        is given up on (and named in the summary's ``unanswered``), never waited on for ever.
         """
         if deadline is None:
             deadline = time.monotonic() + 30.0
-        self.begin_shutdown()
-        drained = self.wait_idle(deadline - time.monotonic())
-        abandoned_retries: int = self._retry.ask(
-            CancelRetries(), block=True, timeout=STOP_TIMEOUT_S
-        )
-        self._retry.stop(timeout=STOP_TIMEOUT_S)
-        line_reply: Reply[DispatcherStats] = Reply()
-        self._dispatcher.tell(GetDispatcherStats(line_reply))
-        line = line_reply.get(timeout=STOP_TIMEOUT_S)
-        self._dispatcher.stop(timeout=STOP_TIMEOUT_S)
+        stopping = _Stopping(max(deadline, time.monotonic()) + STOP_GRACE_S)
+        begun = stopping.ask(self._dispatcher, "dispatcher", BeginShutdown(), False) is None
+        drained = begun and self.wait_idle(deadline - time.monotonic())
+        abandoned_retries = stopping.ask(self._retry, "retry actor", CancelRetries(), 0)
+        stopping.stop(self._retry, "retry actor")
+        line: Reply[DispatcherStats] = Reply()
+        waiting = 0
+        # Answered through ``line`` while ``ask`` waits: set once the ask returns.
+        if (
+            begun
+            and stopping.ask(self._dispatcher, "dispatcher", GetDispatcherStats(line), 0) is None
+        ):
+            waiting = line.get(timeout=0).waiting
+        stopping.stop(self._dispatcher, "dispatcher")
         for worker in self._workers:
             # A worker still inside a handler (deadline passed) cannot answer; it is a daemon
             # thread, so it does not hold the process open either.
             worker.stop(block=False)
-        counts: dict[str, int] = self._repository.ask(
-            CountByStatus(), block=True, timeout=STOP_TIMEOUT_S
-        )
-        self._repository.stop(timeout=STOP_TIMEOUT_S)
+        counts: dict[str, int] = stopping.ask(self._repository, "repository", CountByStatus(), {})
+        stopping.stop(self._repository, "repository")
         return ShutdownSummary(
             counts=counts,
-            abandoned_in_line=line.waiting,
+            abandoned_in_line=waiting,
             abandoned_retries=abandoned_retries,
             drained=drained,
             kept=self._durable,
+            unanswered=tuple(stopping.unanswered),
         )
+
+
+class _Stopping:
+    """Questions to the actors at shutdown under one shared deadline: an actor that is dead or
+    does not answer in time is logged, named in ``unanswered``, and given up on."""
+
+    def __init__(self, end: float) -> None:
+        self._end = end
+        self.unanswered: list[str] = []
+
+    def ask(self, actor: pykka.ActorRef, name: str, message: object, default: T) -> T:
+        """``actor``'s answer to ``message`` (through pykka's ``ask``), or ``default``."""
+        try:
+            return cast("T", actor.ask(message, timeout=self._left()))
+        except pykka.ActorDeadError:
+            self._given_up(name, "had already stopped")
+        except pykka.Timeout:
+            self._given_up(name, "did not answer in time")
+        return default
+
+    def stop(self, actor: pykka.ActorRef, name: str) -> None:
+        if name in self.unanswered:
+            actor.stop(block=False)  # if it ever gets to it; nobody waits
+            return
+        try:
+            actor.stop(timeout=self._left())
+        except pykka.Timeout:
+            self._given_up(name, "did not stop in time")
+
+    def _left(self) -> float:
+        return min(STOP_TIMEOUT_S, max(0.0, self._end - time.monotonic()))
+
+    def _given_up(self, name: str, why: str) -> None:
+        logger.warning("shutdown: the %s %s; given up on", name, why)
+        if name not in self.unanswered:
+            self.unanswered.append(name)
 
 
 def _recover(repository: pykka.ActorRef) -> tuple[Task, ...]:
