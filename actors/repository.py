@@ -557,6 +557,9 @@ class RepositoryActor(Actor):
                 new += 1
                 del self._tasks[task.id]
                 self._staged.pop(task.id, None)
+                # A commit may have reached the store and failed after (a file found removed
+                # once written): its row goes at the next one, so a refusal leaves no trace.
+                self._deleted.append(task.id)
                 self._order.invalidate()
             else:
                 self._tasks[task.id] = self._staged[task.id] = before
@@ -576,14 +579,15 @@ class RepositoryActor(Actor):
         return Admission.STORE_UNAVAILABLE if self._outage is not None else None
 
     def _commit(self) -> None:
-        """Write what is staged (in an outage, with nothing staged: check the store), then
-        release what was held for it. A failure is an outage of the store, not of this actor."""
+        """Write what is staged (in an outage, check the store first: it may repair itself),
+        then release what was held for it. A failure is an outage of the store, not of this
+        actor."""
         assert self._store is not None
         try:
+            if self._outage is not None:
+                self._store.check()
             if self._staged or self._deleted:
                 self._store.commit(tuple(self._staged.values()), self._deleted)
-            else:
-                self._store.check()
         except StoreError as exc:
             self._store_failed(exc)
             return

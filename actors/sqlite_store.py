@@ -118,6 +118,8 @@ class SqliteStore:
         # The file and its write-ahead log as opened: a path that no longer leads to them means
         # someone removed or replaced them, and commits would go where nobody will find them.
         self._identity = _identity(path)
+        # True from closing a removed file, written again at its path, until the copy is open.
+        self._reopening = False
         # Builds of SQLite may allow fewer bound values than the 32766 of recent ones.
         variables = connection.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)
         fit = 1 << ((variables // len(_FIELDS)).bit_length() - 1)
@@ -169,8 +171,14 @@ class SqliteStore:
         return tasks
 
     def check(self) -> None:
-        """A real write (the schema version, again), after checking the file is still ours."""
-        self._check_identity()
+        """A real write (the schema version, again) to the file at the path.
+
+        A file removed while in use is first written again from the open one (which holds every
+        commit), so nothing is lost; one replaced by another file, or whose write-ahead log was
+        removed or replaced, is never touched: StoreError, until a restart.
+        """
+        if self._reopening or _identity(self._path) != self._identity:
+            self._restore()
         try:
             self._connection.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
         except sqlite3.Error as exc:
@@ -218,11 +226,51 @@ class SqliteStore:
         values.extend(astuple(tasks[-1]) * (rows - len(tasks)))
         self._connection.execute(_upsert(rows), values)
 
+    def _restore(self) -> None:
+        path = self._path
+        if not self._reopening:
+            if _identity(path)[0] is not None:
+                self._check_identity()  # replaced, or only its log is gone: left alone
+            copy = path + ".restoring"
+            try:
+                target = sqlite3.connect(copy, isolation_level=None)
+                try:
+                    self._connection.backup(target)
+                finally:
+                    target.close()
+                os.replace(copy, path)
+            except (sqlite3.Error, OSError) as exc:
+                with contextlib.suppress(OSError):
+                    os.unlink(copy)
+                raise StoreError(
+                    f"the store at {path} was removed while in use, and cannot be written "
+                    f"again from the open file: {exc}"
+                ) from None
+            # Closed before the copy is opened: closing deletes the log by its name, which
+            # would otherwise be the new one's.
+            self._connection.close()
+            self._reopening = True
+            logger.warning(
+                "the store at %s was removed while in use: it is written again, whole, from the "
+                "file that was still open",
+                path,
+            )
+        try:
+            reopened = SqliteStore.open(path)
+        except StoreError as exc:
+            raise StoreError(
+                f"the store at {path} was written again after its removal, but cannot be "
+                f"opened: {exc}"
+            ) from None
+        self._connection, self._identity = reopened._connection, reopened._identity
+        self._reopening = False
+
     def _check_identity(self) -> None:
         if _identity(self._path) != self._identity:
             raise StoreError(
                 f"the store at {self._path} was removed or replaced while in use: what is "
-                "written now would be lost with the file nobody can open any more"
+                "written now would be lost with the file nobody can open any more (a removed "
+                "file is written again from the open one; a replaced one is left alone)"
             )
 
     def _set_aside(self, broken: Sequence[tuple[int, object, str]]) -> None:

@@ -282,11 +282,15 @@ class FlakyStore(MemoryStore):
     def __init__(self) -> None:
         super().__init__()
         self.full = threading.Event()
+        self.written_then_lost = threading.Event()
         self.tries = 0
         self.checks = 0
 
     def commit(self, tasks: Sequence[Task], deleted: Collection[str] = ()) -> None:
         self.tries += 1
+        if self.written_then_lost.is_set():
+            super().commit(tasks, deleted)
+            raise StoreError("the store at memory was removed or replaced while in use")
         if self.full.is_set():
             raise StoreError("the store at memory cannot be written: database or disk is full")
         super().commit(tasks, deleted)
@@ -557,7 +561,7 @@ def test_changes_made_while_the_store_is_down_are_written_once_it_is_back(
     done = msgspec.structs.replace(accepted, status=DONE, attempts=1)
     repository.tell(Save(done))
     assert insert(repository, new_task("refused", b"null", 0)) is Admission.STORE_UNAVAILABLE
-    wait_until(lambda: store.tries >= 5, TIMEOUT_S)
+    wait_until(lambda: store.checks >= 3, TIMEOUT_S)
 
     store.full.clear()
 
@@ -565,6 +569,22 @@ def test_changes_made_while_the_store_is_down_are_written_once_it_is_back(
     wait_until(lambda: store_heard(dispatcher) == [False, True], TIMEOUT_S)
     assert insert(repository, new_task("after", b"null", 0)) is Admission.ACCEPTED
     assert [task.id for task in store.load()] == ["accepted", "after"]
+
+
+def test_a_task_refused_after_its_commit_reached_the_store_is_deleted_from_it_when_it_is_back(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(repository_module, "STORE_RETRY_MAX_MS", 10)
+    store = FlakyStore()
+    repository, dispatcher = flaky_repository(store)
+    store.written_then_lost.set()
+
+    assert insert(repository, new_task("refused", b"null", 0)) is Admission.STORE_UNAVAILABLE
+    assert [task.id for task in store.load()] == ["refused"]
+    store.written_then_lost.clear()
+
+    wait_until(lambda: store_heard(dispatcher) == [False, True], TIMEOUT_S)
+    assert store.load() == []
 
 
 def test_a_store_that_fails_with_nothing_to_write_is_checked_until_it_is_back(

@@ -331,10 +331,33 @@ def test_a_commit_after_the_file_was_removed_fails_naming_the_file(path: Path) -
         with pytest.raises(StoreError, match="removed or replaced") as failure:
             store.commit([new_task("after", b"1", max_retries=0)])
         assert str(path) in str(failure.value)
-        with pytest.raises(StoreError, match="removed or replaced"):
-            store.check()
     finally:
         store.close()
+
+
+def test_a_removed_file_is_written_again_whole_from_the_open_one_at_the_next_check(
+    path: Path,
+) -> None:
+    kept = [new_task(f"t{n}", b"[1]", max_retries=0, now=1.0) for n in range(3)]
+    store = SqliteStore.open(path)
+    try:
+        store.commit(kept[:2])
+        for name in (path, path.with_name(path.name + "-wal")):
+            name.unlink()
+        with pytest.raises(StoreError, match="removed"):
+            store.commit(kept[2:])
+
+        store.check()
+
+        store.commit([msgspec.structs.replace(kept[0], status=DONE)])
+    finally:
+        store.close()
+    reopened = SqliteStore.open(path)
+    try:
+        assert reopened.load() == [msgspec.structs.replace(kept[0], status=DONE), *kept[1:]]
+    finally:
+        reopened.close()
+    assert sorted(entry.name for entry in path.parent.iterdir()) == [path.name]
 
 
 @pytest.mark.parametrize("which", ["", "-wal"])
@@ -343,11 +366,15 @@ def test_a_commit_after_the_file_or_its_log_was_replaced_fails(path: Path, which
     try:
         target = path.with_name(path.name + which)
         replacement = path.with_name("replacement")
-        replacement.write_bytes(target.read_bytes())
+        contents = target.read_bytes()
+        replacement.write_bytes(contents)
         replacement.replace(target)
 
         with pytest.raises(StoreError, match="removed or replaced"):
             store.commit([new_task("after", b"1", max_retries=0)])
+        with pytest.raises(StoreError, match="removed or replaced"):
+            store.check()  # never written over: the file there now is someone else's
+        assert target.read_bytes() == contents
     finally:
         store.close()
 
