@@ -41,7 +41,7 @@ from actors.repository import BATCH_CAP, RepositoryActor
 from actors.sqlite_store import SqliteStore
 from actors.store import MemoryStore, Store, StoreError
 from actors.task import CANCELLED, DONE, FAILED, QUEUED, RUNNING, Task, new_task
-from tests.support import wait_until
+from tests.support import FlakyStore, wait_until
 
 TIMEOUT_S = 5.0
 
@@ -274,31 +274,6 @@ class GatedStore:
 
     def wait_entered(self) -> None:
         assert self.entered.acquire(timeout=TIMEOUT_S), "no commit began"
-
-
-class FlakyStore(MemoryStore):
-    """A store in memory whose writes fail while ``full`` is set, as a full disk's do."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.full = threading.Event()
-        self.written_then_lost = threading.Event()
-        self.tries = 0
-        self.checks = 0
-
-    def commit(self, tasks: Sequence[Task], deleted: Collection[str] = ()) -> None:
-        self.tries += 1
-        if self.written_then_lost.is_set():
-            super().commit(tasks, deleted)
-            raise StoreError("the store at memory was removed or replaced while in use")
-        if self.full.is_set():
-            raise StoreError("the store at memory cannot be written: database or disk is full")
-        super().commit(tasks, deleted)
-
-    def check(self) -> None:
-        self.checks += 1
-        if self.full.is_set():
-            raise StoreError("the store at memory cannot be written: database or disk is full")
 
 
 def store_heard(dispatcher: TellRecorder) -> list[bool]:
