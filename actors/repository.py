@@ -550,8 +550,11 @@ class RepositoryActor(Actor):
         """The commit that was to keep this new work failed: undo it, and refuse it."""
         new = 0
         for task, before in zip(acceptance.tasks, acceptance.before, strict=True):
-            # Nobody has heard of the task since (the dispatcher's notice is what was held).
-            assert self._tasks.get(task.id) is task
+            if self._tasks.get(task.id) is not task:
+                # Cannot happen: nobody has heard of it since (the dispatcher's notice is what
+                # was held). Said loudly; this actor, every task's owner, lives on.
+                logger.error("task %r changed before its acceptance was withdrawn", task.id)
+                continue
             self._counts[task.status] -= 1
             if before is None:
                 new += 1
