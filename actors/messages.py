@@ -361,6 +361,8 @@ class RepositoryStats(NamedTuple):
     """Tasks cancelled through the API since start."""
     evicted: int
     """Finished tasks the retention rules removed since start."""
+    store: str
+    """The durable store: ``available``, ``unavailable`` (cannot be written now) or ``none``."""
 
 
 class GetRepositoryStats(NamedTuple):

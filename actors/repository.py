@@ -520,6 +520,13 @@ class RepositoryActor(Actor):
             store_unavailable=self._refused[Admission.STORE_UNAVAILABLE],
             cancelled=self._cancelled,
             evicted=self._evicted,
+            store=(
+                "none"
+                if self._store is None
+                else "available"
+                if self._outage is None
+                else "unavailable"
+            ),
         )
 
     def _send(self, send: Callable[[T], object], value: T) -> None:

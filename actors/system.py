@@ -121,6 +121,8 @@ class SystemStats(NamedTuple):
     evicted: int
     """Since start: finished tasks the retention rules removed."""
     uptime_s: float
+    store: str
+    """The durable store: ``available``, ``unavailable`` or ``none``."""
 
 
 class StatsAnswer:
@@ -169,6 +171,7 @@ class StatsAnswer:
             cancelled=repository.cancelled,
             evicted=repository.evicted,
             uptime_s=time.monotonic() - self._started_at,
+            store=repository.store,
         )
 
 

@@ -90,6 +90,9 @@ class StatsBody(msgspec.Struct, frozen=True):
     """Tasks waiting for a retry or delayed (queued, with ``next_attempt_at`` set)."""
     workers: Workers
     queue_size: int
+    store: str
+    """The durable store (DB_PATH): ``available``, ``unavailable`` (it cannot be written now:
+    new work is refused) or ``none`` (tasks in memory only)."""
     totals: Totals
     uptime_s: float
 
@@ -108,6 +111,7 @@ def stats_body(stats: SystemStats, invalid: int) -> StatsBody:
         scheduled=stats.scheduled,
         workers=Workers(total=stats.workers, busy=stats.busy),
         queue_size=stats.queue_size,
+        store=stats.store,
         totals=Totals(
             enqueued=stats.enqueued,
             rejected=Rejected(

@@ -88,6 +88,7 @@ def test_stats_count_exactly_what_happened_to_every_enqueue(
         "scheduled": 0,
         "workers": {"total": 1, "busy": 1},
         "queue_size": 2,
+        "store": "none",
         "totals": {
             "enqueued": 3,
             "rejected": {
