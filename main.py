@@ -135,9 +135,13 @@ def main(environ: Mapping[str, str] = os.environ) -> int:
     # stop signal always ends the process, whatever state the actors are in.
     if system.begin_shutdown():
         logger.info("intake closed")
-    if not server.stop(deadline):
-        logger.warning("HTTP requests still in flight at the deadline were cut off")
-    logger.info("HTTP server stopped")
+    try:
+        if not server.stop(deadline):
+            logger.warning("HTTP requests still in flight at the deadline were cut off")
+    except Exception:
+        logger.exception("stopping the HTTP server failed; shutting down the actors anyway")
+    else:
+        logger.info("HTTP server stopped")
     summary = system.stop(deadline)
     logger.info("%s", describe_summary(summary), extra={"summary": summary._asdict()})
     if summary.unanswered:

@@ -195,6 +195,29 @@ def test_sigterm_while_the_disk_is_full_exits_0_within_the_shutdown_timeout(
     assert "shutdown complete" in service.log()
 
 
+# --- actors that died ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("actor", ["DispatcherActor", "RepositoryActor", "RetryActor"])
+def test_sigterm_exits_0_within_the_shutdown_timeout_whatever_actor_has_died(
+    tmp_path: Path, actor: str
+) -> None:
+    service = launch(
+        tmp_path, "stop_actor", WORKER_MODE="thread", SHUTDOWN_TIMEOUT_S=1, LOG_LEVEL="DEBUG"
+    )
+    try:
+        service.accept({"id": "killer", "payload": {"actor": actor}})
+        wait_until(lambda: f"Stopped {actor}" in service.log())
+
+        started = time.monotonic()
+        service.send(signal.SIGTERM)
+        assert service.wait_exit(timeout_s=1 + 8.0) == 0, service.log()
+        assert time.monotonic() - started < 1 + 8.0
+        assert "shutdown complete" in service.log()
+    finally:
+        service.kill()
+
+
 # --- a removed file -------------------------------------------------------------------------------
 
 
