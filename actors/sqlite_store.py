@@ -229,31 +229,21 @@ class SqliteStore:
     def _restore(self) -> None:
         path = self._path
         if not self._reopening:
-            if _identity(path)[0] is not None:
-                self._check_identity()  # replaced, or only its log is gone: left alone
-            copy = path + ".restoring"
-            try:
-                target = sqlite3.connect(copy, isolation_level=None)
-                try:
-                    self._connection.backup(target)
-                finally:
-                    target.close()
-                os.replace(copy, path)
-            except (sqlite3.Error, OSError) as exc:
-                with contextlib.suppress(OSError):
-                    os.unlink(copy)
-                raise StoreError(
-                    f"the store at {path} was removed while in use, and cannot be written "
-                    f"again from the open file: {exc}"
-                ) from None
-            # Closed before the copy is opened: closing deletes the log by its name, which
-            # would otherwise be the new one's.
+            file_now, log_now = _identity(path)
+            if file_now is None:
+                self._copy_open_file()
+            elif file_now != self._identity[0] or log_now is not None:
+                self._check_identity()  # another file (or log) is there: left alone
+            # Closed before the file at the path is opened: closing writes the open log into
+            # the file it belongs to, then deletes the log by its name, which would otherwise
+            # be the new one's.
             self._connection.close()
             self._reopening = True
             logger.warning(
-                "the store at %s was removed while in use: it is written again, whole, from the "
-                "file that was still open",
+                "the store at %s was removed while in use (%s): it is written again, whole, "
+                "from the files still open",
                 path,
+                "the file" if file_now is None else "its write-ahead log",
             )
         try:
             reopened = SqliteStore.open(path)
@@ -265,12 +255,31 @@ class SqliteStore:
         self._connection, self._identity = reopened._connection, reopened._identity
         self._reopening = False
 
+    def _copy_open_file(self) -> None:
+        """Write what the open (removed) file holds to the path: SQLite's backup, every commit."""
+        path = self._path
+        copy = path + ".restoring"
+        try:
+            target = sqlite3.connect(copy, isolation_level=None)
+            try:
+                self._connection.backup(target)
+            finally:
+                target.close()
+            os.replace(copy, path)
+        except (sqlite3.Error, OSError) as exc:
+            with contextlib.suppress(OSError):
+                os.unlink(copy)
+            raise StoreError(
+                f"the store at {path} was removed while in use, and cannot be written again "
+                f"from the open file: {exc}"
+            ) from None
+
     def _check_identity(self) -> None:
         if _identity(self._path) != self._identity:
             raise StoreError(
                 f"the store at {self._path} was removed or replaced while in use: what is "
                 "written now would be lost with the file nobody can open any more (a removed "
-                "file is written again from the open one; a replaced one is left alone)"
+                "file or log is written again from the open one; a replaced one is left alone)"
             )
 
     def _set_aside(self, broken: Sequence[tuple[int, object, str]]) -> None:

@@ -243,7 +243,7 @@ def test_a_removed_store_file_is_a_store_failure_naming_db_path_then_written_aga
     after = {"id": "after", "payload": {"log": str(runs)}}
     wait_until(lambda: service.enqueue(after).status == 201)
     assert db.exists()
-    assert "written again, whole, from the file that was still open" in service.log()
+    assert "it is written again, whole, from the files still open" in service.log()
     service.wait_for_task("after", lambda task: task["status"] == DONE)
     service.send(signal.SIGTERM)
     assert service.wait_exit(timeout_s=EXIT_WITHIN_S) == 0

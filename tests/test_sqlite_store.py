@@ -360,6 +360,30 @@ def test_a_removed_file_is_written_again_whole_from_the_open_one_at_the_next_che
     assert sorted(entry.name for entry in path.parent.iterdir()) == [path.name]
 
 
+def test_a_removed_write_ahead_log_is_written_into_the_file_and_a_new_one_begun(
+    path: Path,
+) -> None:
+    kept = [new_task(f"t{n}", b"[1]", max_retries=0, now=1.0) for n in range(3)]
+    store = SqliteStore.open(path)
+    try:
+        store.commit(kept[:1])
+        path.with_name(path.name + "-wal").unlink()
+        with pytest.raises(StoreError, match="removed"):
+            store.commit(kept[1:2])
+
+        store.check()
+
+        store.commit(kept[2:])
+        assert path.with_name(path.name + "-wal").exists()
+    finally:
+        store.close()
+    reopened = SqliteStore.open(path)
+    try:
+        assert reopened.load() == kept
+    finally:
+        reopened.close()
+
+
 @pytest.mark.parametrize("which", ["", "-wal"])
 def test_a_commit_after_the_file_or_its_log_was_replaced_fails(path: Path, which: str) -> None:
     store = SqliteStore.open(path)
