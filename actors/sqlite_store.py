@@ -62,7 +62,8 @@ CREATE TABLE tasks (
 
 _QUARANTINE: Final = """
 CREATE TABLE IF NOT EXISTS quarantine (
-    -- rows of tasks that did not decode at a start, as they were, and why; never read back
+    -- rows of tasks that did not decode at a start, as they were, and why; never read back.
+    -- A migration that adds a column to tasks adds it here too.
     seq INTEGER, id, payload, max_retries, status, attempts, created_at, updated_at,
     last_error, next_attempt_at, priority, timeout_ms, result,
     reason TEXT NOT NULL,

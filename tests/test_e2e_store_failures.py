@@ -319,3 +319,32 @@ def test_rows_that_do_not_decode_are_set_aside_and_every_answer_is_valid_json(
     kept_aside = {row[0] for row in connection.execute("SELECT id FROM quarantine")}
     connection.close()
     assert kept_aside == {task_id.encode() for task_id in BROKEN_ROWS}
+
+
+def test_eight_bytes_overwritten_inside_a_payload_on_disk_set_that_task_aside_alone(
+    start_service: Callable[..., Service], tmp_path: Path
+) -> None:
+    db, runs = tmp_path / "tasks.db", tmp_path / "runs.jsonl"
+    marker = "X" * 64
+    store = SqliteStore.open(db)
+    store.commit(
+        [
+            stored("good-0", runs),
+            new_task("damaged", json.dumps({"log": str(runs), "data": marker}).encode(), 0),
+            stored("good-1", runs),
+        ]
+    )
+    store.close()  # the log is written into the file: the payload is in it, once
+    data = bytearray(db.read_bytes())
+    at = data.index(marker.encode())
+    assert data.count(marker.encode()) == 1
+    data[at + 20 : at + 28] = b"\xff" * 8
+    db.write_bytes(bytes(data))
+
+    service = start_service(DB_PATH=str(db))
+
+    listed = service.request("GET", "/tasks")
+    assert [task["id"] for task in json.loads(listed.body.decode("utf-8"))] == ["good-0", "good-1"]
+    assert service.request("GET", task_path("damaged")).status == 404
+    assert "task 'damaged' (row 2) cannot be read: payload is not valid JSON" in service.log()
+    wait_until(lambda: all_done(service, ["good-0", "good-1"]))
