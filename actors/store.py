@@ -37,8 +37,9 @@ class Store(Protocol):
         ...
 
     def check(self) -> None:
-        """Raise StoreError unless a write would reach the store now: how the repository
-        finds out that a store which failed is back, when it has nothing to write."""
+        """Raise StoreError unless a write would reach the store now; repair what can be
+        repaired first (SqliteStore writes a removed file again from the open one). The
+        repository calls it before each retry of a store that failed."""
         ...
 
     def close(self) -> None:
