@@ -269,10 +269,10 @@ BROKEN = {
     "payload a lone surrogate": ("payload = CAST('\"\\ud800\"' AS BLOB)", "payload is not valid"),
     "result not JSON": ("result = x'5b31'", "result is not valid JSON"),
     "negative attempts": ("attempts = -1", "attempts -1 is not a count"),
-    "max_retries as text": ("max_retries = 'three'", "max_retries b'three' is not a count"),
+    "max_retries as text": ("max_retries = 'three'", "max_retries 'three' is not a count"),
     "priority out of range": ("priority = 10", "priority 10 is not an integer from 0 to 9"),
     "timeout_ms zero": ("timeout_ms = 0", "timeout_ms 0 is not a positive integer"),
-    "created_at not a time": ("created_at = 'yesterday'", "created_at b'yesterday' is not a time"),
+    "created_at not a time": ("created_at = 'yesterday'", "created_at 'yesterday' is not a time"),
     "last_error not UTF-8": ("last_error = CAST(x'6f6bff' AS TEXT)", "last_error is not UTF-8"),
     "id not UTF-8": ("id = CAST(x'74ff' AS TEXT)", "id is not UTF-8"),
 }
