@@ -14,7 +14,6 @@ import msgspec
 import pykka
 
 from actors.alarm import Alarm
-from actors.backoff import compute_backoff_ms
 from actors.base import Actor
 from actors.messages import (
     Admission,
@@ -43,6 +42,7 @@ from actors.messages import (
     SweepRetention,
     WatchStore,
 )
+from actors.outage import StoreOutage
 from actors.paging import CreationOrder
 from actors.retention import FinishedOrder, Retention
 from actors.store import StoreError
@@ -81,16 +81,6 @@ attempt runs again, which at-least-once allows."""
 
 RETENTION_SWEEP_S: Final = 1.0
 """The longest the retention alarm sleeps: a clock moved on (in tests) is seen within this."""
-
-STORE_RETRY_BASE_MS: Final = 50
-"""First wait before writing again to a store that failed; doubled after each failure."""
-
-STORE_RETRY_MAX_MS: Final = 2000
-"""Longest wait between two tries of a store that failed: how late, at worst, a store that can
-be written again (the disk has room again) is noticed."""
-
-STORE_LOG_INTERVAL_S: Final = 60.0
-"""A store failure is logged at CRITICAL when it starts, then at most this often."""
 
 MAX_CANCEL_ROUNDS: Final = 8
 """How often a Cancel may go round the actors looking for a task on its way between them. One
@@ -177,12 +167,9 @@ class RepositoryActor(Actor):
         self._next_expiry = math.inf
         # Ids deleted or evicted since the last commit: their rows go in it.
         self._deleted: list[str] = []
-        # While the store cannot be written: why, and how many tries failed in a row. Meanwhile
-        # staged changes wait for the next try and nothing is held: new work is refused.
-        self._outage: StoreError | None = None
-        self._outage_began = 0.0
-        self._failures = 0
-        self._logged_at = -math.inf
+        # Whether the store cannot be written now. Meanwhile staged changes wait for the next
+        # try, and nothing is held: new work is refused.
+        self._outage = StoreOutage()
         self._watcher: pykka.ActorRef | None = None
 
     def on_start(self) -> None:
@@ -192,7 +179,7 @@ class RepositoryActor(Actor):
     def on_receive(self, message: Any) -> Any:
         answer = self._handle(message)
         # In an outage the retry alarm is set, and only it commits.
-        if (self._staged or self._deleted) and self._outage is None:
+        if (self._staged or self._deleted) and not self._outage.down:
             if len(self._staged) + len(self._deleted) + len(self._held) >= BATCH_CAP or (
                 self._held and self.actor_inbox.empty()
             ):
@@ -257,18 +244,18 @@ class RepositoryActor(Actor):
                 self._send(reply.set, page)
             case CountByStatus():
                 # Answered through pykka's future, which cannot be held back: commit first.
-                if (self._staged or self._deleted) and self._outage is None:
+                if (self._staged or self._deleted) and not self._outage.down:
                     self._commit()
                 return dict(self._counts)
             case GetRepositoryStats(reply):
                 self._send(reply.set, self._stats())
             case CommitDue():
                 self._alarm_set = False
-                if self._staged or self._deleted or self._outage is not None:
+                if self._staged or self._deleted or self._outage.down:
                     self._commit()
             case WatchStore(dispatcher):
                 self._watcher = dispatcher
-                if self._outage is not None:
+                if self._outage.down:
                     self._tell_watcher(available=False)
             case Recover():
                 return self._recover()
@@ -421,7 +408,7 @@ class RepositoryActor(Actor):
             refused = Outcome(None, conflict=conflict)
         elif refusal is not None:
             refused = Outcome(None, refused=refusal)
-        elif self._outage is not None:
+        elif self._outage.down:
             refused = Outcome(None, refused=Admission.STORE_UNAVAILABLE)
         if refused is not None:
             if refusal is None:  # the dispatcher reserved a place for it: give it back
@@ -454,7 +441,7 @@ class RepositoryActor(Actor):
         task = self._tasks.get(task_id)
         if task is None:
             self._send(reply.set, Outcome(None))
-        elif self._outage is not None:
+        elif self._outage.down:
             self._send(reply.set, Outcome(None, refused=Admission.STORE_UNAVAILABLE))
         elif task.status not in FINAL_STATUSES:
             why = "running" if task.status == RUNNING else "queued"
@@ -524,7 +511,7 @@ class RepositoryActor(Actor):
                 "none"
                 if self._store is None
                 else "available"
-                if self._outage is None
+                if not self._outage.down
                 else "unavailable"
             ),
         )
@@ -535,7 +522,7 @@ class RepositoryActor(Actor):
         While the store is down nothing is held: an answer about what is in memory goes out at
         once (it may show a change not written yet), and new work is refused, never held.
         """
-        if (self._staged or self._deleted) and self._outage is None:
+        if (self._staged or self._deleted) and not self._outage.down:
             self._held.append((send, value))
         else:
             send(value)
@@ -586,7 +573,7 @@ class RepositoryActor(Actor):
 
     def _unavailable(self) -> Admission | None:
         """STORE_UNAVAILABLE while the store is down: the refusal of anything new."""
-        return Admission.STORE_UNAVAILABLE if self._outage is not None else None
+        return Admission.STORE_UNAVAILABLE if self._outage.down else None
 
     def _commit(self) -> None:
         """Write what is staged (in an outage, check the store first: it may repair itself),
@@ -594,7 +581,7 @@ class RepositoryActor(Actor):
         actor."""
         assert self._store is not None
         try:
-            if self._outage is not None:
+            if self._outage.down:
                 self._store.check()
             if self._staged or self._deleted:
                 self._store.commit(tuple(self._staged.values()), self._deleted)
@@ -603,7 +590,7 @@ class RepositoryActor(Actor):
             return
         self._staged.clear()
         self._deleted = []
-        if self._outage is not None:
+        if self._outage.down:
             self._store_back()
         held, self._held = self._held, []
         for send, value in held:
@@ -613,25 +600,16 @@ class RepositoryActor(Actor):
         """Keep the staged changes of accepted tasks for the next try; withdraw new work whose
         answer was held for this commit; release every other answer; try again later."""
         now = time.monotonic()
-        began = self._outage is None
-        if began:
-            self._outage_began = now
+        failure = self._outage.failed(exc, now)
+        if failure.began:
             self._tell_watcher(available=False)
-        self._outage = exc
-        self._failures += 1
-        if now - self._logged_at >= STORE_LOG_INTERVAL_S:
-            self._logged_at = now
-            level = logging.CRITICAL
-        else:
-            # Within a minute of the last CRITICAL line: a new outage is still said, quieter.
-            level = logging.ERROR if began else logging.DEBUG
         logger.log(
-            level,
+            failure.level,
             "%s; new tasks are refused (503 store unavailable) until it can be written again "
             "(%d failed write(s) in %.0f s; retrying)",
             exc,
-            self._failures,
-            now - self._outage_began,
+            self._outage.failures,
+            now - self._outage.began_at,
         )
         held, self._held = self._held, []
         for send, value in held:
@@ -640,21 +618,17 @@ class RepositoryActor(Actor):
             else:
                 send(value)
         if self._alarm is not None:
-            delay_ms = compute_backoff_ms(
-                self._failures, base_ms=STORE_RETRY_BASE_MS, max_ms=STORE_RETRY_MAX_MS
-            )
-            self._alarm.set(now + delay_ms / 1000)
+            self._alarm.set(failure.retry_at)
             self._alarm_set = True
 
     def _store_back(self) -> None:
         logger.warning(
             "the store is available again after %.1f s and %d failed write(s); new tasks are "
             "accepted",
-            time.monotonic() - self._outage_began,
-            self._failures,
+            time.monotonic() - self._outage.began_at,
+            self._outage.failures,
         )
-        self._outage = None
-        self._failures = 0
+        self._outage.ended()
         self._tell_watcher(available=True)
 
     def _tell_watcher(self, *, available: bool) -> None:

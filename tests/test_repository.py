@@ -13,6 +13,7 @@ import msgspec
 import pykka
 import pytest
 
+from actors import outage as outage_module
 from actors import repository as repository_module
 from actors.messages import (
     Admission,
@@ -527,7 +528,7 @@ def test_while_the_store_is_down_new_work_is_refused_at_once_and_reads_answer() 
 def test_changes_made_while_the_store_is_down_are_written_once_it_is_back(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(repository_module, "STORE_RETRY_MAX_MS", 10)
+    monkeypatch.setattr(outage_module, "STORE_RETRY_MAX_MS", 10)
     store = FlakyStore()
     repository, dispatcher = flaky_repository(store)
     accepted = new_task("accepted", b"null", 0)
@@ -549,7 +550,7 @@ def test_changes_made_while_the_store_is_down_are_written_once_it_is_back(
 def test_a_task_refused_after_its_commit_reached_the_store_is_deleted_from_it_when_it_is_back(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(repository_module, "STORE_RETRY_MAX_MS", 10)
+    monkeypatch.setattr(outage_module, "STORE_RETRY_MAX_MS", 10)
     store = FlakyStore()
     repository, dispatcher = flaky_repository(store)
     store.written_then_lost.set()
@@ -565,7 +566,7 @@ def test_a_task_refused_after_its_commit_reached_the_store_is_deleted_from_it_wh
 def test_a_store_that_fails_with_nothing_to_write_is_checked_until_it_is_back(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(repository_module, "STORE_RETRY_MAX_MS", 10)
+    monkeypatch.setattr(outage_module, "STORE_RETRY_MAX_MS", 10)
     store = FlakyStore()
     repository, dispatcher = flaky_repository(store)
     store.full.set()
@@ -581,7 +582,7 @@ def test_a_store_that_fails_with_nothing_to_write_is_checked_until_it_is_back(
 def test_a_store_failure_is_logged_critical_once_however_often_the_retries_fail(
     monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    monkeypatch.setattr(repository_module, "STORE_RETRY_MAX_MS", 1)
+    monkeypatch.setattr(outage_module, "STORE_RETRY_MAX_MS", 1)
     store = FlakyStore()
     repository, dispatcher = flaky_repository(store)
     store.full.set()
