@@ -43,7 +43,7 @@ from actors.messages import (
     WatchStore,
 )
 from actors.outage import StoreOutage
-from actors.paging import CreationOrder
+from actors.paging import CreationOrder, Page
 from actors.retention import FinishedOrder, Retention
 from actors.store import StoreError
 from actors.task import (
@@ -612,14 +612,32 @@ class RepositoryActor(Actor):
             now - self._outage.began_at,
         )
         held, self._held = self._held, []
-        for send, value in held:
+        # Each task the failed commit was to accept, as it is now that it is not: None if new.
+        withdrawn: dict[str, Task | None] = {}
+        for _, value in held:
             if isinstance(value, _Acceptance):
                 self._withdraw(value)
-            else:
-                send(value)
+                withdrawn.update((task.id, self._tasks.get(task.id)) for task in value.tasks)
+        for send, value in held:
+            if not isinstance(value, _Acceptance):
+                send(self._without(withdrawn, value) if withdrawn else value)
         if self._alarm is not None:
             self._alarm.set(failure.retry_at)
             self._alarm_set = True
+
+    def _without(self, withdrawn: dict[str, Task | None], answer: object) -> object:
+        """``answer``, held for a commit that failed, as if the work it withdrew never came:
+        a refused request leaves no trace, in the answers to reads made meanwhile either."""
+        match answer:
+            case Task(id=task_id) if task_id in withdrawn:
+                return withdrawn[task_id]
+            case list():
+                return _replaced(answer, withdrawn)
+            case Page(tasks, more):
+                return Page(_replaced(tasks, withdrawn), more)
+            case RepositoryStats():
+                return self._stats()
+        return answer
 
     def _store_back(self) -> None:
         logger.warning(
@@ -678,6 +696,12 @@ class RepositoryActor(Actor):
         if self._alarm is not None:
             self._alarm.close()
         self._store.close()
+
+
+def _replaced(tasks: list[Task], withdrawn: dict[str, Task | None]) -> list[Task]:
+    """``tasks`` with each withdrawn one as it is now, or left out if it is gone."""
+    now = (withdrawn.get(task.id, task) for task in tasks)
+    return [task for task in now if task is not None]
 
 
 def _round_again(dispatcher: pykka.ActorRef, message: Cancel) -> None:

@@ -563,6 +563,50 @@ def test_a_task_refused_after_its_commit_reached_the_store_is_deleted_from_it_wh
     assert store.load() == []
 
 
+class HeldUpStore(FlakyStore):
+    """A FlakyStore whose first commit waits for ``go``: what arrives meanwhile is one batch."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.entered = threading.Event()
+        self.go = threading.Event()
+
+    def commit(self, tasks: Sequence[Task], deleted: Collection[str] = ()) -> None:
+        if not self.entered.is_set():
+            self.entered.set()
+            assert self.go.wait(TIMEOUT_S)
+            MemoryStore.commit(self, tasks, deleted)  # the first one succeeds, whatever follows
+            return
+        super().commit(tasks, deleted)
+
+
+def test_reads_held_for_a_commit_that_fails_never_show_the_work_it_refused() -> None:
+    store = HeldUpStore()
+    repository, dispatcher = flaky_repository(store)
+    first = Reply[Admission]()
+    repository.tell(Insert(new_task("a", b"null", 0), first, dispatcher))  # type: ignore[arg-type]
+    assert store.entered.wait(TIMEOUT_S)
+    # Behind the commit of "a", in one batch: "b" inserted, then read about, then the commit.
+    refused, listed, found = Reply[Admission](), Reply[list[Task]](), Reply[Task | None]()
+    page, stats = Reply[Page | None](), Reply[RepositoryStats]()
+    repository.tell(Insert(new_task("b", b"null", 0), refused, dispatcher))  # type: ignore[arg-type]
+    repository.tell(ListTasks(listed))
+    repository.tell(GetTask("b", found))
+    repository.tell(ListPage(page))
+    repository.tell(GetRepositoryStats(stats))
+    store.full.set()
+    store.go.set()
+
+    assert first.get(timeout=TIMEOUT_S) is Admission.ACCEPTED
+    assert refused.get(timeout=TIMEOUT_S) is Admission.STORE_UNAVAILABLE
+    assert [task.id for task in listed.get(timeout=TIMEOUT_S)] == ["a"]
+    assert found.get(timeout=TIMEOUT_S) is None
+    shown = page.get(timeout=TIMEOUT_S)
+    assert shown is not None
+    assert [task.id for task in shown.tasks] == ["a"]
+    assert stats.get(timeout=TIMEOUT_S).counts[QUEUED] == 1
+
+
 def test_a_store_that_fails_with_nothing_to_write_is_checked_until_it_is_back(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
