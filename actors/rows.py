@@ -43,10 +43,10 @@ def sound(row: Sequence[Any]) -> bool:
         result,
     ) = row
     try:
-        payload.decode()  # UTF-8, or UnicodeDecodeError
+        payload.isascii() or payload.decode()  # UTF-8, or UnicodeDecodeError
         _SYNTAX.decode(payload)
         if result is not None:
-            result.decode()
+            result.isascii() or result.decode()
             _SYNTAX.decode(result)
     except (msgspec.DecodeError, UnicodeDecodeError, RecursionError, AttributeError):
         return False

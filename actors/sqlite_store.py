@@ -85,7 +85,8 @@ MAX_ROWS_PER_STATEMENT: Final = 512
 # Task's astuple() is a row.
 _FIELDS: Final = tuple(field.name for field in msgspec.structs.fields(Task))
 _COLUMNS: Final = ", ".join(_FIELDS)
-_LOAD: Final = f"SELECT seq, {_COLUMNS} FROM tasks ORDER BY seq"
+_LOAD: Final = f"SELECT {_COLUMNS} FROM tasks ORDER BY seq"
+_SEQS: Final = "SELECT seq FROM tasks ORDER BY seq"
 _SET_ASIDE: Final = (
     f"INSERT INTO quarantine SELECT seq, {_COLUMNS}, ?, ? FROM tasks WHERE seq = ?",
     "DELETE FROM tasks WHERE seq = ?",
@@ -155,19 +156,23 @@ class SqliteStore:
             # Text that is not UTF-8 somewhere: read it all again as bytes, decoded row by row,
             # so that one such row does not fail the rest.
             rows = self._fetch(bytes)
-        tasks: list[Task] = []
+        # The usual case: every row sound, checked in one pass at about half a microsecond each.
+        tasks = [Task(*row) for row in rows if sound(row)]
+        if len(tasks) == len(rows):
+            return tasks
+        tasks = []
         broken: list[tuple[int, object, str]] = []
-        for seq, *row in rows:
-            # The usual case checked inline (a million rows: a second saved over decode_row's).
+        for index, row in enumerate(rows):
             if sound(row):
                 tasks.append(Task(*row))
                 continue
             try:
                 tasks.append(decode_row(row))
             except ValueError as exc:
-                broken.append((seq, row[0], str(exc)))
+                broken.append((index, row[0], str(exc)))
         if broken:
-            self._set_aside(broken)
+            seqs = [seq for (seq,) in self._connection.execute(_SEQS)]
+            self._set_aside([(seqs[index], task_id, why) for index, task_id, why in broken])
         return tasks
 
     def _fetch(self, text: type[str | bytes]) -> list[tuple[Any, ...]]:
