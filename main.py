@@ -29,6 +29,7 @@ from actors import (
     load_handler,
     simulation,
 )
+from actors.system import STOP_GRACE_S
 from api import ConfigError, create_app, load_config
 from api.logs import configure_logging
 from api.metrics import Metrics
@@ -46,6 +47,9 @@ logger = logging.getLogger("task_queue")
 STOP_SIGNALS: Final = {signal.SIGTERM, signal.SIGINT}
 EXIT_STARTUP_ERROR: Final = 2
 EXIT_FORCED: Final = 1
+EXIT_GRACE_S: Final = STOP_GRACE_S + 2.0
+"""How long after SHUTDOWN_TIMEOUT_S the process exits (0) whatever it is still waiting for:
+the actors' own stopping gives up on a dead or stuck one after STOP_GRACE_S."""
 
 
 def main(environ: Mapping[str, str] = os.environ) -> int:
@@ -122,18 +126,30 @@ def main(environ: Mapping[str, str] = os.environ) -> int:
     received = signal.sigwait(STOP_SIGNALS)
     threading.Thread(target=_exit_on_second_signal, name="second-signal", daemon=True).start()
     deadline = time.monotonic() + config.shutdown_timeout_s
+    threading.Thread(
+        target=_exit_at, args=(deadline + EXIT_GRACE_S,), name="exit-deadline", daemon=True
+    ).start()
     logger.info(
         "%s received: shutting down (up to %.0f s for work in flight)",
         signal.Signals(received).name,
         config.shutdown_timeout_s,
     )
-    system.begin_shutdown()
-    logger.info("intake closed")
-    if not server.stop(deadline):
-        logger.warning("HTTP requests still in flight at the deadline were cut off")
-    logger.info("HTTP server stopped")
+    # Each step below gives up on what does not answer in time (logged), never raises: a
+    # stop signal always ends the process, whatever state the actors are in.
+    if system.begin_shutdown():
+        logger.info("intake closed")
+    try:
+        if not server.stop(deadline):
+            logger.warning("HTTP requests still in flight at the deadline were cut off")
+    except Exception:
+        logger.exception("stopping the HTTP server failed; shutting down the actors anyway")
+    else:
+        logger.info("HTTP server stopped")
     summary = system.stop(deadline)
     logger.info("%s", describe_summary(summary), extra={"summary": summary._asdict()})
+    if summary.unanswered:
+        # A stuck actor's thread (not a daemon) would hold the interpreter's exit for ever.
+        _exit_now(0)
     return 0
 
 
@@ -164,6 +180,8 @@ def describe_summary(summary: ShutdownSummary) -> str:
         f"shutdown complete: {counts}; {fate} {summary.abandoned_in_line} queued "
         f"and {summary.abandoned_retries} awaiting retry"
     )
+    if summary.unanswered:
+        line += f"; given up on at shutdown (counts may be short): {', '.join(summary.unanswered)}"
     if not summary.drained:
         line += f"; {summary.counts.get('running', 0)} running attempt(s) cut off at the deadline"
         if summary.kept:
@@ -174,8 +192,21 @@ def describe_summary(summary: ShutdownSummary) -> str:
 def _exit_on_second_signal() -> None:
     received = signal.sigwait(STOP_SIGNALS)
     logger.warning("%s received again: exiting now", signal.Signals(received).name)
+    _exit_now(EXIT_FORCED)
+
+
+def _exit_at(deadline: float) -> None:
+    """The last word on a shutdown: exit 0 at ``deadline`` if the process is still here."""
+    time.sleep(max(0.0, deadline - time.monotonic()))
+    logger.error(
+        "shutdown did not finish within SHUTDOWN_TIMEOUT_S + %.0f s: exiting now", EXIT_GRACE_S
+    )
+    _exit_now(0)
+
+
+def _exit_now(code: int) -> None:
     logging.shutdown()
-    os._exit(EXIT_FORCED)
+    os._exit(code)
 
 
 if __name__ == "__main__":

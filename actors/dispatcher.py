@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 import pykka
 
@@ -37,6 +37,7 @@ from actors.messages import (
     Run,
     Save,
     ScheduleRetry,
+    StoreAvailability,
     Submit,
     SubmitBatch,
     Unscheduled,
@@ -54,6 +55,13 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_SCHEDULED_MAX = 100_000
 """Tasks that may wait for their time before new delayed tasks are refused (SCHEDULED_MAX)."""
+_READINESS: Final = {
+    None: Readiness.READY,
+    Admission.SHUTTING_DOWN: Readiness.SHUTTING_DOWN,
+    Admission.STORE_UNAVAILABLE: Readiness.STORE_UNAVAILABLE,
+    Admission.QUEUE_FULL: Readiness.FULL,
+    Admission.TOO_MANY_SCHEDULED: Readiness.TOO_MANY_SCHEDULED,
+}
 
 
 class DispatcherActor(Actor):
@@ -93,6 +101,8 @@ class DispatcherActor(Actor):
         # The id of the task each worker runs (None: idle), so a cancel can tell it is too late.
         self._running: list[str | None] = []
         self._shutting_down = False
+        # Told by the repository: while its store cannot be written, new work is refused here.
+        self._store_down = False
         self._idle_waiters: list[Reply[None]] = []
         # Totals since start, for GET /stats: counted where the events already pass.
         self._attempts = 0
@@ -138,6 +148,8 @@ class DispatcherActor(Actor):
                 self._answer_idle_waiters()
             case BeginShutdown():
                 self._shutting_down = True
+            case StoreAvailability(available):
+                self._store_down = not available
             case Connect(workers, retry):
                 self._workers, self._retry = workers, retry
                 self._idle = list(range(len(workers)))
@@ -183,6 +195,8 @@ class DispatcherActor(Actor):
         """
         if self._shutting_down:
             return Admission.SHUTTING_DOWN
+        if self._store_down:
+            return Admission.STORE_UNAVAILABLE
         free = self._queue_size - self._occupied()
         if free <= 0 or places > free:
             return Admission.QUEUE_FULL
@@ -201,7 +215,10 @@ class DispatcherActor(Actor):
         self._dispatch()
 
     def _cancel(self, task_id: str, reply: Reply[Outcome], rounds: int) -> None:
-        if task_id in self._running:
+        if self._store_down:
+            # A cancel is a promise that the task never runs: not one to make unwritten.
+            reply.set(Outcome(None, refused=Admission.STORE_UNAVAILABLE))
+        elif task_id in self._running:
             reply.set(Outcome(None, conflict="task is running"))
         elif self._line.remove(task_id) is not None:
             self._repository.tell(MarkCancelled(task_id, reply, True, self.actor_ref))
@@ -268,14 +285,7 @@ class DispatcherActor(Actor):
     def _readiness(self) -> Readiness:
         """What a Submit of a delayed task would meet now: the same check, from
         ``_refusal``."""
-        match self._refusal(0, 1):
-            case Admission.SHUTTING_DOWN:
-                return Readiness.SHUTTING_DOWN
-            case Admission.QUEUE_FULL:
-                return Readiness.FULL
-            case Admission.TOO_MANY_SCHEDULED:
-                return Readiness.TOO_MANY_SCHEDULED
-        return Readiness.READY
+        return _READINESS[self._refusal(0, 1)]
 
     def _totals(self) -> DispatcherStats:
         workers = len(self._workers)

@@ -27,6 +27,8 @@ class Admission(enum.Enum):
     SHUTTING_DOWN = "shutting_down"
     TOO_MANY_SCHEDULED = "too_many_scheduled"
     """A delayed task, refused: ``scheduled_max`` tasks already wait for their time."""
+    STORE_UNAVAILABLE = "store_unavailable"
+    """The durable store cannot be written: nothing new can be promised until it can."""
 
 
 class Connect(NamedTuple):
@@ -310,7 +312,22 @@ class Recover(NamedTuple):
 
 
 class CommitDue(NamedTuple):
-    """Alarm thread -> repository: changes nobody is waiting for have waited long enough."""
+    """Alarm thread -> repository: changes nobody is waiting for have waited long enough; or,
+    while the store is down, it is time to try writing to it again."""
+
+
+class WatchStore(NamedTuple):
+    """Entry object -> repository: tell ``dispatcher`` whenever the store goes down or comes
+    back (StoreAvailability), and now if it is already down."""
+
+    dispatcher: pykka.ActorRef
+
+
+class StoreAvailability(NamedTuple):
+    """Repository -> dispatcher: the store can (or cannot) be written; while it cannot, new
+    work is refused with STORE_UNAVAILABLE before it reaches the repository."""
+
+    available: bool
 
 
 # --- stats and readiness: request thread -> one actor each, asked in parallel -----------------
@@ -323,6 +340,7 @@ class Readiness(enum.Enum):
     FULL = "full"
     SHUTTING_DOWN = "shutting down"
     TOO_MANY_SCHEDULED = "too many scheduled tasks"
+    STORE_UNAVAILABLE = "store unavailable"
 
 
 class GetReadiness(NamedTuple):
@@ -370,10 +388,13 @@ class RepositoryStats(NamedTuple):
     duplicate: int
     full: int
     shutting_down: int
+    store_unavailable: int
     cancelled: int
     """Tasks cancelled through the API since start."""
     evicted: int
     """Finished tasks the retention rules removed since start."""
+    store: str
+    """The durable store: ``available``, ``unavailable`` (cannot be written now) or ``none``."""
 
 
 class GetRepositoryStats(NamedTuple):

@@ -38,10 +38,13 @@ from actors.messages import (
     RequeueTask,
     Save,
     Stock,
+    StoreAvailability,
     SweepRetention,
     TakeStock,
+    WatchStore,
 )
-from actors.paging import CreationOrder
+from actors.outage import StoreOutage
+from actors.paging import CreationOrder, Page
 from actors.retention import FinishedOrder, Retention
 from actors.store import StoreError
 from actors.task import (
@@ -87,6 +90,24 @@ round more always finds it; the bound is only a guard against a bug turning into
 _COMMIT_DUE = CommitDue()
 _SWEEP = SweepRetention()
 replace = msgspec.structs.replace
+
+
+class _Acceptance(NamedTuple):
+    """New work applied to the map but not yet committed: granted (the dispatcher told, the
+    client answered) once it is, withdrawn if the commit fails, leaving no trace."""
+
+    tasks: tuple[Task, ...]
+    before: tuple[Task | None, ...]
+    """Each task's state before (None: it is new); what a withdrawal puts back."""
+    admitted_by: pykka.ActorRef
+    notice: object
+    """For the dispatcher, once committed: Inserted or InsertedBatch."""
+    reply: Reply[Any]
+    granted: object
+    refused: Callable[[Admission], object]
+    """The client's answer when the work is withdrawn, for the reason given."""
+    places: int
+    """Places the dispatcher reserved: given back if withdrawn."""
 
 
 class RepositoryActor(Actor):
@@ -148,6 +169,10 @@ class RepositoryActor(Actor):
         self._next_expiry = math.inf
         # Ids deleted or evicted since the last commit: their rows go in it.
         self._deleted: list[str] = []
+        # Whether the store cannot be written now. Meanwhile staged changes wait for the next
+        # try, and nothing is held: new work is refused.
+        self._outage = StoreOutage()
+        self._watcher: pykka.ActorRef | None = None
 
     def on_start(self) -> None:
         if self._retention is not None and self._retention.ttl_s > 0:
@@ -155,7 +180,8 @@ class RepositoryActor(Actor):
 
     def on_receive(self, message: Any) -> Any:
         answer = self._handle(message)
-        if self._staged or self._deleted:
+        # In an outage the retry alarm is set, and only it commits.
+        if (self._staged or self._deleted) and not self._outage.down:
             if len(self._staged) + len(self._deleted) + len(self._held) >= BATCH_CAP or (
                 self._held and self.actor_inbox.empty()
             ):
@@ -176,6 +202,13 @@ class RepositoryActor(Actor):
         if self._store is not None:
             if self._staged or self._deleted:
                 self._commit()
+            if self._staged or self._deleted:
+                logger.error(
+                    "stopping with %d task state(s) and %d deletion(s) the store never took: "
+                    "the next start finds those tasks as the store last had them",
+                    len(self._staged),
+                    len(self._deleted),
+                )
             self._close_store()
 
     def on_failure(self, *exc_info: object) -> None:
@@ -217,15 +250,19 @@ class RepositoryActor(Actor):
                 self._send(reply.set, page)
             case TakeStock():
                 # Answered through pykka's future, which cannot be held back: commit first.
-                if self._staged or self._deleted:
+                if (self._staged or self._deleted) and not self._outage.down:
                     self._commit()
                 return self._stock()
             case GetRepositoryStats(reply):
                 self._send(reply.set, self._stats())
             case CommitDue():
                 self._alarm_set = False
-                if self._staged or self._deleted:
+                if self._staged or self._deleted or self._outage.down:
                     self._commit()
+            case WatchStore(dispatcher):
+                self._watcher = dispatcher
+                if self._outage.down:
+                    self._tell_watcher(available=False)
             case Recover():
                 return self._recover()
             case _:
@@ -258,24 +295,26 @@ class RepositoryActor(Actor):
     def _insert(self, task: Task, reply: Reply[Admission], admitted_by: pykka.ActorRef) -> None:
         # The dispatcher hears first and the client second: once the client has its answer, any
         # later message it causes finds the dispatcher already knowing the task's fate.
-        if task.id in self._tasks:
-            self._refused[Admission.DUPLICATE] += 1
-            self._send(admitted_by.tell, PlacesReleased(1 if task.next_attempt_at is None else 0))
-            self._send(reply.set, Admission.DUPLICATE)
+        places = 1 if task.next_attempt_at is None else 0
+        refusal = Admission.DUPLICATE if task.id in self._tasks else self._unavailable()
+        if refusal is not None:
+            self._refused[refusal] += 1
+            self._send(admitted_by.tell, PlacesReleased(places))
+            self._send(reply.set, refusal)
             return
         self._tasks[task.id] = task
         self._counts[task.status] += 1
         self._enqueued += 1
-        if self._store is not None:
-            self._staged[task.id] = task
-        self._hand_over(
-            HandOver(
+        self._accept(
+            _Acceptance(
+                (task,),
+                (None,),
                 admitted_by,
                 Inserted(task),
                 reply,
                 Admission.ACCEPTED,
-                Admission.SHUTTING_DOWN,
-                functools.partial(self._take_back, (task,)),
+                _same,
+                places,
             )
         )
 
@@ -297,24 +336,28 @@ class RepositoryActor(Actor):
                 self._send(reply.set, BatchAdmission(Admission.DUPLICATE, index))
                 return
             seen.add(task.id)
+        if refusal is None:
+            refusal = self._unavailable()
+            if refusal is not None and places:
+                self._send(admitted_by.tell, PlacesReleased(places))
         if refusal is not None:
             self._refused[refusal] += 1
             self._send(reply.set, BatchAdmission(refusal))
             return
         for task in tasks:
             self._tasks[task.id] = task
-            if self._store is not None:
-                self._staged[task.id] = task
         self._counts[QUEUED] += len(tasks)
         self._enqueued += len(tasks)
-        self._hand_over(
-            HandOver(
+        self._accept(
+            _Acceptance(
+                tasks,
+                (None,) * len(tasks),
                 admitted_by,
                 InsertedBatch(tasks, places),
                 reply,
                 BatchAdmission(Admission.ACCEPTED),
-                BatchAdmission(Admission.SHUTTING_DOWN),
-                functools.partial(self._take_back, tasks),
+                BatchAdmission,
+                places,
             )
         )
 
@@ -371,6 +414,8 @@ class RepositoryActor(Actor):
             refused = Outcome(None, conflict=conflict)
         elif refusal is not None:
             refused = Outcome(None, refused=refusal)
+        elif self._outage.down:
+            refused = Outcome(None, refused=Admission.STORE_UNAVAILABLE)
         if refused is not None:
             if refusal is None:  # the dispatcher reserved a place for it: give it back
                 self._send(admitted_by.tell, PlacesReleased(1))
@@ -385,14 +430,16 @@ class RepositoryActor(Actor):
             self._finished_order.unfinished(task_id)
         self._save(queued)
         logger.debug("task %r queued again by hand", task_id, extra=log_fields(task))
-        self._hand_over(
-            HandOver(
+        self._accept(
+            _Acceptance(
+                (queued,),
+                (task,),
                 admitted_by,
                 Inserted(queued),
                 reply,
                 Outcome(queued),
-                Outcome(None, refused=Admission.SHUTTING_DOWN),
-                functools.partial(self._put_back, task),
+                _refused_outcome,
+                places=1,
             )
         )
 
@@ -400,6 +447,8 @@ class RepositoryActor(Actor):
         task = self._tasks.get(task_id)
         if task is None:
             self._send(reply.set, Outcome(None))
+        elif self._outage.down:
+            self._send(reply.set, Outcome(None, refused=Admission.STORE_UNAVAILABLE))
         elif task.status not in FINAL_STATUSES:
             why = "running" if task.status == RUNNING else "queued"
             conflict = f"task is {why}; only a finished task can be deleted"
@@ -460,9 +509,7 @@ class RepositoryActor(Actor):
         awaiting = sum(
             1
             for task in self._tasks.values()
-            if task.status == QUEUED
-            and task.next_attempt_at is not None
-            and task.next_attempt_at > now
+            if task.status == QUEUED and (task.next_attempt_at or 0.0) > now
         )
         return Stock(dict(self._counts), self._counts[QUEUED] - awaiting, awaiting)
 
@@ -473,51 +520,169 @@ class RepositoryActor(Actor):
             duplicate=self._refused[Admission.DUPLICATE],
             full=self._refused[Admission.QUEUE_FULL],
             shutting_down=self._refused[Admission.SHUTTING_DOWN],
+            store_unavailable=self._refused[Admission.STORE_UNAVAILABLE],
             cancelled=self._cancelled,
             evicted=self._evicted,
+            store=(
+                "none"
+                if self._store is None
+                else "available"
+                if not self._outage.down
+                else "unavailable"
+            ),
         )
 
     def _send(self, send: Callable[[T], object], value: T) -> None:
-        """Send now, or after the commit if anything staged could still be lost."""
-        if self._staged or self._deleted:
+        """Send now, or after the commit if anything staged could still be lost.
+
+        While the store is down nothing is held: an answer about what is in memory goes out at
+        once (it may show a change not written yet), and new work is refused, never held.
+        """
+        if (self._staged or self._deleted) and not self._outage.down:
             self._held.append((send, value))
         else:
             _deliver(send, value)
 
-    def _hand_over(self, hand_over: HandOver) -> None:
-        """Tell the dispatcher of a change, then answer the client: now, or after the commit."""
-        self._send(_deliver_hand_over, hand_over)
+    def _accept(self, acceptance: _Acceptance) -> None:
+        """New work is in the map: granted at once without a store, else after the commit."""
+        if self._store is None:
+            self._grant(acceptance)
+            return
+        for task in acceptance.tasks:
+            self._staged[task.id] = task
+        self._held.append((self._grant, acceptance))
 
-    def _take_back(self, tasks: tuple[Task, ...]) -> None:
-        """Forget tasks accepted a moment ago that no dispatcher will run: no trace is left
-        (their rows, if already committed, go in the next commit)."""
-        for task in tasks:
-            if self._tasks.get(task.id) is task:
-                self._remove(task)
-                self._enqueued -= 1
-        self._refused[Admission.SHUTTING_DOWN] += 1
-        logger.debug("%d task(s) refused: the dispatcher stopped before they got in", len(tasks))
+    def _grant(self, acceptance: _Acceptance) -> None:
+        """The dispatcher hears first and the client second. The dispatcher has stopped only at
+        shutdown: then nobody would ever run the work, so it is withdrawn and refused."""
+        try:
+            acceptance.admitted_by.tell(acceptance.notice)
+        except pykka.ActorDeadError:
+            self._withdraw(acceptance, Admission.SHUTTING_DOWN)
+            logger.debug("new work refused: the dispatcher stopped before it got in")
+        else:
+            acceptance.reply.set(acceptance.granted)
 
-    def _put_back(self, task: Task) -> None:
-        """Restore a finished task whose retry by hand no dispatcher will run."""
-        self._save(task)
+    def _withdraw(self, acceptance: _Acceptance, reason: Admission) -> None:
+        """The commit that was to keep this new work failed, or the dispatcher that was to run
+        it has stopped: undo it, and refuse it for ``reason``."""
+        new = 0
+        for task, before in zip(acceptance.tasks, acceptance.before, strict=True):
+            if self._tasks.get(task.id) is not task:
+                # Cannot happen: nobody has heard of it since (the dispatcher's notice is what
+                # was held). Said loudly; this actor, every task's owner, lives on.
+                logger.error("task %r changed before its acceptance was withdrawn", task.id)
+                continue
+            self._counts[task.status] -= 1
+            if before is None:
+                new += 1
+                del self._tasks[task.id]
+                self._order.invalidate()
+                if self._store is not None:
+                    self._staged.pop(task.id, None)
+                    # Its row may be in the store already (a commit that reached the file and
+                    # failed after it, or one before the dispatcher was found stopped): it goes
+                    # at the next commit, so a refusal leaves no trace.
+                    self._deleted.append(task.id)
+            else:
+                self._tasks[task.id] = before
+                if self._store is not None:
+                    self._staged[task.id] = before
+                self._counts[before.status] += 1
+                if self._retention is not None and before.is_final:
+                    self._finished_order.finished(task.id)
+        if new:
+            self._enqueued -= new
+            self._refused[reason] += 1
+        if acceptance.places:
+            with contextlib.suppress(pykka.ActorDeadError):  # stopped first, at shutdown
+                acceptance.admitted_by.tell(PlacesReleased(acceptance.places))
+        acceptance.reply.set(acceptance.refused(reason))
+
+    def _unavailable(self) -> Admission | None:
+        """STORE_UNAVAILABLE while the store is down: the refusal of anything new."""
+        return Admission.STORE_UNAVAILABLE if self._outage.down else None
 
     def _commit(self) -> None:
+        """Write what is staged (in an outage, check the store first: it may repair itself),
+        then release what was held for it. A failure is an outage of the store, not of this
+        actor."""
         assert self._store is not None
         try:
-            self._store.commit(tuple(self._staged.values()), self._deleted)
+            if self._outage.down:
+                self._store.check()
+            if self._staged or self._deleted:
+                self._store.commit(tuple(self._staged.values()), self._deleted)
         except StoreError as exc:
-            # Nothing more can be made durable, and nothing held back may be released as if it
-            # were: this actor stops, and requests waiting on it time out with a 503.
-            logger.critical("the store %s; the task system stops", exc)
-            raise
+            self._store_failed(exc)
+            return
         self._staged.clear()
         self._deleted = []
+        if self._outage.down:
+            self._store_back()
         held, self._held = self._held, []
         for send, value in held:
             _deliver(send, value)
-        if self._staged or self._deleted:  # a hand-over taken back while delivering
+        if self._staged or self._deleted:  # work withdrawn while delivering (shutdown)
             self._arm_commit_alarm()
+
+    def _store_failed(self, exc: StoreError) -> None:
+        """Keep the staged changes of accepted tasks for the next try; withdraw new work whose
+        answer was held for this commit; release every other answer; try again later."""
+        now = time.monotonic()
+        failure = self._outage.failed(exc, now)
+        if failure.began:
+            self._tell_watcher(available=False)
+        logger.log(
+            failure.level,
+            "%s; new tasks are refused (503 store unavailable) until it can be written again "
+            "(%d failed write(s) in %.0f s; retrying)",
+            exc,
+            self._outage.failures,
+            now - self._outage.began_at,
+        )
+        held, self._held = self._held, []
+        # Each task the failed commit was to accept, as it is now that it is not: None if new.
+        withdrawn: dict[str, Task | None] = {}
+        for _, value in held:
+            if isinstance(value, _Acceptance):
+                self._withdraw(value, Admission.STORE_UNAVAILABLE)
+                withdrawn.update((task.id, self._tasks.get(task.id)) for task in value.tasks)
+        for send, value in held:
+            if not isinstance(value, _Acceptance):
+                _deliver(send, self._without(withdrawn, value) if withdrawn else value)
+        if self._alarm is not None:
+            self._alarm.set(failure.retry_at)
+            self._alarm_set = True
+
+    def _without(self, withdrawn: dict[str, Task | None], answer: object) -> object:
+        """``answer``, held for a commit that failed, as if the work it withdrew never came:
+        a refused request leaves no trace, in the answers to reads made meanwhile either."""
+        match answer:
+            case Task(id=task_id) if task_id in withdrawn:
+                return withdrawn[task_id]
+            case list():
+                return _replaced(answer, withdrawn)
+            case Page(tasks, more):
+                return Page(_replaced(tasks, withdrawn), more)
+            case RepositoryStats():
+                return self._stats()
+        return answer
+
+    def _store_back(self) -> None:
+        logger.warning(
+            "the store is available again after %.1f s and %d failed write(s); new tasks are "
+            "accepted",
+            time.monotonic() - self._outage.began_at,
+            self._outage.failures,
+        )
+        self._outage.ended()
+        self._tell_watcher(available=True)
+
+    def _tell_watcher(self, *, available: bool) -> None:
+        if self._watcher is not None:
+            with contextlib.suppress(pykka.ActorDeadError):  # stopped first, at shutdown
+                self._watcher.tell(StoreAvailability(available))
 
     def _recover(self) -> tuple[Task, ...] | StoreError:
         if self._open_store is None:
@@ -563,29 +728,12 @@ class RepositoryActor(Actor):
         self._store.close()
 
 
-class HandOver(NamedTuple):
-    """News for the dispatcher and the client's answer that follows it, delivered together."""
-
-    dispatcher: pykka.ActorRef
-    news: Inserted | InsertedBatch
-    reply: Reply[Any]
-    answer: object
-    """What the client hears once the dispatcher has the news."""
-    refused: object
-    """What the client hears when the dispatcher has stopped and cannot take it."""
-    undo: Callable[[], None]
-    """Takes the change back in that case: the dispatcher stops only at shutdown, and then
-    nobody will ever run the task, so it must not be left behind as accepted."""
+def _same(reason: Admission) -> Admission:
+    return reason
 
 
-def _deliver_hand_over(hand_over: HandOver) -> None:
-    try:
-        hand_over.dispatcher.tell(hand_over.news)
-    except pykka.ActorDeadError:
-        hand_over.undo()
-        hand_over.reply.set(hand_over.refused)
-    else:
-        hand_over.reply.set(hand_over.answer)
+def _refused_outcome(reason: Admission) -> Outcome:
+    return Outcome(None, refused=reason)
 
 
 def _deliver(send: Callable[[T], object], value: T) -> None:
@@ -599,6 +747,12 @@ def _deliver(send: Callable[[T], object], value: T) -> None:
         logger.debug("dropped %r: its receiver has stopped", value)
     except Exception:
         logger.exception("could not deliver %r", value)
+
+
+def _replaced(tasks: list[Task], withdrawn: dict[str, Task | None]) -> list[Task]:
+    """``tasks`` with each withdrawn one as it is now, or left out if it is gone."""
+    now = (withdrawn.get(task.id, task) for task in tasks)
+    return [task for task in now if task is not None]
 
 
 def _round_again(dispatcher: pykka.ActorRef, message: Cancel) -> None:

@@ -36,6 +36,12 @@ class Store(Protocol):
         """
         ...
 
+    def check(self) -> None:
+        """Raise StoreError unless a write would reach the store now; repair what can be
+        repaired first (SqliteStore writes a removed file again from the open one). The
+        repository calls it before each retry of a store that failed."""
+        ...
+
     def close(self) -> None:
         """Release the store; nothing staged is lost, since a commit is already stored."""
         ...
@@ -66,6 +72,9 @@ class MemoryStore:
         for task in tasks:
             self._tasks[task.id] = task
         self.commits += 1
+
+    def check(self) -> None:
+        """Always writable."""
 
     def close(self) -> None:
         """Nothing to release: the tasks stay for the next TaskSystem that opens this store."""

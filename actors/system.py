@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import random
 import time
-from typing import TYPE_CHECKING, NamedTuple, cast
+from typing import TYPE_CHECKING, NamedTuple, TypeVar, cast
 
 import pykka
 
@@ -37,6 +36,7 @@ from actors.messages import (
     Submit,
     SubmitBatch,
     TakeStock,
+    WatchStore,
     WhenIdle,
 )
 from actors.recovery import plan_recovery
@@ -61,8 +61,14 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
+T = TypeVar("T")
+
 STOP_TIMEOUT_S = 5.0
 """How long stopping one idle actor may take before we stop waiting for it."""
+
+STOP_GRACE_S = 5.0
+"""How long stopping the actors may take in all, after the deadline for running attempts: an
+actor that is dead or stuck is given up on, so shutdown ends whatever state the actors are in."""
 
 
 class SystemStopped(Exception):
@@ -82,6 +88,8 @@ class ShutdownSummary(NamedTuple):
     """False when the deadline passed with attempts still running."""
     kept: bool = False
     """True with a durable store: the queued and waiting tasks are kept for the next start."""
+    unanswered: tuple[str, ...] = ()
+    """The actors that were dead or stuck at shutdown: the counts they keep are missing."""
 
 
 class SystemStats(NamedTuple):
@@ -102,6 +110,7 @@ class SystemStats(NamedTuple):
     rejected_full: int
     rejected_duplicate: int
     rejected_shutting_down: int
+    rejected_store_unavailable: int
     attempts: int
     """Since start: attempts handed to a worker."""
     retries: int
@@ -113,6 +122,8 @@ class SystemStats(NamedTuple):
     evicted: int
     """Since start: finished tasks the retention rules removed."""
     uptime_s: float
+    store: str
+    """The durable store: ``available``, ``unavailable`` or ``none``."""
 
 
 class StatsAnswer:
@@ -154,6 +165,7 @@ class StatsAnswer:
             rejected_full=repository.full,
             rejected_duplicate=repository.duplicate,
             rejected_shutting_down=repository.shutting_down,
+            rejected_store_unavailable=repository.store_unavailable,
             attempts=line.attempts,
             retries=line.retries,
             done=line.done,
@@ -161,6 +173,7 @@ class StatsAnswer:
             cancelled=repository.cancelled,
             evicted=repository.evicted,
             uptime_s=time.monotonic() - self._started_at,
+            store=repository.store,
         )
 
 
@@ -222,6 +235,7 @@ class TaskSystem:
         for task in plan.saves:
             repository.tell(Save(task))
         dispatcher = DispatcherActor.start(queue_size, repository, scheduled_max)
+        repository.tell(WatchStore(dispatcher))
         worker_refs = tuple(
             WorkerActor.start(index, handler, dispatcher, repository, policy, uniform, observer)
             for index in range(workers)
@@ -356,9 +370,11 @@ class TaskSystem:
 
     # --- shutdown ------------------------------------------------------------------------------
 
-    def begin_shutdown(self) -> None:
-        """Refuse new tasks from now on and stop starting queued ones."""
-        self._dispatcher.ask(BeginShutdown(), timeout=STOP_TIMEOUT_S)
+    def begin_shutdown(self, timeout_s: float = STOP_TIMEOUT_S) -> bool:
+        """Refuse new tasks from now on and stop starting queued ones; False (logged) if the
+        dispatcher is dead or did not answer within ``timeout_s``."""
+        stopping = _Stopping(time.monotonic() + timeout_s)
+        return stopping.ask(self._dispatcher, "dispatcher", BeginShutdown(), False) is None
 
     def wait_idle(self, timeout_s: float) -> bool:
         """Wait until no attempt is running; False if ``timeout_s`` passed first, or if the
@@ -374,38 +390,70 @@ class TaskSystem:
     def stop(self, deadline: float | None = None) -> ShutdownSummary:
         """Shut down: intake, running attempts, then retry -> dispatcher -> workers -> repository.
 
-        ``deadline`` (a ``time.monotonic()`` value) bounds the wait for running attempts. Always
-        returns the summary: an actor that has already stopped, or does not answer in time, is
-        passed over rather than a reason to leave the rest running.
+        ``deadline`` (a ``time.monotonic()`` value) bounds the wait for running attempts, and
+        stopping the actors takes at most ``STOP_GRACE_S`` more: an actor that is dead or stuck
+        is given up on (and named in the summary's ``unanswered``), never waited on for ever.
         """
         if deadline is None:
             deadline = time.monotonic() + 30.0
-        with contextlib.suppress(pykka.ActorDeadError, pykka.Timeout):
-            self.begin_shutdown()
-        drained = self.wait_idle(deadline - time.monotonic())
-        with contextlib.suppress(pykka.ActorDeadError, pykka.Timeout):
-            self._retry.ask(CancelRetries(), timeout=STOP_TIMEOUT_S)
-        _stop(self._retry)
-        _stop(self._dispatcher)
+        stopping = _Stopping(max(deadline, time.monotonic()) + STOP_GRACE_S)
+        begun = stopping.ask(self._dispatcher, "dispatcher", BeginShutdown(), False) is None
+        drained = begun and self.wait_idle(deadline - time.monotonic())
+        stopping.ask(self._retry, "retry actor", CancelRetries(), 0)
+        stopping.stop(self._retry, "retry actor")
+        stopping.stop(self._dispatcher, "dispatcher")
         for worker in self._workers:
             # A worker still inside a handler (deadline passed) cannot answer; it is a daemon
             # thread, so it does not hold the process open either.
             worker.stop(block=False)
         # Taken from the repository alone, after the others stopped: a task that moved between
         # them meanwhile (an attempt ending past the deadline) is counted where it ended up.
-        try:
-            stock = cast("Stock", self._repository.ask(TakeStock(), timeout=STOP_TIMEOUT_S))
-        except (pykka.ActorDeadError, pykka.Timeout):
-            logger.error("the repository did not answer at shutdown: task counts unknown")
-            stock = Stock({}, 0, 0)
-        _stop(self._repository)
+        stock = stopping.ask(self._repository, "repository", TakeStock(), Stock({}, 0, 0))
+        stopping.stop(self._repository, "repository")
         return ShutdownSummary(
             counts=stock.counts,
             abandoned_in_line=stock.in_line,
             abandoned_retries=stock.awaiting,
             drained=drained,
             kept=self._durable,
+            unanswered=tuple(stopping.unanswered),
         )
+
+
+class _Stopping:
+    """Questions to the actors at shutdown under one shared deadline: an actor that is dead or
+    does not answer in time is logged, named in ``unanswered``, and given up on."""
+
+    def __init__(self, end: float) -> None:
+        self._end = end
+        self.unanswered: list[str] = []
+
+    def ask(self, actor: pykka.ActorRef, name: str, message: object, default: T) -> T:
+        """``actor``'s answer to ``message`` (through pykka's ``ask``), or ``default``."""
+        try:
+            return cast("T", actor.ask(message, timeout=self._left()))
+        except pykka.ActorDeadError:
+            self._given_up(name, "had already stopped")
+        except pykka.Timeout:
+            self._given_up(name, "did not answer in time")
+        return default
+
+    def stop(self, actor: pykka.ActorRef, name: str) -> None:
+        if name in self.unanswered:
+            actor.stop(block=False)  # if it ever gets to it; nobody waits
+            return
+        try:
+            actor.stop(timeout=self._left())
+        except pykka.Timeout:
+            self._given_up(name, "did not stop in time")
+
+    def _left(self) -> float:
+        return min(STOP_TIMEOUT_S, max(0.0, self._end - time.monotonic()))
+
+    def _given_up(self, name: str, why: str) -> None:
+        logger.warning("shutdown: the %s %s; given up on", name, why)
+        if name not in self.unanswered:
+            self.unanswered.append(name)
 
 
 def _recover(repository: pykka.ActorRef) -> tuple[Task, ...]:
@@ -420,15 +468,6 @@ def _recover(repository: pykka.ActorRef) -> tuple[Task, ...]:
         repository.stop()
         raise
     return found
-
-
-def _stop(actor: pykka.ActorRef) -> None:
-    """Stop ``actor`` once it has handled its inbox; one that does not in time is left to
-    stop by itself (its thread still ends when it gets to the stop)."""
-    try:
-        actor.stop(timeout=STOP_TIMEOUT_S)
-    except pykka.Timeout:
-        logger.error("%s did not stop within %.0f s", actor, STOP_TIMEOUT_S)
 
 
 def _tell(actor: pykka.ActorRef, message: object) -> None:

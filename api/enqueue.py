@@ -28,6 +28,10 @@ RETRY_AFTER_FULL_S: Final = 1
 tasks wait for their time."""
 TOO_MANY_SCHEDULED: Final = "too many scheduled tasks"
 
+RETRY_AFTER_STORE_S: Final = 5
+"""What ``Retry-After`` tells a client refused because the store cannot be written: a full disk
+or a failing device is seldom fixed within a second."""
+
 
 class _Intake(JsonOptions):
     """What both intake routes share: the body limit, the wait, and counting refused bodies."""
@@ -111,12 +115,14 @@ def task_of(request: EnqueueRequest, now: float | None = None) -> Task:
 
 
 def refused(admission: Admission, full: str = "queue is full") -> falcon.HTTPError:
-    """The 503 for a line that is full or too many tasks scheduled (come back in a second),
-    or shutting down."""
+    """The 503 for a line that is full or too many tasks scheduled (come back in a second), a
+    store that cannot be written (come back later), or shutting down."""
     if admission is Admission.QUEUE_FULL:
         return service_unavailable(full, retry_after_s=RETRY_AFTER_FULL_S)
     if admission is Admission.TOO_MANY_SCHEDULED:
         return service_unavailable(TOO_MANY_SCHEDULED, retry_after_s=RETRY_AFTER_FULL_S)
+    if admission is Admission.STORE_UNAVAILABLE:
+        return service_unavailable("store unavailable", retry_after_s=RETRY_AFTER_STORE_S)
     return service_unavailable("shutting down")
 
 

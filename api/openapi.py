@@ -89,7 +89,10 @@ _LINK: Final = {
     "description": 'With `limit`, while another page follows: `</tasks?...>; rel="next"`.',
     "schema": {"type": "string", "pattern": r'^</tasks\?[^>]*>; rel="next"$'},
 }
-_BUSY: Final = "The task system did not answer in time (with `Retry-After`), or is shutting down."
+_BUSY: Final = (
+    "The task system did not answer in time (with `Retry-After`), is shutting down, or (for"
+    " a change) the store cannot be written (`store unavailable`, with `Retry-After`)."
+)
 
 
 def _json(schema: dict[str, Any], description: str, **headers: dict[str, Any]) -> dict[str, Any]:
@@ -162,8 +165,10 @@ _PATHS: Final[dict[str, dict[str, Any]]] = {
                 "503": _error(
                     "The line is full (`Retry-After`), the task is delayed and `SCHEDULED_MAX`"
                     ' tasks already wait for their time (`"too many scheduled tasks"`,'
-                    " `Retry-After`), shutdown has begun, or the task system did not answer in"
-                    " time (`Retry-After`; the task may have been accepted).",
+                    " `Retry-After`), the store cannot be written (`store unavailable`,"
+                    " `Retry-After`; the task is not stored), shutdown has begun, or the task"
+                    " system did not answer in time (`Retry-After`; the task may have been"
+                    " accepted).",
                     Retry_After=_RETRY_AFTER,
                 ),
             },
@@ -199,9 +204,10 @@ _PATHS: Final[dict[str, dict[str, Any]]] = {
                 "503": _error(
                     "The line cannot hold the whole batch (`Retry-After`), its delayed tasks"
                     " would take more than `SCHEDULED_MAX` waiting for their time"
-                    ' (`"too many scheduled tasks"`, `Retry-After`), shutdown has begun, or the'
-                    " task system did not answer in time. Nothing is stored (after a timeout,"
-                    " the batch may have been accepted: a 409 on re-sending says so).",
+                    ' (`"too many scheduled tasks"`, `Retry-After`), the store cannot be written'
+                    " (`store unavailable`, `Retry-After`), shutdown has begun, or the task"
+                    " system did not answer in time. Nothing is stored (after a timeout, the"
+                    " batch may have been accepted: a 409 on re-sending says so).",
                     Retry_After=_RETRY_AFTER,
                 ),
             },
@@ -246,8 +252,9 @@ _PATHS: Final[dict[str, dict[str, Any]]] = {
             "The task is queued, running or done.",
             **{
                 "503": _error(
-                    "The line is full (`Retry-After`), shutdown has begun, or the task system"
-                    " did not answer in time.",
+                    "The line is full (`Retry-After`), the store cannot be written (`store"
+                    " unavailable`, `Retry-After`), shutdown has begun, or the task system did"
+                    " not answer in time.",
                     Retry_After=_RETRY_AFTER,
                 )
             },
@@ -302,7 +309,10 @@ _PATHS: Final[dict[str, dict[str, Any]]] = {
             "summary": "Readiness: whether a new task would be accepted now.",
             "responses": {
                 "200": _json(_READINESS, "`ready`."),
-                "503": _json(_READINESS, "`full`, `too many scheduled tasks` or `shutting down`."),
+                "503": _json(
+                    _READINESS,
+                    "`full`, `too many scheduled tasks`, `store unavailable` or `shutting down`.",
+                ),
             },
         }
     },

@@ -63,6 +63,7 @@ class Rejected(msgspec.Struct, frozen=True):
     full: int
     duplicate: int
     shutting_down: int
+    store_unavailable: int
     invalid: int
 
 
@@ -91,6 +92,9 @@ class StatsBody(msgspec.Struct, frozen=True):
     queue_size: int
     scheduled_max: int
     """Tasks that may be ``scheduled`` before new delayed tasks are refused."""
+    store: str
+    """The durable store (DB_PATH): ``available``, ``unavailable`` (it cannot be written now:
+    new work is refused) or ``none`` (tasks in memory only)."""
     totals: Totals
     uptime_s: float
 
@@ -110,12 +114,14 @@ def stats_body(stats: SystemStats, invalid: int) -> StatsBody:
         workers=Workers(total=stats.workers, busy=stats.busy),
         queue_size=stats.queue_size,
         scheduled_max=stats.scheduled_max,
+        store=stats.store,
         totals=Totals(
             enqueued=stats.enqueued,
             rejected=Rejected(
                 full=stats.rejected_full,
                 duplicate=stats.rejected_duplicate,
                 shutting_down=stats.rejected_shutting_down,
+                store_unavailable=stats.rejected_store_unavailable,
                 invalid=invalid,
             ),
             attempts=stats.attempts,
@@ -141,7 +147,8 @@ class StatsResource(JsonOptions):
 
 
 class ReadinessBody(msgspec.Struct, frozen=True):
-    """The body of ``GET /readyz``: ``ready``, ``full`` or ``shutting down``."""
+    """The body of ``GET /readyz``: ``ready``, ``full``, ``store unavailable`` or
+    ``shutting down``."""
 
     status: str
 
@@ -153,7 +160,8 @@ _READINESS: Final = {
 
 class ReadinessResource(JsonOptions):
     """200 while a new task, delayed or not, would be admitted; 503 when the line is full,
-    ``scheduled_max`` tasks wait for their time, or shutdown began."""
+    ``scheduled_max`` tasks wait for their time, the store cannot be written, or shutdown
+    began."""
 
     def __init__(self, system: TaskSystem, *, timeout_s: float) -> None:
         self._system = system

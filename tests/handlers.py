@@ -139,3 +139,12 @@ def fail_unless_file(task: TaskView) -> None:
     ok = Path(task.payload["ok"])
     if not ok.exists():
         raise HandlerFailure(f"{ok} does not exist")
+
+
+def stop_actor(task: TaskView) -> None:
+    """Stop the actor named by class in ``payload["actor"]`` (without waiting), as a bug that
+    killed it would: for the tests of a shutdown that must end whatever the actors' state."""
+    import pykka
+
+    for ref in pykka.ActorRegistry.get_by_class_name(task.payload["actor"]):
+        ref.stop(block=False)

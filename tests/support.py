@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 import contextlib
+import threading
 import time
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import pykka
 
 from actors import TaskSystem
+from actors.store import MemoryStore, StoreError
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterator
+    from collections.abc import Callable, Collection, Iterator, Sequence
 
-    from actors import TaskView
+    from actors import Task, TaskView
 
 T = TypeVar("T")
 
@@ -61,3 +63,28 @@ def starting_systems(**defaults: Any) -> Iterator[Callable[..., TaskSystem]]:
         # A system the test already stopped has no actors left to stop.
         with contextlib.suppress(pykka.ActorDeadError):
             system.stop(deadline=time.monotonic() + 1)
+
+
+class FlakyStore(MemoryStore):
+    """A store in memory whose writes fail while ``full`` is set, as a full disk's do."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.full = threading.Event()
+        self.written_then_lost = threading.Event()
+        self.tries = 0
+        self.checks = 0
+
+    def commit(self, tasks: Sequence[Task], deleted: Collection[str] = ()) -> None:
+        self.tries += 1
+        if self.written_then_lost.is_set():
+            super().commit(tasks, deleted)
+            raise StoreError("the store at memory was removed or replaced while in use")
+        if self.full.is_set():
+            raise StoreError("the store at memory cannot be written: database or disk is full")
+        super().commit(tasks, deleted)
+
+    def check(self) -> None:
+        self.checks += 1
+        if self.full.is_set():
+            raise StoreError("the store at memory cannot be written: database or disk is full")

@@ -89,9 +89,16 @@ def test_stats_count_exactly_what_happened_to_every_enqueue(
         "workers": {"total": 1, "busy": 1},
         "queue_size": 2,
         "scheduled_max": 100_000,
+        "store": "none",
         "totals": {
             "enqueued": 3,
-            "rejected": {"full": 1, "duplicate": 1, "shutting_down": 0, "invalid": 4},
+            "rejected": {
+                "full": 1,
+                "duplicate": 1,
+                "shutting_down": 0,
+                "store_unavailable": 0,
+                "invalid": 4,
+            },
             "attempts": 1,
             "retries": 0,
             "done": 0,
@@ -114,6 +121,7 @@ def test_stats_count_exactly_what_happened_to_every_enqueue(
         "full": 1,
         "duplicate": 2,
         "shutting_down": 1,
+        "store_unavailable": 0,
         "invalid": 4,
     }
 

@@ -14,6 +14,7 @@ from actors.messages import (
     Admission,
     AttemptFinished,
     BeginShutdown,
+    Cancel,
     Connect,
     DispatcherStats,
     GetDispatcherStats,
@@ -21,11 +22,13 @@ from actors.messages import (
     GetTask,
     Insert,
     Inserted,
+    Outcome,
     Readiness,
     Refusal,
     RetriesDue,
     Run,
     ScheduleRetry,
+    StoreAvailability,
     Submit,
     WhenIdle,
 )
@@ -395,3 +398,37 @@ def test_readiness_is_shutting_down_once_shutdown_began_even_with_room(
     line.dispatcher.ask(BeginShutdown(), timeout=TIMEOUT_S)
 
     assert readiness(line) is Readiness.SHUTTING_DOWN
+
+
+def test_while_the_store_is_down_new_work_and_cancels_are_refused_and_readiness_says_so(
+    repository: pykka.ActorRef,
+) -> None:
+    line = Line(queue_size=2, workers=1, repository=repository)
+    line.submit("running")
+    line.submit("waiting")
+
+    line.dispatcher.tell(StoreAvailability(False))
+
+    assert readiness(line) is Readiness.STORE_UNAVAILABLE
+    assert line.submit("new") is Admission.STORE_UNAVAILABLE
+    assert line.submit("waiting") is Admission.DUPLICATE  # a known id is a conflict, even now
+    cancelled: Reply[Outcome] = Reply()
+    line.dispatcher.tell(Cancel("waiting", cancelled))
+    assert cancelled.get(timeout=TIMEOUT_S) == Outcome(None, refused=Admission.STORE_UNAVAILABLE)
+    line.finish(0)
+    assert line.ran_by(0) == ["running", "waiting"]  # accepted work goes on
+
+    line.dispatcher.tell(StoreAvailability(True))
+
+    assert readiness(line) is Readiness.READY
+    assert line.submit("new") is Admission.ACCEPTED
+
+
+def test_shutting_down_outranks_a_store_that_is_down(repository: pykka.ActorRef) -> None:
+    line = Line(queue_size=2, workers=1, repository=repository)
+    line.dispatcher.tell(StoreAvailability(False))
+
+    line.dispatcher.ask(BeginShutdown(), timeout=TIMEOUT_S)
+
+    assert readiness(line) is Readiness.SHUTTING_DOWN
+    assert line.submit("new") is Admission.SHUTTING_DOWN

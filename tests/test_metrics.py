@@ -97,6 +97,7 @@ def test_every_enqueue_is_counted_by_outcome_and_the_gauges_say_where_tasks_are(
         "full": 1,
         "duplicate": 1,
         "shutting_down": 0,
+        "store_unavailable": 0,
         "invalid": 4,
     }
     assert scrape.labelled("taskqueue_tasks", "status") == {
@@ -137,6 +138,7 @@ def test_every_enqueue_is_counted_by_outcome_and_the_gauges_say_where_tasks_are(
         "full": 1,
         "duplicate": 1,
         "shutting_down": 1,
+        "store_unavailable": 0,
         "invalid": 4,
     }
 

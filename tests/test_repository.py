@@ -3,6 +3,7 @@ over a durable store, answer nothing before the change it shows is committed."""
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Collection, Iterator, Sequence
 from pathlib import Path
@@ -12,21 +13,28 @@ import msgspec
 import pykka
 import pytest
 
+from actors import outage as outage_module
 from actors import repository as repository_module
 from actors.messages import (
     Admission,
+    BatchAdmission,
     GetRepositoryStats,
     GetTask,
     Insert,
+    InsertBatch,
     Inserted,
     ListPage,
     ListTasks,
+    Outcome,
     PlacesReleased,
     Recover,
     Refusal,
     RepositoryStats,
+    RequeueTask,
     Save,
+    StoreAvailability,
     TakeStock,
+    WatchStore,
 )
 from actors.paging import Page
 from actors.reply import Reply
@@ -34,7 +42,7 @@ from actors.repository import BATCH_CAP, RepositoryActor
 from actors.sqlite_store import SqliteStore
 from actors.store import MemoryStore, Store, StoreError
 from actors.task import CANCELLED, DONE, FAILED, QUEUED, RUNNING, Task, new_task
-from tests.support import wait_until
+from tests.support import FlakyStore, wait_until
 
 TIMEOUT_S = 5.0
 
@@ -262,13 +270,26 @@ class GatedStore:
         self.closed = True
         self.inner.close()
 
+    def check(self) -> None:
+        self.inner.check()
+
     def wait_entered(self) -> None:
         assert self.entered.acquire(timeout=TIMEOUT_S), "no commit began"
 
 
-class FailingStore(MemoryStore):
-    def commit(self, tasks: Sequence[Task], deleted: Collection[str] = ()) -> None:
-        raise StoreError("cannot be written: disk full")
+def store_heard(dispatcher: TellRecorder) -> list[bool]:
+    """What the dispatcher was told of the store, in order: available or not."""
+    # Not ``in told``: a NamedTuple equals any other of equal fields, PlacesReleased(1) included.
+    return [m.available for m in dispatcher.told if isinstance(m, StoreAvailability)]
+
+
+def flaky_repository(store: FlakyStore) -> tuple[pykka.ActorRef, TellRecorder]:
+    """A repository over ``store``, recovered, telling a recorder of the store's ups and downs."""
+    repository = RepositoryActor.start(lambda: store)
+    repository.ask(Recover(), timeout=TIMEOUT_S)
+    dispatcher = TellRecorder()
+    repository.tell(WatchStore(dispatcher))  # type: ignore[arg-type]
+    return repository, dispatcher
 
 
 def reply_is_set(reply: Reply[Any]) -> bool:
@@ -472,17 +493,183 @@ def test_recover_loads_every_stored_task_in_creation_order() -> None:
     assert insert(repository, new_task("task-1", b"1", max_retries=0)) is Admission.DUPLICATE
 
 
-def test_a_commit_that_fails_releases_nothing_and_stops_the_repository() -> None:
-    repository = RepositoryActor.start(FailingStore)
-    assert repository.ask(Recover(), timeout=TIMEOUT_S) == ()
-    dispatcher = TellRecorder()
-    reply: Reply[Admission] = Reply()
+def test_a_commit_that_fails_refuses_the_insert_it_held_at_once_and_leaves_no_trace() -> None:
+    store = FlakyStore()
+    repository, dispatcher = flaky_repository(store)
+    store.full.set()
 
-    repository.tell(Insert(new_task("task-1", b"null", 0), reply, dispatcher))  # type: ignore[arg-type]
+    answer = insert(repository, new_task("task-1", b"null", 0), dispatcher)
 
-    wait_until(lambda: not repository.is_alive(), TIMEOUT_S)
-    assert not reply_is_set(reply)
-    assert dispatcher.told == []
+    assert answer is Admission.STORE_UNAVAILABLE
+    assert repository.is_alive()
+    assert get(repository, "task-1") is None
+    assert dispatcher.told == [StoreAvailability(False), PlacesReleased(1)]
+    stats = repository_stats(repository)
+    assert (stats.enqueued, stats.store_unavailable) == (0, 1)
+    assert stats.counts[QUEUED] == 0
+
+
+def test_while_the_store_is_down_new_work_is_refused_at_once_and_reads_answer() -> None:
+    store = FlakyStore()
+    repository, dispatcher = flaky_repository(store)
+    accepted = new_task("accepted", b"null", 0)
+    assert insert(repository, accepted, dispatcher) is Admission.ACCEPTED
+    store.full.set()
+    running = msgspec.structs.replace(accepted, status=RUNNING, attempts=1)
+    repository.tell(Save(running))
+
+    assert insert(repository, new_task("first", b"null", 0)) is Admission.STORE_UNAVAILABLE
+    assert insert(repository, new_task("second", b"null", 0)) is Admission.STORE_UNAVAILABLE
+    assert get(repository, "accepted") == running
+    assert list_all(repository) == [running]
+    assert store.load() == [accepted]
+
+
+def test_changes_made_while_the_store_is_down_are_written_once_it_is_back(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(outage_module, "STORE_RETRY_MAX_MS", 10)
+    store = FlakyStore()
+    repository, dispatcher = flaky_repository(store)
+    accepted = new_task("accepted", b"null", 0)
+    insert(repository, accepted, dispatcher)
+    store.full.set()
+    done = msgspec.structs.replace(accepted, status=DONE, attempts=1)
+    repository.tell(Save(done))
+    assert insert(repository, new_task("refused", b"null", 0)) is Admission.STORE_UNAVAILABLE
+    wait_until(lambda: store.checks >= 3, TIMEOUT_S)
+
+    store.full.clear()
+
+    wait_until(lambda: store.load() == [done], TIMEOUT_S)
+    wait_until(lambda: store_heard(dispatcher) == [False, True], TIMEOUT_S)
+    assert insert(repository, new_task("after", b"null", 0)) is Admission.ACCEPTED
+    assert [task.id for task in store.load()] == ["accepted", "after"]
+
+
+def test_a_task_refused_after_its_commit_reached_the_store_is_deleted_from_it_when_it_is_back(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(outage_module, "STORE_RETRY_MAX_MS", 10)
+    store = FlakyStore()
+    repository, dispatcher = flaky_repository(store)
+    store.written_then_lost.set()
+
+    assert insert(repository, new_task("refused", b"null", 0)) is Admission.STORE_UNAVAILABLE
+    assert [task.id for task in store.load()] == ["refused"]
+    store.written_then_lost.clear()
+
+    wait_until(lambda: store_heard(dispatcher) == [False, True], TIMEOUT_S)
+    assert store.load() == []
+
+
+class HeldUpStore(FlakyStore):
+    """A FlakyStore whose first commit waits for ``go``: what arrives meanwhile is one batch."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.entered = threading.Event()
+        self.go = threading.Event()
+
+    def commit(self, tasks: Sequence[Task], deleted: Collection[str] = ()) -> None:
+        if not self.entered.is_set():
+            self.entered.set()
+            assert self.go.wait(TIMEOUT_S)
+            MemoryStore.commit(self, tasks, deleted)  # the first one succeeds, whatever follows
+            return
+        super().commit(tasks, deleted)
+
+
+def test_reads_held_for_a_commit_that_fails_never_show_the_work_it_refused() -> None:
+    store = HeldUpStore()
+    repository, dispatcher = flaky_repository(store)
+    first = Reply[Admission]()
+    repository.tell(Insert(new_task("a", b"null", 0), first, dispatcher))  # type: ignore[arg-type]
+    assert store.entered.wait(TIMEOUT_S)
+    # Behind the commit of "a", in one batch: "b" inserted, then read about, then the commit.
+    refused, listed, found = Reply[Admission](), Reply[list[Task]](), Reply[Task | None]()
+    page, stats = Reply[Page | None](), Reply[RepositoryStats]()
+    repository.tell(Insert(new_task("b", b"null", 0), refused, dispatcher))  # type: ignore[arg-type]
+    repository.tell(ListTasks(listed))
+    repository.tell(GetTask("b", found))
+    repository.tell(ListPage(page))
+    repository.tell(GetRepositoryStats(stats))
+    store.full.set()
+    store.go.set()
+
+    assert first.get(timeout=TIMEOUT_S) is Admission.ACCEPTED
+    assert refused.get(timeout=TIMEOUT_S) is Admission.STORE_UNAVAILABLE
+    assert [task.id for task in listed.get(timeout=TIMEOUT_S)] == ["a"]
+    assert found.get(timeout=TIMEOUT_S) is None
+    shown = page.get(timeout=TIMEOUT_S)
+    assert shown is not None
+    assert [task.id for task in shown.tasks] == ["a"]
+    assert stats.get(timeout=TIMEOUT_S).counts[QUEUED] == 1
+
+
+def test_a_store_that_fails_with_nothing_to_write_is_checked_until_it_is_back(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(outage_module, "STORE_RETRY_MAX_MS", 10)
+    store = FlakyStore()
+    repository, dispatcher = flaky_repository(store)
+    store.full.set()
+    assert insert(repository, new_task("refused", b"null", 0)) is Admission.STORE_UNAVAILABLE
+    wait_until(lambda: store.checks >= 3, TIMEOUT_S)
+
+    store.full.clear()
+
+    wait_until(lambda: store_heard(dispatcher) == [False, True], TIMEOUT_S)
+    assert insert(repository, new_task("after", b"null", 0)) is Admission.ACCEPTED
+
+
+def test_a_store_failure_is_logged_critical_once_however_often_the_retries_fail(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr(outage_module, "STORE_RETRY_MAX_MS", 1)
+    store = FlakyStore()
+    repository, dispatcher = flaky_repository(store)
+    store.full.set()
+
+    insert(repository, new_task("refused", b"null", 0), dispatcher)
+    wait_until(lambda: store.checks >= 10, TIMEOUT_S)
+    store.full.clear()
+    wait_until(lambda: store_heard(dispatcher) == [False, True], TIMEOUT_S)
+
+    critical = [r for r in caplog.records if r.levelno == logging.CRITICAL]
+    assert len(critical) == 1, critical
+    assert "database or disk is full" in critical[0].getMessage()
+    assert any("available again" in r.getMessage() for r in caplog.records)
+
+
+def test_a_retry_by_hand_whose_commit_fails_is_refused_and_the_task_stays_failed() -> None:
+    store = FlakyStore()
+    failed = msgspec.structs.replace(new_task("t", b"null", 0), status=FAILED, attempts=1)
+    store.commit([failed])
+    repository, dispatcher = flaky_repository(store)
+    store.full.set()
+    reply: Reply[Outcome] = Reply()
+
+    repository.tell(RequeueTask("t", reply, dispatcher))  # type: ignore[arg-type]
+
+    assert reply.get(timeout=TIMEOUT_S) == Outcome(None, refused=Admission.STORE_UNAVAILABLE)
+    assert get(repository, "t") == failed
+    assert dispatcher.told == [StoreAvailability(False), PlacesReleased(1)]
+    assert repository_stats(repository).counts[FAILED] == 1
+
+
+def test_a_batch_whose_commit_fails_is_refused_whole_and_leaves_no_trace() -> None:
+    store = FlakyStore()
+    repository, dispatcher = flaky_repository(store)
+    store.full.set()
+    reply: Reply[BatchAdmission] = Reply()
+    tasks = (new_task("a", b"null", 0), new_task("b", b"null", 0))
+
+    repository.tell(InsertBatch(tasks, reply, dispatcher, 2))  # type: ignore[arg-type]
+
+    assert reply.get(timeout=TIMEOUT_S) == BatchAdmission(Admission.STORE_UNAVAILABLE)
+    assert list_all(repository) == []
+    assert dispatcher.told == [StoreAvailability(False), PlacesReleased(2)]
 
 
 def test_without_a_store_nothing_is_held_back(repository: pykka.ActorRef) -> None:

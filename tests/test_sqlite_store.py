@@ -255,19 +255,160 @@ def test_an_unusable_file_is_refused_and_left_untouched(
     assert sorted(entry.name for entry in path.parent.iterdir()) == [path.name]
 
 
-def test_a_stored_task_with_an_unknown_status_is_refused_at_load(path: Path) -> None:
-    store = SqliteStore.open(path)
-    store.commit([new_task("t", b"1", max_retries=0, now=1.0)])
-    store.close()
+def set_columns(path: Path, task_id: str, assignments: str) -> None:
     connection = sqlite3.connect(path)
-    connection.execute("UPDATE tasks SET status = 'paused'")
+    connection.execute(f"UPDATE tasks SET {assignments} WHERE id = ?", (task_id,))
     connection.commit()
     connection.close()
 
+
+BROKEN = {
+    "unknown status": ("status = 'paused'", "status 'paused' is not one of"),
+    "payload not UTF-8": ("payload = x'22ff22'", "payload is not valid JSON"),
+    "payload not JSON": ("payload = x'7b'", "payload is not valid JSON"),
+    "payload a lone surrogate": ("payload = CAST('\"\\ud800\"' AS BLOB)", "payload is not valid"),
+    "result not JSON": ("result = x'5b31'", "result is not valid JSON"),
+    "negative attempts": ("attempts = -1", "attempts -1 is not a count"),
+    "max_retries as text": ("max_retries = 'three'", "max_retries 'three' is not a count"),
+    "priority out of range": ("priority = 10", "priority 10 is not an integer from 0 to 9"),
+    "timeout_ms zero": ("timeout_ms = 0", "timeout_ms 0 is not a positive integer"),
+    "created_at not a time": ("created_at = 'yesterday'", "created_at 'yesterday' is not a time"),
+    "last_error not UTF-8": ("last_error = CAST(x'6f6bff' AS TEXT)", "last_error is not UTF-8"),
+    "id not UTF-8": ("id = CAST(x'74ff' AS TEXT)", "id is not UTF-8"),
+}
+
+
+@pytest.mark.parametrize(("assignments", "complaint"), BROKEN.values(), ids=BROKEN)
+def test_a_row_that_does_not_decode_is_set_aside_logged_and_the_others_load(
+    path: Path, assignments: str, complaint: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    good = [new_task(f"good-{n}", b"[1]", max_retries=0, now=1.0) for n in range(2)]
+    store = SqliteStore.open(path)
+    store.commit([good[0], new_task("broken", b"1", max_retries=0, now=1.0), good[1]])
+    store.close()
+    set_columns(path, "broken", assignments)
+
     store = SqliteStore.open(path)
     try:
-        with pytest.raises(StoreError, match="unknown status 'paused'"):
-            store.load()
+        assert store.load() == good
+        assert store.load() == good  # set aside once, for good
+    finally:
+        store.close()
+
+    [record] = [r for r in caplog.records if r.name == "actors.sqlite_store"]
+    assert complaint in record.getMessage()
+    assert str(path) in record.getMessage()
+    assert "row 2" in record.getMessage()
+    connection = sqlite3.connect(path)
+    [(seq, reason)] = connection.execute("SELECT seq, reason FROM quarantine").fetchall()
+    connection.close()
+    assert seq == 2
+    assert complaint in reason
+
+
+def test_a_row_set_aside_is_named_by_its_id_when_the_id_is_text(
+    path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    store = SqliteStore.open(path)
+    store.commit([new_task("broken-1", b"1", max_retries=0)])
+    store.close()
+    set_columns(path, "broken-1", "payload = x'ff'")
+
+    store = SqliteStore.open(path)
+    store.load()
+    store.close()
+
+    assert "task 'broken-1' (row 1) cannot be read" in caplog.text
+
+
+def test_a_commit_after_the_file_was_removed_fails_naming_the_file(path: Path) -> None:
+    store = SqliteStore.open(path)
+    try:
+        store.commit([new_task("before", b"1", max_retries=0)])
+        for name in (path, path.with_name(path.name + "-wal")):
+            name.unlink()
+
+        with pytest.raises(StoreError, match="removed or replaced") as failure:
+            store.commit([new_task("after", b"1", max_retries=0)])
+        assert str(path) in str(failure.value)
+    finally:
+        store.close()
+
+
+def test_a_removed_file_is_written_again_whole_from_the_open_one_at_the_next_check(
+    path: Path,
+) -> None:
+    kept = [new_task(f"t{n}", b"[1]", max_retries=0, now=1.0) for n in range(3)]
+    store = SqliteStore.open(path)
+    try:
+        store.commit(kept[:2])
+        for name in (path, path.with_name(path.name + "-wal")):
+            name.unlink()
+        with pytest.raises(StoreError, match="removed"):
+            store.commit(kept[2:])
+
+        store.check()
+
+        store.commit([msgspec.structs.replace(kept[0], status=DONE)])
+    finally:
+        store.close()
+    reopened = SqliteStore.open(path)
+    try:
+        assert reopened.load() == [msgspec.structs.replace(kept[0], status=DONE), *kept[1:]]
+    finally:
+        reopened.close()
+    assert sorted(entry.name for entry in path.parent.iterdir()) == [path.name]
+
+
+def test_a_removed_write_ahead_log_is_written_into_the_file_and_a_new_one_begun(
+    path: Path,
+) -> None:
+    kept = [new_task(f"t{n}", b"[1]", max_retries=0, now=1.0) for n in range(3)]
+    store = SqliteStore.open(path)
+    try:
+        store.commit(kept[:1])
+        path.with_name(path.name + "-wal").unlink()
+        with pytest.raises(StoreError, match="removed"):
+            store.commit(kept[1:2])
+
+        store.check()
+
+        store.commit(kept[2:])
+        assert path.with_name(path.name + "-wal").exists()
+    finally:
+        store.close()
+    reopened = SqliteStore.open(path)
+    try:
+        assert reopened.load() == kept
+    finally:
+        reopened.close()
+
+
+@pytest.mark.parametrize("which", ["", "-wal"])
+def test_a_commit_after_the_file_or_its_log_was_replaced_fails(path: Path, which: str) -> None:
+    store = SqliteStore.open(path)
+    try:
+        target = path.with_name(path.name + which)
+        replacement = path.with_name("replacement")
+        contents = target.read_bytes()
+        replacement.write_bytes(contents)
+        replacement.replace(target)
+
+        with pytest.raises(StoreError, match="removed or replaced"):
+            store.commit([new_task("after", b"1", max_retries=0)])
+        with pytest.raises(StoreError, match="removed or replaced"):
+            store.check()  # never written over: the file there now is someone else's
+        assert target.read_bytes() == contents
+    finally:
+        store.close()
+
+
+def test_a_store_in_place_passes_its_check(path: Path) -> None:
+    store = SqliteStore.open(path)
+    try:
+        store.check()
+        store.commit([new_task("t", b"1", max_retries=0)])
+        store.check()
     finally:
         store.close()
 

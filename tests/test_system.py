@@ -6,8 +6,9 @@ import itertools
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator, Sequence
 
+import pykka
 import pytest
 
 from actors import (
@@ -22,6 +23,9 @@ from actors import (
     TaskView,
     new_task,
 )
+from actors import system as system_module
+from actors.dispatcher import DispatcherActor
+from actors.store import MemoryStore
 from actors.system import ShutdownSummary
 from tests.support import starting_systems, wait_until
 
@@ -290,3 +294,55 @@ def test_an_exception_whose_message_raises_system_exit_leaves_the_system_running
 
     assert final(system, "unprintable").status == FAILED
     assert final(system, "after").status == DONE
+
+
+# --- shutdown whatever state the actors are in ---------------------------------------------------
+
+STOP_GRACE_BOUND_S = system_module.STOP_GRACE_S + 1.0
+"""How long after its deadline ``stop`` may still take, at worst, with actors dead or stuck."""
+
+
+def test_begin_shutdown_and_stop_survive_a_dispatcher_that_has_died(
+    start: Callable[..., TaskSystem],
+) -> None:
+    system = start(lambda view: None)
+    [dispatcher] = pykka.ActorRegistry.get_by_class(DispatcherActor)
+    dispatcher.stop()
+
+    system.begin_shutdown()
+    started = time.monotonic()
+    summary = system.stop(deadline=time.monotonic() + 0.5)
+
+    assert time.monotonic() - started < 0.5 + STOP_GRACE_BOUND_S
+    assert "dispatcher" in summary.unanswered
+
+
+class StuckStore(MemoryStore):
+    """A store whose commits hang until ``release`` is set: a repository stuck in its store."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.entered = threading.Event()
+        self.release = threading.Event()
+
+    def commit(self, tasks: Sequence[Task], deleted: Collection[str] = ()) -> None:
+        self.entered.set()
+        self.release.wait(30)
+        super().commit(tasks, deleted)
+
+
+def test_stop_gives_up_on_a_repository_stuck_in_its_store_after_its_deadline(
+    start: Callable[..., TaskSystem],
+) -> None:
+    store = StuckStore()
+    system = start(lambda view: None, open_store=lambda: store)
+    system.submit_async(new_task("stuck", b"null", 0))
+    assert store.entered.wait(TIMEOUT_S)
+    try:
+        started = time.monotonic()
+        summary = system.stop(deadline=time.monotonic() + 0.5)
+
+        assert time.monotonic() - started < 0.5 + STOP_GRACE_BOUND_S
+        assert "repository" in summary.unanswered
+    finally:
+        store.release.set()

@@ -1,0 +1,177 @@
+"""What a row of the store's ``tasks`` table must hold to be served: checked once, at load.
+
+Bad stored data is never served: a row whose text is not UTF-8, whose payload or result is not
+JSON, or whose state the service could not have made (an unknown status, negative attempts...)
+is set aside by the store (actors/sqlite_store.py) instead of being loaded.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from typing import TYPE_CHECKING, Any, Final, TypeVar
+
+import msgspec
+
+from actors.task import MAX_PRIORITY, STATUSES, Task
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
+
+T = TypeVar("T")
+
+_STATUS_SET: Final = frozenset(STATUSES)
+_SYNTAX: Final = msgspec.json.Decoder(msgspec.Raw)
+"""Checks JSON syntax without building the value (but not that strings are UTF-8)."""
+
+
+def sound(row: Sequence[Any]) -> bool:
+    """Whether a row read with text as str is a task as the service writes them: the fast,
+    silent check of every row at start (decode_row says what is wrong with one that is not)."""
+    (
+        task_id,
+        payload,
+        max_retries,
+        status,
+        attempts,
+        created_at,
+        updated_at,
+        last_error,
+        next_attempt_at,
+        priority,
+        timeout_ms,
+        result,
+    ) = row
+    try:
+        payload.isascii() or payload.decode()  # UTF-8, or UnicodeDecodeError
+        _SYNTAX.decode(payload)
+        if result is not None:
+            result.isascii() or result.decode()
+            _SYNTAX.decode(result)
+    except (msgspec.DecodeError, UnicodeDecodeError, RecursionError, AttributeError):
+        return False
+    return (
+        type(task_id) is str
+        and task_id != ""
+        and type(payload) is bytes
+        and type(max_retries) is int
+        and max_retries >= 0
+        and status in _STATUS_SET
+        and type(attempts) is int
+        and attempts >= 0
+        and type(created_at) is float
+        and math.isfinite(created_at)
+        and type(updated_at) is float
+        and math.isfinite(updated_at)
+        and (last_error is None or type(last_error) is str)
+        and (next_attempt_at is None or type(next_attempt_at) is float)
+        and type(priority) is int
+        and 0 <= priority <= MAX_PRIORITY
+        and (timeout_ms is None or (type(timeout_ms) is int and timeout_ms > 0))
+        and (result is None or type(result) is bytes)
+    )
+
+
+def decode_row(row: Sequence[object]) -> Task:
+    """The Task a row of ``tasks`` holds (text as str or bytes), or ValueError saying what is
+    wrong.
+
+    Everything a row holds is checked before it is served: text is UTF-8, the payload and the
+    result are JSON, and the state is one the service can have made.
+    """
+    (
+        task_id,
+        payload,
+        max_retries,
+        status,
+        attempts,
+        created_at,
+        updated_at,
+        last_error,
+        next_attempt_at,
+        priority,
+        timeout_ms,
+        result,
+    ) = row
+    status_text = _text(status, "status")
+    if status_text not in STATUSES:
+        raise ValueError(f"status {status_text!r} is not one of {', '.join(STATUSES)}")
+    return Task(
+        id=_text(task_id, "id"),
+        payload=_json(payload, "payload"),
+        max_retries=_count(max_retries, "max_retries"),
+        status=status_text,
+        attempts=_count(attempts, "attempts"),
+        created_at=_time(created_at, "created_at"),
+        updated_at=_time(updated_at, "updated_at"),
+        last_error=_optional(_text, last_error, "last_error"),
+        next_attempt_at=_optional(_time, next_attempt_at, "next_attempt_at"),
+        priority=_bounded(priority, "priority", MAX_PRIORITY),
+        timeout_ms=_optional(_positive, timeout_ms, "timeout_ms"),
+        result=_optional(_json, result, "result"),
+    )
+
+
+def _optional(check: Callable[[object, str], T], value: object, name: str) -> T | None:
+    return None if value is None else check(value, name)
+
+
+def _text(value: object, name: str) -> str:
+    if isinstance(value, str):
+        text = value
+    elif not isinstance(value, bytes):
+        raise ValueError(f"{name} is not text")
+    else:
+        try:
+            text = value.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise ValueError(f"{name} is not UTF-8 ({exc.reason} at byte {exc.start})") from None
+    if not text and name == "id":
+        raise ValueError("id is empty")
+    return text
+
+
+def _json(value: object, name: str) -> bytes:
+    if isinstance(value, str):  # JSON stored as text rather than as a blob: the same JSON
+        value = value.encode()
+    if not isinstance(value, bytes):
+        raise ValueError(f"{name} is not JSON text")
+    try:
+        msgspec.json.decode(value)
+    except (msgspec.DecodeError, UnicodeDecodeError) as exc:
+        raise ValueError(f"{name} is not valid JSON ({exc})") from None
+    except RecursionError:
+        raise ValueError(f"{name} is nested too deep") from None
+    return value
+
+
+def _count(value: object, name: str) -> int:
+    if not isinstance(value, int) or value < 0:
+        raise ValueError(f"{name} {value!r} is not a count (an integer, 0 or more)")
+    return value
+
+
+def _bounded(value: object, name: str, most: int) -> int:
+    if not isinstance(value, int) or not 0 <= value <= most:
+        raise ValueError(f"{name} {value!r} is not an integer from 0 to {most}")
+    return value
+
+
+def _positive(value: object, name: str) -> int:
+    if not isinstance(value, int) or value <= 0:
+        raise ValueError(f"{name} {value!r} is not a positive integer")
+    return value
+
+
+def _time(value: object, name: str) -> float:
+    if not isinstance(value, int | float) or not math.isfinite(value) or value < 0:
+        raise ValueError(f"{name} {value!r} is not a time")
+    return float(value)
+
+
+def shown_id(task_id: object) -> str:
+    """The id as a log line can show it: quoted text, or the bytes that are not."""
+    if isinstance(task_id, bytes):
+        with contextlib.suppress(UnicodeDecodeError):
+            return repr(task_id.decode("utf-8"))
+    return repr(task_id)
