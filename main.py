@@ -29,6 +29,7 @@ from actors import (
     load_handler,
     simulation,
 )
+from actors.system import thread_runners
 from api import ConfigError, create_app, load_config
 from api.logs import configure_logging
 from api.metrics import Metrics
@@ -37,6 +38,7 @@ from api.server import HttpServer
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
+    from actors.runners import RunnerFactory
     from actors.system import ShutdownSummary
     from actors.worker import Handler
     from api import Config
@@ -57,7 +59,7 @@ def main(environ: Mapping[str, str] = os.environ) -> int:
     configure_logging(config.log_level, config.log_format)
     logger.info("configuration: %s", describe_config(config), extra={"config": safe_config(config)})
     try:
-        handler = build_handler(config)
+        runners = build_runners(config)
     except HandlerLoadError as exc:
         print(f"task_queue: TASK_HANDLER: {exc}", file=sys.stderr)
         return EXIT_STARTUP_ERROR
@@ -69,7 +71,7 @@ def main(environ: Mapping[str, str] = os.environ) -> int:
     metrics = Metrics() if config.metrics else None
     try:
         system = TaskSystem.start(
-            handler,
+            runners=runners,
             workers=config.workers,
             queue_size=config.queue_size,
             retry_base_ms=config.retry_base_ms,
@@ -77,6 +79,8 @@ def main(environ: Mapping[str, str] = os.environ) -> int:
             open_store=partial(SqliteStore.open, config.db_path) if config.db_path else None,
             retention=Retention(config.retention_max_finished, config.retention_ttl_s),
             observer=metrics.tasks if metrics else None,
+            task_timeout_ms=config.task_timeout_ms,
+            result_max_bytes=config.result_max_bytes,
         )
     except StoreError as exc:
         print(f"task_queue: DB_PATH={config.db_path}: {exc}", file=sys.stderr)
@@ -101,11 +105,12 @@ def main(environ: Mapping[str, str] = os.environ) -> int:
         return EXIT_STARTUP_ERROR
     server.start()
     logger.info(
-        "listening on http://%s:%d (workers=%d queue_size=%d http_threads=%d handler=%s store=%s "
-        "auth=%s metrics=%s)",
+        "listening on http://%s:%d (workers=%d worker_mode=%s queue_size=%d http_threads=%d "
+        "handler=%s store=%s auth=%s metrics=%s)",
         server.host,
         server.port,
         config.workers,
+        config.worker_mode,
         config.queue_size,
         config.http_threads,
         config.task_handler or "built-in simulation",
@@ -146,6 +151,15 @@ def describe_config(config: Config) -> str:
         f"{name}={value!r}" if isinstance(value, str) else f"{name}={value}"
         for name, value in safe_config(config).items()
     )
+
+
+def build_runners(config: Config) -> RunnerFactory:
+    """Where each worker runs its attempts, as WORKER_MODE says."""
+    handler = build_handler(config)
+    if config.worker_mode == "process":
+        # Until the process runner is merged (issue 10), process mode runs on threads.
+        logger.warning("WORKER_MODE=process is not available yet: attempts run on threads")
+    return thread_runners(handler, config.result_max_bytes)
 
 
 def build_handler(config: Config) -> Handler:
