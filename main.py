@@ -29,7 +29,8 @@ from actors import (
     load_handler,
     simulation,
 )
-from actors.system import thread_runners
+from actors.handlers import HandlerSpec
+from actors.runners import process_runners, thread_runners
 from api import ConfigError, create_app, load_config
 from api.logs import configure_logging
 from api.metrics import Metrics
@@ -61,8 +62,7 @@ def main(environ: Mapping[str, str] = os.environ) -> int:
     try:
         runners = build_runners(config)
     except HandlerLoadError as exc:
-        print(f"task_queue: TASK_HANDLER: {exc}", file=sys.stderr)
-        return EXIT_STARTUP_ERROR
+        return _bad_handler(exc)
 
     # Stop signals are taken with sigwait by the main thread, never by a handler running at an
     # arbitrary point. Blocked before any thread starts, so every thread inherits the mask.
@@ -82,6 +82,8 @@ def main(environ: Mapping[str, str] = os.environ) -> int:
             task_timeout_ms=config.task_timeout_ms,
             result_max_bytes=config.result_max_bytes,
         )
+    except HandlerLoadError as exc:  # from a worker process, which loads it itself
+        return _bad_handler(exc)
     except StoreError as exc:
         print(f"task_queue: DB_PATH={config.db_path}: {exc}", file=sys.stderr)
         return EXIT_STARTUP_ERROR
@@ -155,11 +157,20 @@ def describe_config(config: Config) -> str:
 
 def build_runners(config: Config) -> RunnerFactory:
     """Where each worker runs its attempts, as WORKER_MODE says."""
-    handler = build_handler(config)
-    if config.worker_mode == "process":
-        # Until the process runner is merged (issue 10), process mode runs on threads.
-        logger.warning("WORKER_MODE=process is not available yet: attempts run on threads")
-    return thread_runners(handler, config.result_max_bytes)
+    if config.worker_mode == "thread":
+        return thread_runners(build_handler(config), config.result_max_bytes)
+    # Each child loads the handler itself: TaskSystem.start raises HandlerLoadError if it cannot.
+    spec = HandlerSpec(
+        config.task_handler, config.sim_min_ms, config.sim_max_ms, config.sim_failure_rate
+    )
+    return process_runners(
+        spec,
+        result_max_bytes=config.result_max_bytes,
+        max_tasks=config.worker_max_tasks,
+        max_memory_mb=config.worker_max_memory_mb,
+        # A handler's own log lines reach the service's log in its format.
+        log_setup=partial(configure_logging, config.log_level, config.log_format),
+    )
 
 
 def build_handler(config: Config) -> Handler:
@@ -180,6 +191,11 @@ def describe_summary(summary: ShutdownSummary) -> str:
         if summary.kept:
             line += " (they count as interrupted at the next start)"
     return line
+
+
+def _bad_handler(exc: HandlerLoadError) -> int:
+    print(f"task_queue: TASK_HANDLER: {exc}", file=sys.stderr)
+    return EXIT_STARTUP_ERROR
 
 
 def _exit_on_second_signal() -> None:

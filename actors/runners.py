@@ -1,15 +1,19 @@
-"""Where attempts run, as the TaskSystem sees it: one runner per worker, made by a factory, and
-the count of the processes the runners replaced and the threads they abandoned."""
+"""Where attempts run, as the TaskSystem sees it: one runner per worker, made by a factory (one
+for each WORKER_MODE), and the count of the processes replaced and the threads abandoned."""
 
 from __future__ import annotations
 
 import threading
-from typing import TYPE_CHECKING, Final, NamedTuple, Protocol, get_args
+from typing import TYPE_CHECKING, Final, NamedTuple, Protocol, get_args, runtime_checkable
 
 from actors.attempt import ReplacementReason
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from actors.attempt import AttemptRunner
+    from actors.handlers import HandlerSpec
+    from actors.worker import Handler
 
 REASONS: Final[tuple[ReplacementReason, ...]] = get_args(ReplacementReason)
 """Why a worker process is replaced: timeout, crash, max_tasks, max_memory."""
@@ -23,6 +27,58 @@ class RunnerFactory(Protocol):
     be loaded, say)."""
 
     def __call__(self, index: int, counts: RunnerCounts) -> AttemptRunner: ...
+
+
+@runtime_checkable
+class StartsWarm(Protocol):
+    """A runner that gets ready in the background once made (a child process loading the
+    handler): ``TaskSystem.start`` makes every runner first, then waits for each, so they get
+    ready in parallel, and what ``wait_ready`` raises (HandlerLoadError) stops the start."""
+
+    def wait_ready(self, timeout_s: float = ...) -> None: ...
+
+
+def thread_runners(handler: Handler, result_max_bytes: int) -> RunnerFactory:
+    """WORKER_MODE=thread: each worker's attempts on a handler thread of its own."""
+    from actors.thread_runner import ThreadRunner
+
+    def make(index: int, counts: RunnerCounts) -> AttemptRunner:
+        return ThreadRunner(
+            handler,
+            result_max_bytes=result_max_bytes,
+            on_abandoned=counts.abandoned,
+            name=f"worker-{index}-handler",
+        )
+
+    return make
+
+
+def process_runners(
+    spec: HandlerSpec,
+    *,
+    result_max_bytes: int,
+    max_tasks: int = 0,
+    max_memory_mb: int = 0,
+    log_setup: Callable[[], object] | None = None,
+) -> RunnerFactory:
+    """WORKER_MODE=process: each worker's attempts in a child process of its own, which loads
+    the handler ``spec`` names; recycled after ``max_tasks`` attempts or above ``max_memory_mb``
+    (0: never). ``log_setup`` runs in each child first (see ProcessRunner)."""
+    # Imported here: it sets up the forkserver when imported, which thread mode never needs.
+    from actors.process_runner import ProcessRunner
+
+    def make(index: int, counts: RunnerCounts) -> AttemptRunner:
+        return ProcessRunner(
+            spec,
+            result_max_bytes=result_max_bytes,
+            max_tasks=max_tasks,
+            max_memory_mb=max_memory_mb,
+            on_replaced=counts.replaced,
+            name=f"worker-{index}",
+            log_setup=log_setup,
+        )
+
+    return make
 
 
 class Replacements(NamedTuple):

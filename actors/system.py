@@ -43,9 +43,8 @@ from actors.reply import Reply
 from actors.repository import RepositoryActor
 from actors.retention import DEFAULT_RETENTION
 from actors.retry import RetryActor
-from actors.runners import RunnerCounts
+from actors.runners import RunnerCounts, StartsWarm, thread_runners
 from actors.store import StoreError
-from actors.thread_runner import ThreadRunner
 from actors.worker import DEFAULT_TASK_TIMEOUT_MS, AttemptPolicy, RetryPolicy, WorkerActor
 
 if TYPE_CHECKING:
@@ -253,8 +252,8 @@ class TaskSystem:
             policy, task_timeout_ms=task_timeout_ms, durable=open_store is not None
         )
         counts = RunnerCounts()
-        # First of all: a runner that cannot start (a handler its child cannot load) stops the
-        # start before the store is even opened.
+        # First of all: a runner that cannot start (a handler its child cannot load, raising
+        # HandlerLoadError) stops the start before the store is even opened.
         made = _make_runners(runners, workers, counts)
         try:
             repository = RepositoryActor.start(open_store, retention=retention, clock=clock)
@@ -470,20 +469,6 @@ class TaskSystem:
                 runner.close(0.0)
 
 
-def thread_runners(handler: Handler, result_max_bytes: int) -> RunnerFactory:
-    """A RunnerFactory for thread mode: each worker's attempts on a handler thread of its own."""
-
-    def make(index: int, counts: RunnerCounts) -> AttemptRunner:
-        return ThreadRunner(
-            handler,
-            result_max_bytes=result_max_bytes,
-            on_abandoned=counts.abandoned,
-            name=f"worker-{index}-handler",
-        )
-
-    return make
-
-
 def _make_runners(
     factory: RunnerFactory, workers: int, counts: RunnerCounts
 ) -> tuple[AttemptRunner, ...]:
@@ -491,6 +476,9 @@ def _make_runners(
     try:
         for index in range(workers):
             made.append(factory(index, counts))
+        for runner in made:
+            if isinstance(runner, StartsWarm):
+                runner.wait_ready()
     except BaseException:
         _close_all(made, 0.0)
         raise

@@ -1,7 +1,7 @@
 """ThreadRunner: a worker's attempts on a thread of the service's own process (WORKER_MODE=thread).
 
-Also ``run_handler``, the one place that turns a handler's behaviour into an AttemptReport,
-wherever the handler runs.
+The handler runs exactly as in a worker process (``actors.child.run_attempt``), so both modes
+report the same behaviour the same way; only where it runs, and what a timeout can do, differ.
 """
 
 from __future__ import annotations
@@ -10,11 +10,11 @@ import logging
 import queue
 import threading
 import time
-import traceback
 from typing import TYPE_CHECKING, Final
 
-from actors.attempt import AttemptReport, PermanentError, describe_error, encode_result
-from actors.task import log_fields, view_of
+from actors.attempt import AttemptReport
+from actors.child import Attempt, run_attempt
+from actors.task import log_fields
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -24,66 +24,10 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-MAX_FRAMES: Final = 200
-"""The innermost frames kept of each exception in a traceback: a deep recursion stays readable."""
-
-_CAUSE: Final = "\nThe above exception was the direct cause of the following exception:\n\n"
-_CONTEXT: Final = "\nDuring handling of the above exception, another exception occurred:\n\n"
-_HEADER: Final = "Traceback (most recent call last):\n"
 _STOP: Final = None
 
 
-def run_handler(handler: Handler, task: Task, result_max_bytes: int) -> AttemptReport:
-    """Run ``handler`` once on ``task`` and say how it went, as both runners report it."""
-    try:
-        value = handler(view_of(task))
-    except PermanentError as exc:
-        return AttemptReport(
-            "permanent", error=describe_permanent(exc), traceback=format_traceback(exc)
-        )
-    except BaseException as exc:  # SystemExit and the like fail the attempt, not the runner
-        return AttemptReport("raised", error=describe_error(exc), traceback=format_traceback(exc))
-    try:
-        result, dropped = encode_result(value, result_max_bytes)
-    except Exception:  # a value whose encoding raises something unforeseen
-        result, dropped = None, f"result dropped: not JSON-encodable ({type(value).__qualname__})"
-    return AttemptReport("returned", result=result, error=dropped)
-
-
-def describe_permanent(exc: PermanentError) -> str:
-    """A PermanentError's ``last_error``: its message alone (capped), or its type if empty."""
-    text = describe_error(exc)
-    prefix = f"{type(exc).__qualname__}: "
-    return text[len(prefix) :] if text.startswith(prefix) else text
-
-
-def format_traceback(exc: BaseException) -> str:
-    """``exc``'s traceback as Python prints it, causes and contexts first, with each exception's
-    line as ``describe_error`` gives it: capped, whatever the message's size."""
-    chain: list[tuple[BaseException, str]] = []
-    seen: set[int] = set()
-    current: BaseException | None = exc
-    link = ""  # how the exception found next relates to the one before it
-    while current is not None and id(current) not in seen:
-        seen.add(id(current))
-        chain.append((current, link))
-        if current.__cause__ is not None:
-            current, link = current.__cause__, _CAUSE
-        elif current.__context__ is not None and not current.__suppress_context__:
-            current, link = current.__context__, _CONTEXT
-        else:
-            current = None
-    parts: list[str] = []
-    for exception, leads_on in reversed(chain):
-        if exception.__traceback__ is not None:
-            parts.append(_HEADER)
-            parts.extend(traceback.format_tb(exception.__traceback__, limit=-MAX_FRAMES))
-        parts.append(describe_error(exception) + "\n")
-        parts.append(leads_on)
-    return "".join(parts).rstrip("\n").encode("utf-8", "replace").decode("utf-8")
-
-
-class _Attempt:
+class _Handoff:
     """One attempt handed to the handler thread, and its report once the handler is done."""
 
     __slots__ = ("_ended", "report", "task")
@@ -127,12 +71,12 @@ class ThreadRunner:
         self._on_abandoned = on_abandoned
         self._name = name
         self._generation = 0
-        self._inbox: queue.SimpleQueue[_Attempt | None] = queue.SimpleQueue()
+        self._inbox: queue.SimpleQueue[_Handoff | None] = queue.SimpleQueue()
         self._thread = self._start_thread()
 
     def run(self, task: Task, timeout_ms: int) -> AttemptReport:
         deadline = time.monotonic() + timeout_ms / 1000
-        attempt = _Attempt(task)
+        attempt = _Handoff(task)
         self._inbox.put(attempt)
         report = attempt.wait(deadline - time.monotonic())
         if report is None:
@@ -175,6 +119,8 @@ class ThreadRunner:
         thread.start()
         return thread
 
-    def _serve(self, inbox: queue.SimpleQueue[_Attempt | None]) -> None:
+    def _serve(self, inbox: queue.SimpleQueue[_Handoff | None]) -> None:
         while (attempt := inbox.get()) is not _STOP:
-            attempt.end(run_handler(self._handler, attempt.task, self._result_max_bytes))
+            task = attempt.task
+            sent = Attempt(task.id, task.payload, task.max_retries, task.attempts)
+            attempt.end(run_attempt(self._handler, sent, self._result_max_bytes))

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import threading
 import time
 from pathlib import Path
@@ -139,3 +140,56 @@ def fail_unless_file(task: TaskView) -> None:
     ok = Path(task.payload["ok"])
     if not ok.exists():
         raise HandlerFailure(f"{ok} does not exist")
+
+
+_KEPT: list[bytes] = []
+"""Memory ``steered`` keeps allocated ("grow"), so that its process stays big."""
+
+
+def steered(task: TaskView) -> object:
+    """Do what ``payload["do"]`` says: one action, or a list of them by attempt (the last one
+    repeats). With ``payload["log"]``, first record the run as ``record_then_sleep`` does (id,
+    attempt, pid), so an attempt that takes its process down is on record too.
+
+    - ``"return"``: return ``payload["value"]`` (default None); ``"pid"``: return the pid
+    - ``"raise"``: raise HandlerFailure(``payload["message"]``, default "asked to fail")
+    - ``"permanent"``: raise PermanentError(``payload["message"]``, default "asked to stop")
+    - ``"hang"``: block until the file ``payload["release"]`` exists (or BLOCK_LIMIT_S)
+    - ``"exit"``: ``os._exit(payload["code"])`` (default 3); ``"kill"``: SIGKILL itself
+    - ``"grow"``: keep ``payload["mb"]`` more MiB allocated, then return the pid
+    - ``"object"``: return something JSON cannot hold
+    """
+    from actors import PermanentError
+
+    payload = task.payload
+    if "log" in payload:
+        line = json.dumps({"id": task.id, "attempt": task.attempts, "pid": os.getpid()})
+        with Path(payload["log"]).open("a", encoding="utf-8") as log:
+            log.write(line + "\n")
+    actions = payload["do"] if isinstance(payload["do"], list) else [payload["do"]]
+    action = actions[min(task.attempts, len(actions)) - 1]
+    match action:
+        case "return":
+            return payload.get("value")
+        case "pid":
+            return os.getpid()
+        case "raise":
+            raise HandlerFailure(payload.get("message", "asked to fail"))
+        case "permanent":
+            raise PermanentError(payload.get("message", "asked to stop"))
+        case "hang":
+            release = Path(payload.get("release", "/nonexistent/never"))
+            deadline = time.monotonic() + BLOCK_LIMIT_S
+            while not release.exists() and time.monotonic() < deadline:
+                time.sleep(POLL_S)
+            return "released"
+        case "exit":
+            os._exit(payload.get("code", 3))
+        case "kill":
+            os.kill(os.getpid(), signal.SIGKILL)
+        case "grow":
+            _KEPT.append(b"\x01" * (payload["mb"] * 1024 * 1024))  # written, so resident
+            return os.getpid()
+        case "object":
+            return object()
+    raise ValueError(f"unknown action {action!r}")
