@@ -108,8 +108,9 @@ def record_then_sleep(task: TaskView) -> None:
     """Record the run as it starts, then take a while, and fail as the payload says.
 
     Appends one JSON line ``{"id", "attempt", "pid", "at"}`` to the file ``payload["log"]`` before
-    doing anything else, so an attempt that a crash cuts off is on record too, and ``pid`` tells
-    which run of the service made it. Then waits for ``payload["release"]`` to exist if given
+    doing anything else, so an attempt that a crash cuts off is on record too; ``pid`` is the
+    process that ran it (a worker process, unless WORKER_MODE=thread), ``at`` tells which run
+    of the service made it. Then waits for ``payload["release"]`` to exist if given
     (as ``wait_for_file``), sleeps ``payload["sleep_s"]`` (default 0), and fails the first
     ``payload["failures"]`` attempts (default 0).
     """
