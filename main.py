@@ -56,15 +56,15 @@ def main(environ: Mapping[str, str] = os.environ) -> int:
         return EXIT_STARTUP_ERROR
     configure_logging(config.log_level, config.log_format)
     logger.info("configuration: %s", describe_config(config), extra={"config": safe_config(config)})
+    # Stop signals are taken with sigwait by the main thread, never by a handler running at an
+    # arbitrary point. Blocked before any thread starts, so every thread inherits the mask:
+    # even one that the TASK_HANDLER module starts when it is imported, just below.
+    signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
     try:
         handler = build_handler(config)
     except HandlerLoadError as exc:
         print(f"task_queue: TASK_HANDLER: {exc}", file=sys.stderr)
         return EXIT_STARTUP_ERROR
-
-    # Stop signals are taken with sigwait by the main thread, never by a handler running at an
-    # arbitrary point. Blocked before any thread starts, so every thread inherits the mask.
-    signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
 
     metrics = Metrics() if config.metrics else None
     try:

@@ -3,56 +3,71 @@
 from __future__ import annotations
 
 import logging
-import queue
 import threading
 import time
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
 logger = logging.getLogger(__name__)
 
-_CLOSE: Final = object()
-
 
 class Alarm:
     """A single long-lived thread that calls ``ring()`` when the current deadline passes.
 
-    ``set(deadline)`` replaces the deadline (a ``time.monotonic()`` value). Commands travel to
-    the thread through a queue, so the owner and the thread share no state. However many retries
+    ``set(deadline)`` replaces the deadline (a ``time.monotonic()`` value). However many retries
     wait, there is exactly this one thread: the owner keeps them in order and only ever sets
     the earliest deadline.
+
+    The thread waits on a condition variable with the time left computed here, in Python, and
+    rings as soon as that is zero or less. It must not wait with ``SimpleQueue.get(timeout=)``:
+    CPython's C code recomputes the time left after a first quick try at its lock, and when the
+    thread was paused past the deadline in between, the negative remainder means "wait for
+    ever". The deadline is then missed for good, and every retry behind it with it.
     """
 
     def __init__(self, ring: Callable[[], None], name: str = "alarm") -> None:
         self._ring = ring
-        self._commands: queue.SimpleQueue[object] = queue.SimpleQueue()
+        # Guards the two fields below, shared by the owner (set, close) and the thread.
+        self._changed = threading.Condition(threading.Lock())
+        self._deadline: float | None = None
+        self._closed = False
         # A daemon, so a forgotten alarm can never hold the process open.
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._thread.start()
 
     def set(self, deadline: float) -> None:
-        self._commands.put(deadline)
+        with self._changed:
+            self._deadline = float(deadline)
+            self._changed.notify()
 
     def close(self, timeout_s: float = 1.0) -> None:
         """Stop the thread; a pending deadline never rings."""
-        self._commands.put(_CLOSE)
-        self._thread.join(timeout_s)
+        with self._changed:
+            self._closed = True
+            self._changed.notify()
+        if threading.current_thread() is not self._thread:
+            self._thread.join(timeout_s)
 
     def _run(self) -> None:
-        deadline: float | None = None
-        while True:
-            timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
+        while self._wait_for_deadline():
             try:
-                command = self._commands.get(timeout=timeout)
-            except queue.Empty:
-                deadline = None
-                try:
-                    self._ring()
-                except Exception:
-                    logger.exception("alarm callback failed")
-                continue
-            if command is _CLOSE:
-                return
-            deadline = float(command)  # type: ignore[arg-type]
+                self._ring()
+            except Exception:
+                logger.exception("alarm callback failed")
+
+    def _wait_for_deadline(self) -> bool:
+        """Block until the deadline has passed (True, deadline cleared) or close (False)."""
+        with self._changed:
+            while not self._closed:
+                if self._deadline is None:
+                    self._changed.wait()
+                    continue
+                left_s = self._deadline - time.monotonic()
+                if left_s <= 0:
+                    self._deadline = None
+                    return True
+                # A wake-up (a new deadline, close, or none at all) goes round the loop again.
+                self._changed.wait(left_s)
+            return False

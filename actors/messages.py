@@ -249,8 +249,20 @@ class ListTasks(NamedTuple):
     reply: Reply[list[Task]]
 
 
-class CountByStatus(NamedTuple):
-    """-> repository, answered with a dict of status -> count."""
+class TakeStock(NamedTuple):
+    """TaskSystem.stop() -> repository, answered with a Stock once everything is committed."""
+
+
+class Stock(NamedTuple):
+    """What the repository holds as the system stops: the shutdown summary's numbers, all
+    read from one place, so a task moving between actors at that moment is still counted."""
+
+    counts: dict[str, int]
+    """Tasks per status."""
+    in_line: int
+    """Queued tasks due now: waiting in line, or on their way into it."""
+    awaiting: int
+    """Queued tasks waiting for their next attempt's time: a retry's, or a delayed task's."""
 
 
 class BeginShutdown(NamedTuple):

@@ -8,7 +8,7 @@ import logging
 import math
 import time
 from collections import Counter
-from typing import TYPE_CHECKING, Any, Final, TypeVar
+from typing import TYPE_CHECKING, Any, Final, NamedTuple, TypeVar
 
 import msgspec
 import pykka
@@ -20,7 +20,6 @@ from actors.messages import (
     BatchAdmission,
     Cancel,
     CommitDue,
-    CountByStatus,
     DeleteTask,
     GetRepositoryStats,
     GetTask,
@@ -38,7 +37,9 @@ from actors.messages import (
     RepositoryStats,
     RequeueTask,
     Save,
+    Stock,
     SweepRetention,
+    TakeStock,
 )
 from actors.paging import CreationOrder
 from actors.retention import FinishedOrder, Retention
@@ -159,11 +160,15 @@ class RepositoryActor(Actor):
                 self._held and self.actor_inbox.empty()
             ):
                 self._commit()
-            elif not self._alarm_set:
-                assert self._alarm is not None
-                self._alarm.set(time.monotonic() + COMMIT_DELAY_S)
-                self._alarm_set = True
+            else:
+                self._arm_commit_alarm()
         return answer
+
+    def _arm_commit_alarm(self) -> None:
+        if not self._alarm_set:
+            assert self._alarm is not None
+            self._alarm.set(time.monotonic() + COMMIT_DELAY_S)
+            self._alarm_set = True
 
     def on_stop(self) -> None:
         if self._sweep_alarm is not None:
@@ -210,11 +215,11 @@ class RepositoryActor(Actor):
                     self._tasks, status=status, limit=limit, after=after, newest_first=newest_first
                 )
                 self._send(reply.set, page)
-            case CountByStatus():
+            case TakeStock():
                 # Answered through pykka's future, which cannot be held back: commit first.
                 if self._staged or self._deleted:
                     self._commit()
-                return dict(self._counts)
+                return self._stock()
             case GetRepositoryStats(reply):
                 self._send(reply.set, self._stats())
             case CommitDue():
@@ -263,8 +268,16 @@ class RepositoryActor(Actor):
         self._enqueued += 1
         if self._store is not None:
             self._staged[task.id] = task
-        self._send(admitted_by.tell, Inserted(task))
-        self._send(reply.set, Admission.ACCEPTED)
+        self._hand_over(
+            HandOver(
+                admitted_by,
+                Inserted(task),
+                reply,
+                Admission.ACCEPTED,
+                Admission.SHUTTING_DOWN,
+                functools.partial(self._take_back, (task,)),
+            )
+        )
 
     def _insert_batch(
         self,
@@ -294,8 +307,16 @@ class RepositoryActor(Actor):
                 self._staged[task.id] = task
         self._counts[QUEUED] += len(tasks)
         self._enqueued += len(tasks)
-        self._send(admitted_by.tell, InsertedBatch(tasks, places))
-        self._send(reply.set, BatchAdmission(Admission.ACCEPTED))
+        self._hand_over(
+            HandOver(
+                admitted_by,
+                InsertedBatch(tasks, places),
+                reply,
+                BatchAdmission(Admission.ACCEPTED),
+                BatchAdmission(Admission.SHUTTING_DOWN),
+                functools.partial(self._take_back, tasks),
+            )
+        )
 
     def _mark_cancelled(
         self,
@@ -364,8 +385,16 @@ class RepositoryActor(Actor):
             self._finished_order.unfinished(task_id)
         self._save(queued)
         logger.debug("task %r queued again by hand", task_id, extra=log_fields(task))
-        self._send(admitted_by.tell, Inserted(queued))
-        self._send(reply.set, Outcome(queued))
+        self._hand_over(
+            HandOver(
+                admitted_by,
+                Inserted(queued),
+                reply,
+                Outcome(queued),
+                Outcome(None, refused=Admission.SHUTTING_DOWN),
+                functools.partial(self._put_back, task),
+            )
+        )
 
     def _delete(self, task_id: str, reply: Reply[Outcome]) -> None:
         task = self._tasks.get(task_id)
@@ -425,6 +454,18 @@ class RepositoryActor(Actor):
         self._sweep_alarm.set(time.monotonic() + wait_s)
         self._sweep_set = True
 
+    def _stock(self) -> Stock:
+        # A next attempt whose time has come is due: in line, or on its way there.
+        now = self._clock()
+        awaiting = sum(
+            1
+            for task in self._tasks.values()
+            if task.status == QUEUED
+            and task.next_attempt_at is not None
+            and task.next_attempt_at > now
+        )
+        return Stock(dict(self._counts), self._counts[QUEUED] - awaiting, awaiting)
+
     def _stats(self) -> RepositoryStats:
         return RepositoryStats(
             counts=dict(self._counts),
@@ -441,7 +482,25 @@ class RepositoryActor(Actor):
         if self._staged or self._deleted:
             self._held.append((send, value))
         else:
-            send(value)
+            _deliver(send, value)
+
+    def _hand_over(self, hand_over: HandOver) -> None:
+        """Tell the dispatcher of a change, then answer the client: now, or after the commit."""
+        self._send(_deliver_hand_over, hand_over)
+
+    def _take_back(self, tasks: tuple[Task, ...]) -> None:
+        """Forget tasks accepted a moment ago that no dispatcher will run: no trace is left
+        (their rows, if already committed, go in the next commit)."""
+        for task in tasks:
+            if self._tasks.get(task.id) is task:
+                self._remove(task)
+                self._enqueued -= 1
+        self._refused[Admission.SHUTTING_DOWN] += 1
+        logger.debug("%d task(s) refused: the dispatcher stopped before they got in", len(tasks))
+
+    def _put_back(self, task: Task) -> None:
+        """Restore a finished task whose retry by hand no dispatcher will run."""
+        self._save(task)
 
     def _commit(self) -> None:
         assert self._store is not None
@@ -456,7 +515,9 @@ class RepositoryActor(Actor):
         self._deleted = []
         held, self._held = self._held, []
         for send, value in held:
-            send(value)
+            _deliver(send, value)
+        if self._staged or self._deleted:  # a hand-over taken back while delivering
+            self._arm_commit_alarm()
 
     def _recover(self) -> tuple[Task, ...] | StoreError:
         if self._open_store is None:
@@ -500,6 +561,44 @@ class RepositoryActor(Actor):
         if self._alarm is not None:
             self._alarm.close()
         self._store.close()
+
+
+class HandOver(NamedTuple):
+    """News for the dispatcher and the client's answer that follows it, delivered together."""
+
+    dispatcher: pykka.ActorRef
+    news: Inserted | InsertedBatch
+    reply: Reply[Any]
+    answer: object
+    """What the client hears once the dispatcher has the news."""
+    refused: object
+    """What the client hears when the dispatcher has stopped and cannot take it."""
+    undo: Callable[[], None]
+    """Takes the change back in that case: the dispatcher stops only at shutdown, and then
+    nobody will ever run the task, so it must not be left behind as accepted."""
+
+
+def _deliver_hand_over(hand_over: HandOver) -> None:
+    try:
+        hand_over.dispatcher.tell(hand_over.news)
+    except pykka.ActorDeadError:
+        hand_over.undo()
+        hand_over.reply.set(hand_over.refused)
+    else:
+        hand_over.reply.set(hand_over.answer)
+
+
+def _deliver(send: Callable[[T], object], value: T) -> None:
+    """Send one held (or immediate) message on its own: one that cannot be delivered never
+    keeps the others from theirs, nor stops this actor, every task's owner."""
+    try:
+        send(value)
+    except pykka.ActorDeadError:
+        # Only at shutdown: a message for an actor already stopped (a place freed in a line
+        # that is gone). There is nobody left who needs it.
+        logger.debug("dropped %r: its receiver has stopped", value)
+    except Exception:
+        logger.exception("could not deliver %r", value)
 
 
 def _round_again(dispatcher: pykka.ActorRef, message: Cancel) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import random
 import time
@@ -17,7 +18,6 @@ from actors.messages import (
     Cancel,
     CancelRetries,
     Connect,
-    CountByStatus,
     DeleteTask,
     DispatcherStats,
     GetDispatcherStats,
@@ -34,8 +34,10 @@ from actors.messages import (
     RetriesDue,
     Save,
     ScheduleRetry,
+    Stock,
     Submit,
     SubmitBatch,
+    TakeStock,
     WhenIdle,
 )
 from actors.recovery import plan_recovery
@@ -358,44 +360,48 @@ class TaskSystem:
         self._dispatcher.ask(BeginShutdown(), timeout=STOP_TIMEOUT_S)
 
     def wait_idle(self, timeout_s: float) -> bool:
-        """Wait until no attempt is running; False if ``timeout_s`` passed first."""
+        """Wait until no attempt is running; False if ``timeout_s`` passed first, or if the
+        dispatcher has already stopped and cannot say."""
         reply: Reply[None] = Reply()
-        self._dispatcher.tell(WhenIdle(reply))
         try:
+            self._dispatcher.tell(WhenIdle(reply))
             reply.get(timeout=max(0.0, timeout_s))
-        except pykka.Timeout:
+        except (pykka.ActorDeadError, pykka.Timeout):
             return False
         return True
 
     def stop(self, deadline: float | None = None) -> ShutdownSummary:
         """Shut down: intake, running attempts, then retry -> dispatcher -> workers -> repository.
 
-        ``deadline`` (a ``time.monotonic()`` value) bounds the wait for running attempts.
+        ``deadline`` (a ``time.monotonic()`` value) bounds the wait for running attempts. Always
+        returns the summary: an actor that has already stopped, or does not answer in time, is
+        passed over rather than a reason to leave the rest running.
         """
         if deadline is None:
             deadline = time.monotonic() + 30.0
-        self.begin_shutdown()
+        with contextlib.suppress(pykka.ActorDeadError, pykka.Timeout):
+            self.begin_shutdown()
         drained = self.wait_idle(deadline - time.monotonic())
-        abandoned_retries: int = self._retry.ask(
-            CancelRetries(), block=True, timeout=STOP_TIMEOUT_S
-        )
-        self._retry.stop(timeout=STOP_TIMEOUT_S)
-        line_reply: Reply[DispatcherStats] = Reply()
-        self._dispatcher.tell(GetDispatcherStats(line_reply))
-        line = line_reply.get(timeout=STOP_TIMEOUT_S)
-        self._dispatcher.stop(timeout=STOP_TIMEOUT_S)
+        with contextlib.suppress(pykka.ActorDeadError, pykka.Timeout):
+            self._retry.ask(CancelRetries(), timeout=STOP_TIMEOUT_S)
+        _stop(self._retry)
+        _stop(self._dispatcher)
         for worker in self._workers:
             # A worker still inside a handler (deadline passed) cannot answer; it is a daemon
             # thread, so it does not hold the process open either.
             worker.stop(block=False)
-        counts: dict[str, int] = self._repository.ask(
-            CountByStatus(), block=True, timeout=STOP_TIMEOUT_S
-        )
-        self._repository.stop(timeout=STOP_TIMEOUT_S)
+        # Taken from the repository alone, after the others stopped: a task that moved between
+        # them meanwhile (an attempt ending past the deadline) is counted where it ended up.
+        try:
+            stock = cast("Stock", self._repository.ask(TakeStock(), timeout=STOP_TIMEOUT_S))
+        except (pykka.ActorDeadError, pykka.Timeout):
+            logger.error("the repository did not answer at shutdown: task counts unknown")
+            stock = Stock({}, 0, 0)
+        _stop(self._repository)
         return ShutdownSummary(
-            counts=counts,
-            abandoned_in_line=line.waiting,
-            abandoned_retries=abandoned_retries,
+            counts=stock.counts,
+            abandoned_in_line=stock.in_line,
+            abandoned_retries=stock.awaiting,
             drained=drained,
             kept=self._durable,
         )
@@ -413,6 +419,15 @@ def _recover(repository: pykka.ActorRef) -> tuple[Task, ...]:
         repository.stop()
         raise
     return found
+
+
+def _stop(actor: pykka.ActorRef) -> None:
+    """Stop ``actor`` once it has handled its inbox; one that does not in time is left to
+    stop by itself (its thread still ends when it gets to the stop)."""
+    try:
+        actor.stop(timeout=STOP_TIMEOUT_S)
+    except pykka.Timeout:
+        logger.error("%s did not stop within %.0f s", actor, STOP_TIMEOUT_S)
 
 
 def _tell(actor: pykka.ActorRef, message: object) -> None:

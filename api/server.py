@@ -173,7 +173,9 @@ class HttpServer:
         """Run ``call`` on the loop thread and return its result."""
         if not self._loop.is_alive():
             return call()
-        result: queue.SimpleQueue[tuple[bool, Any]] = queue.SimpleQueue()
+        # queue.Queue, not SimpleQueue: SimpleQueue.get(timeout=) can wait for ever when its
+        # thread is paused past the deadline (actors/alarm.py says how).
+        result: queue.Queue[tuple[bool, Any]] = queue.Queue(maxsize=1)
 
         def thunk() -> None:
             try:

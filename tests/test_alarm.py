@@ -150,3 +150,47 @@ def test_a_whole_number_deadline_rings_like_any_other(alarm: Alarm, bell: Bell) 
     # are floats in practice, but a whole number must not kill the thread.
     alarm.set(int(time.monotonic()))
     assert bell.rang.wait(RING_TIMEOUT_S)
+
+
+HAMMER_THREADS = 4
+HAMMER_SETS = 40_000
+"""Sets per hammering thread at most; the old SimpleQueue-based alarm missed a deadline for
+good within about 150,000 sets in all."""
+HAMMER_S = 3.0
+"""How long the threads hammer at most, whatever the machine's speed."""
+HAMMER_RING_S = 1.0
+"""A deadline microseconds away must ring within this, however busy the machine."""
+
+
+def test_deadlines_microseconds_away_always_ring_however_hard_the_alarm_is_hammered() -> None:
+    # Each thread owns an alarm and sets it again and again to a deadline a few microseconds
+    # away, waiting for each ring, while the other threads keep the GIL busy: the alarm thread
+    # is routinely paused past a deadline between computing its wait and starting it.
+    failures: list[str] = []
+    alarms: list[Alarm] = []
+    stop_at = time.monotonic() + HAMMER_S
+
+    def hammer(seed: int) -> None:
+        rang = threading.Event()
+        alarm = Alarm(rang.set, name=f"test-alarm-{next(_names)}")
+        alarms.append(alarm)
+        for i in range(HAMMER_SETS):
+            if time.monotonic() > stop_at:
+                return
+            rang.clear()
+            alarm.set(time.monotonic() + 1e-6 * (1 + (seed + i) % 50))
+            if not rang.wait(HAMMER_RING_S):
+                failures.append(f"thread {seed}: set {i} did not ring within {HAMMER_RING_S} s")
+                return
+
+    threads = [threading.Thread(target=hammer, args=(seed,)) for seed in range(HAMMER_THREADS)]
+    try:
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    finally:
+        for alarm in alarms:
+            alarm.close()
+
+    assert failures == []

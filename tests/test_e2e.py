@@ -526,6 +526,26 @@ def test_idle_keep_alive_connections_do_not_delay_exit(
             connection.close()
 
 
+def test_a_thread_the_handler_module_starts_at_import_cannot_take_a_stop_signal(
+    start_service: Callable[..., Service], tmp_path: Path
+) -> None:
+    # A signal the main thread does not wait for at that moment goes to any thread that has it
+    # unblocked, and SIGTERM's default action there ends the process with no shutdown at all.
+    mask_file = tmp_path / "mask"
+    service = start_service(
+        "record_run",
+        TASK_HANDLER="tests.import_thread_handler:run",
+        WORKER_MODE="thread",
+        IMPORT_THREAD_MASK_FILE=str(mask_file),
+    )
+    blocked = wait_until(lambda: mask_file.exists() and mask_file.read_text().split(","))
+
+    assert {"SIGTERM", "SIGINT"} <= set(blocked)
+    service.send(signal.SIGTERM)
+    assert service.wait_exit() == 0
+    assert len(service.summary_lines()) == 1
+
+
 @pytest.mark.parametrize("second", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
 def test_a_second_signal_during_shutdown_exits_at_once_with_a_non_zero_code(
     start_service: Callable[..., Service], tmp_path: Path, second: signal.Signals

@@ -15,7 +15,6 @@ import pytest
 from actors import repository as repository_module
 from actors.messages import (
     Admission,
-    CountByStatus,
     GetRepositoryStats,
     GetTask,
     Insert,
@@ -27,6 +26,7 @@ from actors.messages import (
     Refusal,
     RepositoryStats,
     Save,
+    TakeStock,
 )
 from actors.paging import Page
 from actors.reply import Reply
@@ -198,7 +198,7 @@ def test_counts_cover_every_status_including_empty_ones(repository: pykka.ActorR
     for task_id, status in [("a", QUEUED), ("b", DONE), ("c", DONE), ("d", FAILED)]:
         repository.tell(Save(msgspec.structs.replace(base, id=task_id, status=status)))
 
-    counts = repository.ask(CountByStatus(), timeout=TIMEOUT_S)
+    counts = repository.ask(TakeStock(), timeout=TIMEOUT_S).counts
 
     assert counts == {QUEUED: 1, RUNNING: 0, DONE: 2, FAILED: 1, CANCELLED: 0}
 
@@ -415,16 +415,16 @@ def test_counts_asked_at_shutdown_are_of_committed_tasks(
     repository.tell(Save(task))
     store.wait_entered()
     repository.tell(Save(msgspec.structs.replace(task, status=DONE, attempts=1)))
-    counts = repository.ask(CountByStatus(), block=False)
+    stock = repository.ask(TakeStock(), block=False)
     # Something behind the question, so the inbox is not empty when it is answered.
     repository.tell(Save(new_task("task-2", b"null", max_retries=0)))
     store.proceed.release()
     store.wait_entered()
 
     with pytest.raises(pykka.Timeout):
-        counts.get(timeout=0.05)
+        stock.get(timeout=0.05)
     store.proceed.release()
-    assert counts.get(timeout=TIMEOUT_S)[DONE] == 1
+    assert stock.get(timeout=TIMEOUT_S).counts[DONE] == 1
     store.proceed.release()
     wait_until(lambda: len(store.batches) == 3, TIMEOUT_S)
     assert store.batches == [["task-1"], ["task-1"], ["task-2"]]
@@ -539,7 +539,7 @@ def test_stats_count_tasks_per_status_as_they_change(repository: pykka.ActorRef)
     counts = repository_stats(repository).counts
 
     assert counts == {QUEUED: 1, RUNNING: 0, DONE: 1, FAILED: 1, CANCELLED: 0}
-    assert counts == repository.ask(CountByStatus(), timeout=TIMEOUT_S)
+    assert counts == repository.ask(TakeStock(), timeout=TIMEOUT_S).counts
 
 
 def test_stats_count_every_intake_answer_by_how_it_ended(repository: pykka.ActorRef) -> None:
