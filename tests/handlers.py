@@ -145,15 +145,3 @@ def echo(task: TaskView) -> object:
     """Return the payload: it becomes the task's ``result``."""
     return task.payload
 
-
-def hold_then_echo(task: TaskView) -> object:
-    """Block until the file ``payload["release"]`` exists (as ``wait_for_file``), then return
-    ``payload["result"]``: a task that stays running for as long as a test needs, and then has a
-    result to show."""
-    release = Path(task.payload["release"])
-    deadline = time.monotonic() + BLOCK_LIMIT_S
-    while not release.exists():
-        if time.monotonic() >= deadline:
-            raise HandlerFailure(f"{release} did not appear within {BLOCK_LIMIT_S} s")
-        time.sleep(POLL_S)
-    return task.payload.get("result")
