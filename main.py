@@ -205,5 +205,15 @@ def _exit_on_second_signal() -> None:
     os._exit(EXIT_FORCED)
 
 
-if __name__ == "__main__":
+def run() -> None:
+    """The ``task-queue`` command, and ``python main.py``: serve until stopped, then exit."""
+    # TASK_HANDLER names a module of the user's project, and they start us from its directory.
+    # Neither way puts that directory on sys.path by itself: a console script gets its bin
+    # directory there, `python /path/to/main.py` the directory of main.py. Done here rather than
+    # in main(), so tests calling main() in-process keep their own sys.path.
+    sys.path.insert(0, os.getcwd())
     sys.exit(main())
+
+
+if __name__ == "__main__":
+    run()

@@ -143,6 +143,11 @@ def fail_unless_file(task: TaskView) -> None:
         raise HandlerFailure(f"{ok} does not exist")
 
 
+def echo(task: TaskView) -> object:
+    """Return the payload: it becomes the task's ``result``."""
+    return task.payload
+
+
 _KEPT: list[bytes] = []
 """Memory ``steered`` keeps allocated ("grow"), so that its process stays big."""
 
