@@ -19,6 +19,7 @@ after every replacement.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import logging
 import os
@@ -89,6 +90,7 @@ def main(
 ) -> None:
     """The child's whole life (``multiprocessing.Process`` target)."""
     _die_with_service(service_pid)
+    _let_the_forkserver_go()
     _let_stop_signals_pass()
     # Line by line, so a handler's print() reaches the service's log before the child might be
     # killed, and in order with what the service writes itself.
@@ -172,6 +174,25 @@ def _die_with_service(service_pid: int) -> None:
     parent = os.getppid()
     if parent != service_pid and _parent_of(parent) != service_pid:
         os._exit(EXIT_ORPHANED)
+
+
+def _let_the_forkserver_go() -> None:
+    """Close this child's copy of the pipe whose end tells the forkserver the service is gone.
+
+    multiprocessing hands every child of the forkserver the write end of that pipe (so that the
+    child could start processes through the same forkserver). While any child holds it, the
+    forkserver outlives a SIGKILLed service, and so does a child stuck in a handler, since its
+    PDEATHSIG waits for the forkserver's death. Closed, the forkserver exits with the service
+    and the kernel kills every child. (tests/test_e2e_isolation.py kills a service to check.)
+    """
+    from multiprocessing import forkserver
+
+    server = getattr(forkserver, "_forkserver", None)
+    alive_fd = getattr(server, "_forkserver_alive_fd", None)
+    if server is not None and alive_fd is not None:
+        with contextlib.suppress(OSError):
+            os.close(alive_fd)
+        server._forkserver_alive_fd = None
 
 
 def _parent_of(pid: int) -> int | None:
