@@ -19,6 +19,7 @@ after every replacement.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import logging
 import os
@@ -89,6 +90,7 @@ def main(
 ) -> None:
     """The child's whole life (``multiprocessing.Process`` target)."""
     _die_with_service(service_pid)
+    _let_go_of_the_forkserver()
     _let_stop_signals_pass()
     # Line by line, so a handler's print() reaches the service's log before the child might be
     # killed, and in order with what the service writes itself.
@@ -172,6 +174,27 @@ def _die_with_service(service_pid: int) -> None:
     parent = os.getppid()
     if parent != service_pid and _parent_of(parent) != service_pid:
         os._exit(EXIT_ORPHANED)
+
+
+def _let_go_of_the_forkserver() -> None:
+    """Close this child's copy of the forkserver's "alive" pipe.
+
+    multiprocessing hands every forkserver child the write end, so that it could use the
+    forkserver too. But the forkserver exits only when every copy is closed: a child stuck in
+    its handler would keep the forkserver alive after the service died, and so itself (its
+    PR_SET_PDEATHSIG waits for the forkserver). A private attribute, the only place the
+    descriptor is kept; tests/test_process_runner.py fails if that ever changes. A handler that
+    uses the forkserver itself starts one of its own, as it would anyway (the pid of this one
+    is not known here).
+    """
+    from multiprocessing import forkserver
+
+    server = forkserver._forkserver
+    fd = getattr(server, "_forkserver_alive_fd", None)
+    if fd is not None:  # None when started with spawn
+        with contextlib.suppress(OSError):
+            os.close(fd)
+        server._forkserver_alive_fd = None  # type: ignore[attr-defined]
 
 
 def _parent_of(pid: int) -> int | None:

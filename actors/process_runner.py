@@ -19,6 +19,7 @@ import sys
 import threading
 import time
 import weakref
+from multiprocessing import forkserver, resource_tracker
 from typing import TYPE_CHECKING, Final
 
 import msgspec
@@ -382,6 +383,7 @@ class ProcessRunner:
         )
         try:
             with _stop_signals_blocked():
+                _ensure_servers()
                 process.start()
         finally:
             child_end.close()  # the child's copy only: EOF reaches us when the child dies
@@ -428,16 +430,25 @@ class ProcessRunner:
                 each.kill()
 
 
+def _ensure_servers() -> None:
+    """Start multiprocessing's resource tracker, then the forkserver, if not running yet.
+
+    The forkserver inherits this thread's signal mask through exec: with SIGINT and SIGTERM
+    blocked, a Ctrl-C or systemd's SIGTERM to every process of the service leaves it alone (it
+    exits when the service does, on EOF of its "alive" pipe), so it cannot take the children
+    with it mid-attempt (they die with their parent). The resource tracker's start unblocks
+    both on its way out, so it goes first, and they are blocked again after it.
+    """
+    resource_tracker.ensure_running()
+    signal.pthread_sigmask(signal.SIG_BLOCK, _QUIET_SIGNALS)
+    forkserver.ensure_running()
+
+
 @contextlib.contextmanager
 def _stop_signals_blocked() -> Iterator[None]:
-    """SIGINT and SIGTERM blocked on this thread meanwhile.
-
-    The first start launches the forkserver, which inherits this thread's signal mask through
-    exec: blocked, a Ctrl-C or systemd's SIGTERM to every process of the service leaves it
-    alone (it exits when the service does, on EOF of its "alive" pipe), so it cannot take the
-    children with it mid-attempt (they die with their parent). main.py blocks both in all
-    threads anyway; this holds for a service started otherwise too.
-    """
+    """SIGINT and SIGTERM blocked on this thread meanwhile, and its signal mask as it was
+    afterwards: main.py takes both with sigwait, which needs them to stay blocked, and
+    multiprocessing's resource tracker unblocks them as it starts."""
     old = signal.pthread_sigmask(signal.SIG_BLOCK, _QUIET_SIGNALS)
     try:
         yield
