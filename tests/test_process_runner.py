@@ -460,3 +460,23 @@ def test_children_do_not_outlive_a_service_killed_with_sigkill(tmp_path: Path) -
     finally:
         parent.kill()
         parent.communicate(timeout=10)
+
+
+def test_a_service_that_exits_without_closing_its_runners_leaves_no_child(
+    tmp_path: Path,
+) -> None:
+    log = tmp_path / "runs.log"
+    script = """
+        payload = json.dumps({"log": sys.argv[1], "sleep_s": 60}).encode()
+        threading.Thread(
+            target=runners[1].run, args=(new_task("t-1", payload, 0), 60_000), daemon=True
+        ).start()
+        print(runners[0].pid, runners[1].pid, flush=True)
+        while not __import__("os").path.exists(sys.argv[1]):
+            threading.Event().wait(0.01)
+    """
+    parent = service(script, str(log))
+    out, _ = parent.communicate(timeout=30)  # it exits, though one attempt never ends
+
+    assert parent.returncode == 0
+    assert not any(running(int(pid)) for pid in out.split())
