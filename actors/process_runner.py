@@ -180,8 +180,8 @@ class ProcessRunner:
         # _closed and the swap of _child, between run (the worker) and close (perhaps another).
         self._lock = threading.Lock()
         self._closed = False
-        self._idle = threading.Event()
-        self._idle.set()
+        # Held by run for the whole attempt, and by close for good: close waits on it.
+        self._busy = threading.Lock()
         self._child: _Child | None = self._start()
         _open_runners.add(self)
 
@@ -208,14 +208,14 @@ class ProcessRunner:
 
     def run(self, task: Task, timeout_ms: int) -> AttemptReport:
         """Run one attempt in the child; see ``AttemptRunner.run``."""
-        with self._lock:
+        if not self._busy.acquire(blocking=False):
+            raise RuntimeError(f"{self._name}: closed, or already running an attempt")
+        try:
             if self._closed:
                 raise RuntimeError(f"{self._name}: the process runner is closed")
-            self._idle.clear()
-        try:
             return self._run(task, timeout_ms)
         finally:
-            self._idle.set()
+            self._busy.release()
 
     def close(self, timeout_s: float) -> None:
         """Stop the child (it exits once it sees the pipe closed), waiting at most ``timeout_s``
@@ -226,12 +226,12 @@ class ProcessRunner:
                 return
             self._closed = True
         _open_runners.discard(self)
-        if not self._idle.wait(max(deadline - time.monotonic(), 0)):
+        if not self._busy.acquire(timeout=max(deadline - time.monotonic(), 0)):
             # An attempt still runs, on another thread: end it; run reports it and lets go.
             current = self._child
             if current is not None:
                 current.kill()
-            self._idle.wait(REAP_TIMEOUT_S)
+            self._busy.acquire(timeout=REAP_TIMEOUT_S)
         current, self._child = self._child, None
         if current is not None:
             current.conn.close()  # EOF: an idle child exits by itself
@@ -424,10 +424,13 @@ class ProcessRunner:
         self._retiring = still
 
     def _kill_all(self) -> None:
-        """At interpreter exit: no child may outlive it, nor hold up its exit."""
-        for each in (self._child, *self._retiring):
-            if each is not None:
-                each.kill()
+        """At interpreter exit: no child may outlive it, nor hold up its exit. Closed first,
+        under the lock, so that a worker thread seeing its child die starts no successor."""
+        with self._lock:
+            self._closed = True
+            for each in (self._child, *self._retiring):
+                if each is not None:
+                    each.kill()
 
 
 def _ensure_servers() -> None:
