@@ -20,7 +20,7 @@ import threading
 import time
 import weakref
 from multiprocessing import forkserver, resource_tracker
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Final, Literal
 
 import msgspec
 
@@ -91,7 +91,7 @@ _open_runners: weakref.WeakSet[ProcessRunner] = weakref.WeakSet()
 class _Child:
     """One child process and the parent's end of its pipe."""
 
-    __slots__ = ("attempts", "conn", "pid", "poller", "process", "ready")
+    __slots__ = ("attempts", "conn", "fd", "pid", "poller", "process", "ready")
 
     def __init__(self, process: BaseProcess, conn: Connection) -> None:
         self.process = process
@@ -103,18 +103,21 @@ class _Child:
         # a message, on EOF, or on the child's death (the sentinel), whichever comes first. The
         # sentinel matters when the pipe stays open after the child died: a grandchild it forked
         # may hold its end.
+        self.fd = conn.fileno()
         self.poller = select.poll()
-        self.poller.register(conn.fileno(), select.POLLIN)
+        self.poller.register(self.fd, select.POLLIN)
         self.poller.register(process.sentinel, select.POLLIN)
 
-    def wait(self, deadline: float) -> bool:
-        """True once there is something to read or the child died; False at ``deadline``."""
+    def wait(self, deadline: float) -> Literal["message", "died", "timeout"]:
+        """Whether a message (or EOF) came first, the child's death, or ``deadline``."""
         while True:
             remaining_ms = math.ceil((deadline - time.monotonic()) * 1000)
-            if self.poller.poll(max(remaining_ms, 0)):
-                return True
+            events = self.poller.poll(max(remaining_ms, 0))
+            if events:
+                # Read what is there even if the child died since: it may be its report.
+                return "message" if any(fd == self.fd for fd, _ in events) else "died"
             if remaining_ms <= 0:
-                return False
+                return "timeout"
 
     def kill(self) -> None:
         with contextlib.suppress(OSError):
@@ -266,8 +269,11 @@ class ProcessRunner:
             current.conn.send_bytes(
                 _encode(child.Attempt(task.id, task.payload, task.max_retries, task.attempts))
             )
-            if not current.wait(deadline):
+            waited = current.wait(deadline)
+            if waited == "timeout":
                 return self._timed_out(current, task, timeout_ms)
+            if waited == "died":
+                return self._crashed(current, task)
             finished = _decode_finished(current.conn.recv_bytes())
         except (OSError, EOFError, msgspec.DecodeError):  # it died (or went mad) mid-attempt
             return self._crashed(current, task)
@@ -394,10 +400,13 @@ class ProcessRunner:
         if current.ready:
             return None
         try:
-            if not current.wait(deadline):
+            waited = current.wait(deadline)
+            if waited == "timeout":
                 current.kill()
                 current.exit_text()
                 return "worker process did not load the handler in time"
+            if waited == "died":
+                return f"{current.exit_text()} while loading the handler"
             started = _decode_started(current.conn.recv_bytes())
         except (OSError, EOFError, msgspec.DecodeError):
             return f"{current.exit_text()} while loading the handler"

@@ -196,6 +196,18 @@ def end_process(task: TaskView) -> None:
     time.sleep(BLOCK_LIMIT_S)  # a signal the process survives must not look like a return
 
 
+def fork_then_exit(task: TaskView) -> None:
+    """Fork a grandchild that inherits every descriptor (the pipe to the parent too) and writes
+    its pid to the file ``payload["log"]``, then exit with code 4. The grandchild waits
+    BLOCK_LIMIT_S unless the test kills it first."""
+    grandchild = os.fork()
+    if grandchild == 0:
+        time.sleep(BLOCK_LIMIT_S)
+        os._exit(0)
+    Path(task.payload["log"]).write_text(str(grandchild))
+    os._exit(4)
+
+
 def stop_signals_to_self(task: TaskView) -> int:
     """Send SIGINT and SIGTERM to the own process, as a Ctrl-C or systemd's stop would; then
     return the process id (if it is still there to do so)."""

@@ -221,6 +221,23 @@ def test_a_child_that_dies_mid_attempt_is_a_crash_noticed_at_once_and_replaced(
     assert runner.run(task({"exit": 0}), TIMEOUT_MS).error == "worker process exited with code 0"
 
 
+def test_a_child_that_dies_is_noticed_though_a_grandchild_holds_its_pipe_open(
+    start: Any, tmp_path: Path
+) -> None:
+    runner, replaced = start("fork_then_exit")
+    log = tmp_path / "grandchild"
+    try:
+        began = time.monotonic()
+        report = runner.run(task({"log": str(log)}), TIMEOUT_MS)
+
+        assert report == AttemptReport("crashed", error="worker process exited with code 4")
+        assert time.monotonic() - began < TIMEOUT_MS / 1000 / 2
+        assert replaced == ["crash"]
+    finally:
+        if log.exists():
+            os.kill(int(log.read_text()), signal.SIGKILL)
+
+
 def test_a_child_killed_while_idle_is_replaced_before_the_next_attempt_which_runs(
     start: Any,
 ) -> None:
