@@ -44,6 +44,9 @@ START_TIMEOUT_S: Final = 60.0
 """How long a child may take to load the handler (import its module) before it counts as
 broken. Not part of any attempt's time limit: no handler runs until the child is ready."""
 
+MAX_POLL_MS: Final = 3_600_000
+"""The longest single wait in poll(2), which takes a C int: a 30-day limit is waited in turns."""
+
 REAP_TIMEOUT_S: Final = 5.0
 """How long to wait for a dead (or killed) child's exit status."""
 
@@ -112,7 +115,7 @@ class _Child:
         """Whether a message (or EOF) came first, the child's death, or ``deadline``."""
         while True:
             remaining_ms = math.ceil((deadline - time.monotonic()) * 1000)
-            events = self.poller.poll(max(remaining_ms, 0))
+            events = self.poller.poll(min(max(remaining_ms, 0), MAX_POLL_MS))
             if events:
                 # Read what is there even if the child died since: it may be its report.
                 return "message" if any(fd == self.fd for fd, _ in events) else "died"

@@ -96,6 +96,14 @@ def test_returning_none_is_no_result(start: Any) -> None:
     assert runner.run(task({"value": None}), TIMEOUT_MS) == AttemptReport("returned")
 
 
+def test_a_time_limit_of_30_days_is_waited_like_any_other(start: Any) -> None:
+    runner, _ = start("echo")
+
+    report = runner.run(task({"value": 1}), 30 * 86_400_000)
+
+    assert report == AttemptReport("returned", result=b"1")
+
+
 @pytest.mark.parametrize(
     ("value", "error"),
     [
