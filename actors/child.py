@@ -90,7 +90,7 @@ def main(
 ) -> None:
     """The child's whole life (``multiprocessing.Process`` target)."""
     _die_with_service(service_pid)
-    _let_go_of_the_forkserver()
+    _let_the_forkserver_go()
     _let_stop_signals_pass()
     # Line by line, so a handler's print() reaches the service's log before the child might be
     # killed, and in order with what the service writes itself.
@@ -178,25 +178,23 @@ def _die_with_service(service_pid: int) -> None:
         os._exit(EXIT_ORPHANED)
 
 
-def _let_go_of_the_forkserver() -> None:
-    """Close this child's copy of the forkserver's "alive" pipe.
+def _let_the_forkserver_go() -> None:
+    """Close this child's copy of the pipe whose end tells the forkserver the service is gone.
 
-    multiprocessing hands every forkserver child the write end, so that it could use the
-    forkserver too. But the forkserver exits only when every copy is closed: a child stuck in
-    its handler would keep the forkserver alive after the service died, and so itself (its
-    PR_SET_PDEATHSIG waits for the forkserver). A private attribute, the only place the
-    descriptor is kept; tests/test_process_runner.py fails if that ever changes. A handler that
-    uses the forkserver itself starts one of its own, as it would anyway (the pid of this one
-    is not known here).
+    multiprocessing hands every child of the forkserver the write end of that pipe (so that the
+    child could start processes through the same forkserver). While any child holds it, the
+    forkserver outlives a SIGKILLed service, and so does a child stuck in a handler, since its
+    PDEATHSIG waits for the forkserver's death. Closed, the forkserver exits with the service
+    and the kernel kills every child. (tests/test_e2e_isolation.py kills a service to check.)
     """
     from multiprocessing import forkserver
 
-    server = forkserver._forkserver
-    fd = getattr(server, "_forkserver_alive_fd", None)
-    if fd is not None:  # None when started with spawn
+    server = getattr(forkserver, "_forkserver", None)
+    alive_fd = getattr(server, "_forkserver_alive_fd", None)
+    if server is not None and alive_fd is not None:
         with contextlib.suppress(OSError):
-            os.close(fd)
-        server._forkserver_alive_fd = None  # type: ignore[attr-defined]
+            os.close(alive_fd)
+        server._forkserver_alive_fd = None
 
 
 def _parent_of(pid: int) -> int | None:

@@ -152,7 +152,7 @@ _hoard: list[bytes] = []
 """What ``hoard_memory`` keeps, so that the child's resident memory stays grown."""
 
 
-def echo(task: TaskView) -> object:
+def return_value(task: TaskView) -> object:
     """Return ``payload["value"]``: a result, or something that cannot be one."""
     value = task.payload["value"]
     if value == "an object":  # something JSON cannot say

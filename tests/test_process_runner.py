@@ -83,7 +83,7 @@ def start() -> Iterator[Callable[..., tuple[ProcessRunner, list[ReplacementReaso
 
 
 def test_a_returned_value_comes_back_as_json(start: Any) -> None:
-    runner, _ = start("echo")
+    runner, _ = start("return_value")
 
     report = runner.run(task({"value": {"n": [1, 2.5, "x"]}}), TIMEOUT_MS)
 
@@ -91,13 +91,13 @@ def test_a_returned_value_comes_back_as_json(start: Any) -> None:
 
 
 def test_returning_none_is_no_result(start: Any) -> None:
-    runner, _ = start("echo")
+    runner, _ = start("return_value")
 
     assert runner.run(task({"value": None}), TIMEOUT_MS) == AttemptReport("returned")
 
 
 def test_a_time_limit_of_30_days_is_waited_like_any_other(start: Any) -> None:
-    runner, _ = start("echo")
+    runner, _ = start("return_value")
 
     report = runner.run(task({"value": 1}), 30 * 86_400_000)
 
@@ -114,7 +114,7 @@ def test_a_time_limit_of_30_days_is_waited_like_any_other(start: Any) -> None:
 def test_a_result_that_cannot_be_kept_is_dropped_and_the_attempt_still_returned(
     start: Any, value: str, error: str
 ) -> None:
-    runner, _ = start("echo", result_max_bytes=50)
+    runner, _ = start("return_value", result_max_bytes=50)
 
     report = runner.run(task({"value": value}), TIMEOUT_MS)
 
@@ -176,7 +176,7 @@ def test_system_exit_from_a_handler_fails_the_attempt_and_the_child_lives_on(
 
 
 def test_the_handler_sees_the_task_view_with_a_fresh_payload(start: Any) -> None:
-    runner, _ = start("echo")
+    runner, _ = start("return_value")
 
     report = runner.run(task({"value": [1, {"a": None}]}, attempts=4), TIMEOUT_MS)
 
