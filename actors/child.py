@@ -112,9 +112,11 @@ def main(
             message = conn.recv_bytes()
         except EOFError:  # the parent closed the pipe, or is gone: nothing more to run
             return
-        attempt = decoder.decode(message)
-        report = run_attempt(handler, attempt, result_max_bytes)
-        conn.send_bytes(encoder.encode(Finished(report, _rss_kb() if report_memory else 0)))
+        report = run_attempt(handler, decoder.decode(message), result_max_bytes)
+        try:
+            conn.send_bytes(encoder.encode(Finished(report, _rss_kb() if report_memory else 0)))
+        except OSError:  # the parent is gone: nobody to report to
+            return
 
 
 def run_attempt(handler: Handler, attempt: Attempt, result_max_bytes: int) -> AttemptReport:

@@ -19,7 +19,8 @@ import sys
 import threading
 import time
 import weakref
-from typing import TYPE_CHECKING, Final
+from multiprocessing import forkserver, resource_tracker
+from typing import TYPE_CHECKING, Final, Literal
 
 import msgspec
 
@@ -42,6 +43,9 @@ logger = logging.getLogger(__name__)
 START_TIMEOUT_S: Final = 60.0
 """How long a child may take to load the handler (import its module) before it counts as
 broken. Not part of any attempt's time limit: no handler runs until the child is ready."""
+
+MAX_POLL_MS: Final = 3_600_000
+"""The longest single wait in poll(2), which takes a C int: a 30-day limit is waited in turns."""
 
 REAP_TIMEOUT_S: Final = 5.0
 """How long to wait for a dead (or killed) child's exit status."""
@@ -90,7 +94,7 @@ _open_runners: weakref.WeakSet[ProcessRunner] = weakref.WeakSet()
 class _Child:
     """One child process and the parent's end of its pipe."""
 
-    __slots__ = ("attempts", "conn", "pid", "poller", "process", "ready")
+    __slots__ = ("attempts", "conn", "fd", "pid", "poller", "process", "ready")
 
     def __init__(self, process: BaseProcess, conn: Connection) -> None:
         self.process = process
@@ -102,18 +106,21 @@ class _Child:
         # a message, on EOF, or on the child's death (the sentinel), whichever comes first. The
         # sentinel matters when the pipe stays open after the child died: a grandchild it forked
         # may hold its end.
+        self.fd = conn.fileno()
         self.poller = select.poll()
-        self.poller.register(conn.fileno(), select.POLLIN)
+        self.poller.register(self.fd, select.POLLIN)
         self.poller.register(process.sentinel, select.POLLIN)
 
-    def wait(self, deadline: float) -> bool:
-        """True once there is something to read or the child died; False at ``deadline``."""
+    def wait(self, deadline: float) -> Literal["message", "died", "timeout"]:
+        """Whether a message (or EOF) came first, the child's death, or ``deadline``."""
         while True:
             remaining_ms = math.ceil((deadline - time.monotonic()) * 1000)
-            if self.poller.poll(max(remaining_ms, 0)):
-                return True
+            events = self.poller.poll(min(max(remaining_ms, 0), MAX_POLL_MS))
+            if events:
+                # Read what is there even if the child died since: it may be its report.
+                return "message" if any(fd == self.fd for fd, _ in events) else "died"
             if remaining_ms <= 0:
-                return False
+                return "timeout"
 
     def kill(self) -> None:
         with contextlib.suppress(OSError):
@@ -179,8 +186,8 @@ class ProcessRunner:
         # _closed and the swap of _child, between run (the worker) and close (perhaps another).
         self._lock = threading.Lock()
         self._closed = False
-        self._idle = threading.Event()
-        self._idle.set()
+        # Held by run for the whole attempt, and by close for good: close waits on it.
+        self._busy = threading.Lock()
         self._child: _Child | None = self._start()
         _open_runners.add(self)
 
@@ -207,14 +214,14 @@ class ProcessRunner:
 
     def run(self, task: Task, timeout_ms: int) -> AttemptReport:
         """Run one attempt in the child; see ``AttemptRunner.run``."""
-        with self._lock:
+        if not self._busy.acquire(blocking=False):
+            raise RuntimeError(f"{self._name}: closed, or already running an attempt")
+        try:
             if self._closed:
                 raise RuntimeError(f"{self._name}: the process runner is closed")
-            self._idle.clear()
-        try:
             return self._run(task, timeout_ms)
         finally:
-            self._idle.set()
+            self._busy.release()
 
     def close(self, timeout_s: float) -> None:
         """Stop the child (it exits once it sees the pipe closed), waiting at most ``timeout_s``
@@ -225,12 +232,12 @@ class ProcessRunner:
                 return
             self._closed = True
         _open_runners.discard(self)
-        if not self._idle.wait(max(deadline - time.monotonic(), 0)):
+        if not self._busy.acquire(timeout=max(deadline - time.monotonic(), 0)):
             # An attempt still runs, on another thread: end it; run reports it and lets go.
             current = self._child
             if current is not None:
                 current.kill()
-            self._idle.wait(REAP_TIMEOUT_S)
+            self._busy.acquire(timeout=REAP_TIMEOUT_S)
         current, self._child = self._child, None
         if current is not None:
             current.conn.close()  # EOF: an idle child exits by itself
@@ -265,8 +272,11 @@ class ProcessRunner:
             current.conn.send_bytes(
                 _encode(child.Attempt(task.id, task.payload, task.max_retries, task.attempts))
             )
-            if not current.wait(deadline):
+            waited = current.wait(deadline)
+            if waited == "timeout":
                 return self._timed_out(current, task, timeout_ms)
+            if waited == "died":
+                return self._crashed(current, task)
             finished = _decode_finished(current.conn.recv_bytes())
         except (OSError, EOFError, msgspec.DecodeError):  # it died (or went mad) mid-attempt
             return self._crashed(current, task)
@@ -382,6 +392,7 @@ class ProcessRunner:
         )
         try:
             with _stop_signals_blocked():
+                _ensure_servers()
                 process.start()
         finally:
             child_end.close()  # the child's copy only: EOF reaches us when the child dies
@@ -392,10 +403,13 @@ class ProcessRunner:
         if current.ready:
             return None
         try:
-            if not current.wait(deadline):
+            waited = current.wait(deadline)
+            if waited == "timeout":
                 current.kill()
                 current.exit_text()
                 return "worker process did not load the handler in time"
+            if waited == "died":
+                return f"{current.exit_text()} while loading the handler"
             started = _decode_started(current.conn.recv_bytes())
         except (OSError, EOFError, msgspec.DecodeError):
             return f"{current.exit_text()} while loading the handler"
@@ -422,22 +436,34 @@ class ProcessRunner:
         self._retiring = still
 
     def _kill_all(self) -> None:
-        """At interpreter exit: no child may outlive it, nor hold up its exit."""
-        for each in (self._child, *self._retiring):
-            if each is not None:
-                each.kill()
+        """At interpreter exit: no child may outlive it, nor hold up its exit. Closed first,
+        under the lock, so that a worker thread seeing its child die starts no successor."""
+        with self._lock:
+            self._closed = True
+            for each in (self._child, *self._retiring):
+                if each is not None:
+                    each.kill()
+
+
+def _ensure_servers() -> None:
+    """Start multiprocessing's resource tracker, then the forkserver, if not running yet.
+
+    The forkserver inherits this thread's signal mask through exec: with SIGINT and SIGTERM
+    blocked, a Ctrl-C or systemd's SIGTERM to every process of the service leaves it alone (it
+    exits when the service does, on EOF of its "alive" pipe), so it cannot take the children
+    with it mid-attempt (they die with their parent). The resource tracker's start unblocks
+    both on its way out, so it goes first, and they are blocked again after it.
+    """
+    resource_tracker.ensure_running()
+    signal.pthread_sigmask(signal.SIG_BLOCK, _QUIET_SIGNALS)
+    forkserver.ensure_running()
 
 
 @contextlib.contextmanager
 def _stop_signals_blocked() -> Iterator[None]:
-    """SIGINT and SIGTERM blocked on this thread meanwhile.
-
-    The first start launches the forkserver, which inherits this thread's signal mask through
-    exec: blocked, a Ctrl-C or systemd's SIGTERM to every process of the service leaves it
-    alone (it exits when the service does, on EOF of its "alive" pipe), so it cannot take the
-    children with it mid-attempt (they die with their parent). main.py blocks both in all
-    threads anyway; this holds for a service started otherwise too.
-    """
+    """SIGINT and SIGTERM blocked on this thread meanwhile, and its signal mask as it was
+    afterwards: main.py takes both with sigwait, which needs them to stay blocked, and
+    multiprocessing's resource tracker unblocks them as it starts."""
     old = signal.pthread_sigmask(signal.SIG_BLOCK, _QUIET_SIGNALS)
     try:
         yield
