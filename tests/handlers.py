@@ -144,4 +144,3 @@ def fail_unless_file(task: TaskView) -> None:
 def echo(task: TaskView) -> object:
     """Return the payload: it becomes the task's ``result``."""
     return task.payload
-
