@@ -169,7 +169,6 @@ def steered(task: TaskView) -> object:
     - ``"grow"``: keep ``payload["mb"]`` more MiB allocated, then return the pid
     - ``"object"``: return something JSON cannot hold
     """
-
     payload = task.payload
     if "log" in payload:
         line = json.dumps({"id": task.id, "attempt": task.attempts, "pid": os.getpid()})
