@@ -19,6 +19,7 @@ import argparse
 import json
 import threading
 import time
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
 from common import (
@@ -77,6 +78,22 @@ class Prober:
         return self.latencies_s
 
 
+def family(pid: int) -> list[int]:
+    """``pid`` and every process below it (in process mode: the forkserver, the workers)."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                parent = int((entry / "stat").read_text().rpartition(")")[2].split()[1])
+            except (OSError, ValueError, IndexError):
+                continue
+            children.setdefault(parent, []).append(int(entry.name))
+    found = [pid]
+    for each in found:
+        found.extend(children.get(each, []))
+    return found
+
+
 def done_count(port: int) -> int:
     status, body = http_request(port, "GET", "/stats")
     if status != 200:
@@ -96,7 +113,8 @@ def measure(mode: str, tasks: int, cpu_ms: int, workers: int, name: str) -> dict
         idle_probe = Prober(port)
         time.sleep(0.5)  # a baseline: /healthz with nothing running
         idle = idle_probe.stop()
-        watch = CpuWatch([process.pid])
+        # The workers' CPU is the service's own, not other load.
+        watch = CpuWatch(family(process.pid))
         prober = Prober(port)
         started = time.perf_counter()
         status, body = http_request(port, "POST", "/enqueue/batch", json.dumps(batch).encode())
