@@ -4,7 +4,7 @@
 
 Each round starts ``python main.py`` once per mode (the order alternating from round to round),
 with ``--workers`` workers and a handler that spends ``--cpu-ms`` of CPU time in pure Python
-(bench/cpu_handler.py). It enqueues ``--tasks`` such tasks in one batch and measures the wall
+(bench/handlers.py). It enqueues ``--tasks`` such tasks in one batch and measures the wall
 time until all are done, while another thread asks ``GET /healthz`` every 20 ms: its latency
 is what a client of the service sees while handlers hold the CPU (in thread mode, the GIL).
 Each measurement waits for a quiet machine first (within a budget) and reports the cores other
@@ -40,7 +40,7 @@ if TYPE_CHECKING:
     from collections.abc import Sequence
 
 MODES: Final = ("process", "thread")
-HANDLER: Final = "bench.cpu_handler:burn"
+HANDLER: Final = "bench.handlers:burn"
 POLL_S: Final = 0.01
 """How often the done count is read while the work runs."""
 PROBE_EVERY_S: Final = 0.02

@@ -1,6 +1,7 @@
-"""The handler bench/cpu_bound.py runs: pure-Python CPU work for a fixed amount of CPU time.
+"""Handlers for the benchmarks: pure-Python CPU work (bench/cpu_bound.py) and an attempt that
+never ends on its own (bench/timeout_precision.py).
 
-Named ``TASK_HANDLER=bench.cpu_handler:burn`` (the service runs from the project root).
+Named as ``bench.handlers:<name>`` (the service runs from the project root).
 """
 
 from __future__ import annotations
@@ -23,3 +24,12 @@ def burn(task: TaskView) -> int:
             total += n * n % 7
         rounds += 1
     return rounds
+
+
+HANG_LIMIT_S = 60.0
+"""How long ``hang`` waits at most: a benchmark that goes wrong must not leave it for ever."""
+
+
+def hang(task: TaskView) -> None:
+    """Sleep until the attempt is stopped from outside (or HANG_LIMIT_S)."""
+    time.sleep(HANG_LIMIT_S)
