@@ -245,7 +245,7 @@ class TaskSystem:
         if workers < 1 or queue_size < 1:
             raise ValueError("workers and queue_size must be at least 1")
         if (handler is None) == (runners is None):
-            raise ValueError("give either a handler (thread mode) or runners, not both")
+            raise ValueError("give a handler (thread mode) or runners: one of the two")
         if runners is None:
             assert handler is not None
             runners = thread_runners(handler, result_max_bytes)
