@@ -63,16 +63,21 @@ _context: Final = multiprocessing.get_context("forkserver")
 def _main_module() -> list[str]:
     """The service's ``__main__`` by the name it can be imported under, if it has one.
 
-    Every child runs the parent's main script again (as ``__mp_main__``), so its imports
+    Every child runs the parent's main module again (as ``__mp_main__``), so its imports
     (main.py's: falcon, the API) are paid per child unless the forkserver has them already.
-    Preloading ``"__main__"`` would do that, but is broken in the Pythons this runs on: the
-    forkserver looks for a ``main_path`` that ``spawn.get_preparation_data`` calls
-    ``init_main_from_path``. So the script is preloaded as the module it also is (``main``).
+    Preloading ``"__main__"`` would do that, but is broken in Python 3.11: the forkserver looks
+    for a ``main_path`` that ``spawn.get_preparation_data`` calls ``init_main_from_path``. So
+    the script is preloaded as the module it also is (main.py as ``main``). The forkserver
+    looks for it from its working directory (the service's) and the installed packages: 3.11's
+    ignores the sys.path it is given. Not found, it is skipped, and only costs time.
     """
     main = sys.modules.get("__main__")
+    name = getattr(getattr(main, "__spec__", None), "name", None)
+    if name is not None:  # run with -m; multiprocessing leaves a package's __main__ alone
+        return [] if name.rpartition(".")[2] == "__main__" else [name]
     path = getattr(main, "__file__", None)
-    if getattr(main, "__spec__", None) is not None or path is None:
-        return []  # run with -m: multiprocessing imports it by name, nothing to add
+    if path is None:  # python -c, or interactive: nothing is run again
+        return []
     directory, name = os.path.split(os.path.splitext(os.path.abspath(path))[0])
     on_path = any(os.path.abspath(entry or os.curdir) == directory for entry in sys.path)
     return [name] if on_path and name.isidentifier() else []
