@@ -315,6 +315,9 @@ def test_a_recycled_child_that_will_not_exit_is_killed_after_its_grace(
 
     # Each attempt looks at the recycled children (and leaves one more behind).
     wait_until(lambda: runner.run(task(), TIMEOUT_MS) and not running(first))
+    last = runner.pid
+    runner.close(0.2)  # kills those still held by their threads, once its timeout is up
+    assert last is not None and not running(last)
 
 
 def test_a_child_over_max_memory_after_an_attempt_is_recycled_and_the_outcome_stands(
