@@ -50,6 +50,10 @@ MAX_POLL_MS: Final = 3_600_000
 REAP_TIMEOUT_S: Final = 5.0
 """How long to wait for a dead (or killed) child's exit status."""
 
+RETIRE_GRACE_S: Final = 5.0
+"""How long a recycled child may take to exit before it is killed: one that a thread of its
+handler keeps alive (Python waits for non-daemon threads at exit) must not linger."""
+
 # forkserver, never fork: the service is threaded, and a forked copy of a threaded process can
 # hang on a lock some other thread held at the fork. Of the two safe methods, forkserver starts
 # a child by forking a small server that has already imported this package, where spawn starts
@@ -63,16 +67,21 @@ _context: Final = multiprocessing.get_context("forkserver")
 def _main_module() -> list[str]:
     """The service's ``__main__`` by the name it can be imported under, if it has one.
 
-    Every child runs the parent's main script again (as ``__mp_main__``), so its imports
+    Every child runs the parent's main module again (as ``__mp_main__``), so its imports
     (main.py's: falcon, the API) are paid per child unless the forkserver has them already.
-    Preloading ``"__main__"`` would do that, but is broken in the Pythons this runs on: the
-    forkserver looks for a ``main_path`` that ``spawn.get_preparation_data`` calls
-    ``init_main_from_path``. So the script is preloaded as the module it also is (``main``).
+    Preloading ``"__main__"`` would do that, but is broken in Python 3.11: the forkserver looks
+    for a ``main_path`` that ``spawn.get_preparation_data`` calls ``init_main_from_path``. So
+    the script is preloaded as the module it also is (main.py as ``main``). The forkserver
+    looks for it from its working directory (the service's) and the installed packages: 3.11's
+    ignores the sys.path it is given. Not found, it is skipped, and only costs time.
     """
     main = sys.modules.get("__main__")
+    name = getattr(getattr(main, "__spec__", None), "name", None)
+    if name is not None:  # run with -m; multiprocessing leaves a package's __main__ alone
+        return [] if name.rpartition(".")[2] == "__main__" else [name]
     path = getattr(main, "__file__", None)
-    if getattr(main, "__spec__", None) is not None or path is None:
-        return []  # run with -m: multiprocessing imports it by name, nothing to add
+    if path is None:  # python -c, or interactive: nothing is run again
+        return []
     directory, name = os.path.split(os.path.splitext(os.path.abspath(path))[0])
     on_path = any(os.path.abspath(entry or os.curdir) == directory for entry in sys.path)
     return [name] if on_path and name.isidentifier() else []
@@ -94,7 +103,7 @@ _open_runners: weakref.WeakSet[ProcessRunner] = weakref.WeakSet()
 class _Child:
     """One child process and the parent's end of its pipe."""
 
-    __slots__ = ("attempts", "conn", "fd", "pid", "poller", "process", "ready")
+    __slots__ = ("attempts", "conn", "fd", "pid", "poller", "process", "ready", "retired_at")
 
     def __init__(self, process: BaseProcess, conn: Connection) -> None:
         self.process = process
@@ -102,6 +111,7 @@ class _Child:
         self.pid: int = process.pid or 0
         self.ready = False
         self.attempts = 0
+        self.retired_at = 0.0
         # One poll object for the child's life: waiting costs one system call, and it wakes on
         # a message, on EOF, or on the child's death (the sentinel), whichever comes first. The
         # sentinel matters when the pipe stays open after the child died: a grandchild it forked
@@ -357,6 +367,7 @@ class ProcessRunner:
         if old.ended():
             old.process.close()
         else:
+            old.retired_at = time.monotonic()
             self._retiring.append(old)
         with self._lock:
             self._child = None
@@ -426,13 +437,24 @@ class ProcessRunner:
             each.process.close()
 
     def _reap_retired(self) -> None:
-        """Release the recycled children that have exited by now, without waiting."""
+        """Release the recycled children that have exited by now, without waiting; kill those
+        past their grace (reaped on a later call)."""
         still: list[_Child] = []
+        now = time.monotonic()
         for retired in self._retiring:
             if retired.ended():
                 retired.process.close()
-            else:
-                still.append(retired)
+                continue
+            if now - retired.retired_at > RETIRE_GRACE_S:
+                logger.warning(
+                    "%s: recycled worker process %d still there after %.0f s: killed",
+                    self._name,
+                    retired.pid,
+                    RETIRE_GRACE_S,
+                )
+                retired.kill()
+                retired.retired_at = math.inf  # warned and killed once
+            still.append(retired)
         self._retiring = still
 
     def _kill_all(self) -> None:

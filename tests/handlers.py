@@ -265,6 +265,13 @@ def fork_then_exit(task: TaskView) -> None:
     os._exit(4)
 
 
+def leave_a_thread(task: TaskView) -> int:
+    """Start a non-daemon thread that outlives the attempt (BLOCK_LIMIT_S), as some libraries
+    do, so the process cannot end by itself; return the pid."""
+    threading.Thread(target=threading.Event().wait, args=(BLOCK_LIMIT_S,)).start()
+    return os.getpid()
+
+
 def stop_signals_to_self(task: TaskView) -> int:
     """Send SIGINT and SIGTERM to the own process, as a Ctrl-C or systemd's stop would; then
     return the process id (if it is still there to do so)."""

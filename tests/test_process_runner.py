@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 import pytest
 
+from actors import process_runner
 from actors.attempt import CUT_MARK, MAX_ERROR_CHARS, AttemptReport
 from actors.handlers import HandlerLoadError, HandlerSpec, load_handler
 from actors.process_runner import ProcessRunner
@@ -301,6 +302,24 @@ def test_a_child_is_recycled_after_max_tasks_attempts_and_the_outcome_stands(
     wait_until(lambda: not running(first))
 
 
+def test_a_recycled_child_that_will_not_exit_is_killed_after_its_grace(
+    start: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(process_runner, "RETIRE_GRACE_S", 0.1)
+    runner, replaced = start("leave_a_thread", max_tasks=1)
+    first = runner.pid
+    assert first is not None
+    runner.run(task(), TIMEOUT_MS)
+    assert replaced == ["max_tasks"]
+    assert running(first)  # its handler's thread holds it
+
+    # Each attempt looks at the recycled children (and leaves one more behind).
+    wait_until(lambda: runner.run(task(), TIMEOUT_MS) and not running(first))
+    last = runner.pid
+    runner.close(0.2)  # kills those still held by their threads, once its timeout is up
+    assert last is not None and not running(last)
+
+
 def test_a_child_over_max_memory_after_an_attempt_is_recycled_and_the_outcome_stands(
     start: Any,
 ) -> None:
@@ -399,6 +418,7 @@ def test_close_from_another_thread_ends_a_running_attempt(start: Any, tmp_path: 
 SERVICE = """\
 import functools, json, signal, sys, threading
 from actors.handlers import HandlerSpec
+from actors import process_runner
 from actors.process_runner import ProcessRunner
 from actors.task import new_task
 from api.logs import configure_logging
