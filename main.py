@@ -176,12 +176,15 @@ def _exit_on_second_signal() -> None:
 
 
 def run() -> None:
-    """The ``task-queue`` command, and ``python main.py``: serve until stopped, then exit."""
-    # TASK_HANDLER names a module of the user's project, and they start us from its directory.
-    # Neither way puts that directory on sys.path by itself: a console script gets its bin
-    # directory there, `python /path/to/main.py` the directory of main.py. Done here rather than
-    # in main(), so tests calling main() in-process keep their own sys.path.
-    sys.path.insert(0, os.getcwd())
+    """``python main.py``, and the ``task-queue`` command: serve until stopped, then exit."""
+    # TASK_HANDLER names a module of the user's project, and they start us from its directory,
+    # which neither `python /path/to/main.py` nor a console script puts on sys.path. It goes
+    # right after sys.path[0], the directory of the script that started us: ahead of everything
+    # installed, as `python -m` would put it, but behind our own packages when that script is
+    # this file, so that a project with an `api/` of its own does not shadow ours, here or in
+    # the worker processes, which start with this sys.path. Not in main(): tests calling it
+    # in-process keep their own sys.path.
+    sys.path.insert(1, os.getcwd())
     sys.exit(main())
 
 

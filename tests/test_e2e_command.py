@@ -54,6 +54,33 @@ def project(tmp_path: Path) -> Path:
     return directory
 
 
+SHADOWS: Final = {"main.py": "main", "api/__init__.py": "api", "actors/__init__.py": "actors"}
+"""Modules a project may well have under the names of ours."""
+
+LOOK_ALIKE: Final = """
+import os
+
+# Not the service's: the project's own module of the same name, saying it was imported, and by whom.
+with open({marker!r}, "a", encoding="utf-8") as record:
+    record.write(f"{{os.getpid()}}\\n")
+"""
+
+
+@pytest.fixture
+def crowded_project(project: Path) -> Path:
+    """A project that also has a ``main.py``, an ``api`` package and an ``actors`` package."""
+    for path, name in SHADOWS.items():
+        (project / path).parent.mkdir(exist_ok=True)
+        marker = str(project / f"imported-{name}")
+        (project / path).write_text(LOOK_ALIKE.format(marker=marker), encoding="utf-8")
+    return project
+
+
+def imported_from(project: Path) -> list[str]:
+    """Which of the project's look-alike modules something imported."""
+    return sorted(name for name in SHADOWS.values() if (project / f"imported-{name}").exists())
+
+
 @pytest.fixture
 def start_in(tmp_path: Path) -> Iterator[Callable[[list[str], Path], Service]]:
     """Start ``command`` with ``cwd`` as its working directory, running myjobs.work:run."""
@@ -149,3 +176,30 @@ def test_what_the_users_handler_returns_is_the_tasks_result(
     done = service.wait_for_task("twice", lambda task: task["status"] in ("done", "failed"))
 
     assert (done["status"], done["result"]) == ("done", {"doubled": 10}), done
+
+
+def test_task_queue_never_imports_a_projects_own_main_api_or_actors(
+    start_in: Callable[[list[str], Path], Service], crowded_project: Path
+) -> None:
+    service = start_in([str(COMMAND)], crowded_project)
+
+    runs_the_users_handler(service, crowded_project)
+    assert imported_from(crowded_project) == []
+
+
+def test_python_main_py_from_a_project_with_its_own_api_and_actors_runs_its_handler(
+    start_in: Callable[[list[str], Path], Service], crowded_project: Path
+) -> None:
+    service = start_in([sys.executable, str(ROOT / "main.py")], crowded_project)
+
+    runs_the_users_handler(service, crowded_project)
+    assert "api" not in imported_from(crowded_project)
+
+
+def test_python_main_py_never_imports_a_projects_own_main_py(
+    start_in: Callable[[list[str], Path], Service], crowded_project: Path
+) -> None:
+    service = start_in([sys.executable, str(ROOT / "main.py")], crowded_project)
+
+    runs_the_users_handler(service, crowded_project)
+    assert imported_from(crowded_project) == []
