@@ -179,12 +179,16 @@ def run() -> None:
     """``python main.py``, and the ``task-queue`` command: serve until stopped, then exit."""
     # TASK_HANDLER names a module of the user's project, and they start us from its directory,
     # which neither `python /path/to/main.py` nor a console script puts on sys.path. It goes
-    # right after sys.path[0], the directory of the script that started us: ahead of everything
-    # installed, as `python -m` would put it, but behind our own packages when that script is
-    # this file, so that a project with an `api/` of its own does not shadow ours, here or in
-    # the worker processes, which start with this sys.path. Not in main(): tests calling it
-    # in-process keep their own sys.path.
-    sys.path.insert(1, os.getcwd())
+    # right behind the directory of this file (added at the end when an editable install's
+    # import hook finds us instead), so that a project's own main.py or api/ never shadows
+    # ours: not here, nor in the worker processes, which start with this sys.path. Not in
+    # main(), so tests calling it in-process keep their own sys.path.
+    here = os.path.dirname(os.path.abspath(__file__))
+    entries = [os.path.abspath(entry or os.curdir) for entry in sys.path]
+    if here not in entries:
+        sys.path.append(here)
+        entries.append(here)
+    sys.path.insert(entries.index(here) + 1, os.getcwd())
     sys.exit(main())
 
 
