@@ -66,12 +66,11 @@ with open({marker!r}, "a", encoding="utf-8") as record:
 """
 
 
-@pytest.fixture
-def crowded_project(project: Path) -> Path:
-    """A project that also has a ``main.py``, an ``api`` package and an ``actors`` package."""
-    for path, name in SHADOWS.items():
+def crowd(project: Path, *paths: str) -> Path:
+    """``project`` with modules of its own at ``paths`` (keys of SHADOWS)."""
+    for path in paths:
         (project / path).parent.mkdir(exist_ok=True)
-        marker = str(project / f"imported-{name}")
+        marker = str(project / f"imported-{SHADOWS[path]}")
         (project / path).write_text(LOOK_ALIKE.format(marker=marker), encoding="utf-8")
     return project
 
@@ -178,27 +177,36 @@ def test_what_the_users_handler_returns_is_the_tasks_result(
     assert (done["status"], done["result"]) == ("done", {"doubled": 10}), done
 
 
-@pytest.mark.parametrize("how", ["task-queue", "python main.py"])
-def test_a_project_with_its_own_main_and_api_runs_its_handler_with_ours(
-    start_in: Callable[[list[str], Path], Service], crowded_project: Path, how: str
+COMMANDS: Final = {
+    "task-queue": [str(COMMAND)],
+    "python main.py": [sys.executable, str(ROOT / "main.py")],
+}
+
+
+@pytest.mark.parametrize("how", list(COMMANDS))
+def test_a_project_with_its_own_main_py_and_api_runs_its_handler_with_ours(
+    start_in: Callable[[list[str], Path], Service], project: Path, how: str
 ) -> None:
-    command = [str(COMMAND)] if how == "task-queue" else [sys.executable, str(ROOT / "main.py")]
-    service = start_in(command, crowded_project)
+    crowd(project, "main.py", "api/__init__.py")
+    service = start_in(COMMANDS[how], project)
 
-    runs_the_users_handler(service, crowded_project)
-    # The worker processes import our api (for their logging): never the project's.
-    assert "api" not in imported_from(crowded_project)
+    runs_the_users_handler(service, project)
+    # The worker processes import our api (for their logging), and the command imports our main
+    # in each of them: never the project's.
+    assert "api" not in imported_from(project)
+    if how == "task-queue":
+        assert imported_from(project) == []
 
 
-@pytest.mark.parametrize("how", ["task-queue", "python main.py"])
+@pytest.mark.parametrize("how", list(COMMANDS))
 def test_no_process_of_the_service_imports_a_projects_own_main_api_or_actors(
-    start_in: Callable[[list[str], Path], Service], crowded_project: Path, how: str
+    start_in: Callable[[list[str], Path], Service], project: Path, how: str
 ) -> None:
     """Not even the forkserver the worker processes come from: its sys.path starts with the
     working directory (Python 3.11's forkserver does not take the one it is given), and it
     imports the modules it preloads from there."""
-    command = [str(COMMAND)] if how == "task-queue" else [sys.executable, str(ROOT / "main.py")]
-    service = start_in(command, crowded_project)
+    crowd(project, *SHADOWS)
+    service = start_in(COMMANDS[how], project)
 
-    runs_the_users_handler(service, crowded_project)
-    assert imported_from(crowded_project) == []
+    runs_the_users_handler(service, project)
+    assert imported_from(project) == []
