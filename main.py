@@ -206,12 +206,19 @@ def _exit_on_second_signal() -> None:
 
 
 def run() -> None:
-    """The ``task-queue`` command, and ``python main.py``: serve until stopped, then exit."""
-    # TASK_HANDLER names a module of the user's project, and they start us from its directory.
-    # Neither way puts that directory on sys.path by itself: a console script gets its bin
-    # directory there, `python /path/to/main.py` the directory of main.py. Done here rather than
-    # in main(), so tests calling main() in-process keep their own sys.path.
-    sys.path.insert(0, os.getcwd())
+    """``python main.py``, and the ``task-queue`` command: serve until stopped, then exit."""
+    # TASK_HANDLER names a module of the user's project, and they start us from its directory,
+    # which neither `python /path/to/main.py` nor a console script puts on sys.path. It goes
+    # right behind the directory of this file (added at the end when an editable install's
+    # import hook finds us instead), so that a project's own main.py or api/ never shadows
+    # ours: not here, nor in the worker processes, which start with this sys.path. Not in
+    # main(), so tests calling it in-process keep their own sys.path.
+    here = os.path.dirname(os.path.abspath(__file__))
+    entries = [os.path.abspath(entry or os.curdir) for entry in sys.path]
+    if here not in entries:
+        sys.path.append(here)
+        entries.append(here)
+    sys.path.insert(entries.index(here) + 1, os.getcwd())
     sys.exit(main())
 
 

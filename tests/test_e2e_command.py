@@ -54,6 +54,32 @@ def project(tmp_path: Path) -> Path:
     return directory
 
 
+SHADOWS: Final = {"main.py": "main", "api/__init__.py": "api", "actors/__init__.py": "actors"}
+"""Modules a project may well have under the names of ours."""
+
+LOOK_ALIKE: Final = """
+import os
+
+# Not the service's: the project's own module of the same name, saying it was imported, and by whom.
+with open({marker!r}, "a", encoding="utf-8") as record:
+    record.write(f"{{os.getpid()}}\\n")
+"""
+
+
+def crowd(project: Path, *paths: str) -> Path:
+    """``project`` with modules of its own at ``paths`` (keys of SHADOWS)."""
+    for path in paths:
+        (project / path).parent.mkdir(exist_ok=True)
+        marker = str(project / f"imported-{SHADOWS[path]}")
+        (project / path).write_text(LOOK_ALIKE.format(marker=marker), encoding="utf-8")
+    return project
+
+
+def imported_from(project: Path) -> list[str]:
+    """Which of the project's look-alike modules something imported."""
+    return sorted(name for name in SHADOWS.values() if (project / f"imported-{name}").exists())
+
+
 @pytest.fixture
 def start_in(tmp_path: Path) -> Iterator[Callable[[list[str], Path], Service]]:
     """Start ``command`` with ``cwd`` as its working directory, running myjobs.work:run."""
@@ -149,3 +175,38 @@ def test_what_the_users_handler_returns_is_the_tasks_result(
     done = service.wait_for_task("twice", lambda task: task["status"] in ("done", "failed"))
 
     assert (done["status"], done["result"]) == ("done", {"doubled": 10}), done
+
+
+COMMANDS: Final = {
+    "task-queue": [str(COMMAND)],
+    "python main.py": [sys.executable, str(ROOT / "main.py")],
+}
+
+
+@pytest.mark.parametrize("how", list(COMMANDS))
+def test_a_project_with_its_own_main_py_and_api_runs_its_handler_with_ours(
+    start_in: Callable[[list[str], Path], Service], project: Path, how: str
+) -> None:
+    crowd(project, "main.py", "api/__init__.py")
+    service = start_in(COMMANDS[how], project)
+
+    runs_the_users_handler(service, project)
+    # The worker processes import our api (for their logging), and the command imports our main
+    # in each of them: never the project's.
+    assert "api" not in imported_from(project)
+    if how == "task-queue":
+        assert imported_from(project) == []
+
+
+@pytest.mark.parametrize("how", list(COMMANDS))
+def test_no_process_of_the_service_imports_a_projects_own_main_api_or_actors(
+    start_in: Callable[[list[str], Path], Service], project: Path, how: str
+) -> None:
+    """Not even the forkserver the worker processes come from: its sys.path starts with the
+    working directory (Python 3.11's forkserver does not take the one it is given), and it
+    imports the modules it preloads from there."""
+    crowd(project, *SHADOWS)
+    service = start_in(COMMANDS[how], project)
+
+    runs_the_users_handler(service, project)
+    assert imported_from(project) == []
