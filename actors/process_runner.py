@@ -72,8 +72,8 @@ def _main_module() -> list[str]:
     Preloading ``"__main__"`` would do that, but is broken in Python 3.11: the forkserver looks
     for a ``main_path`` that ``spawn.get_preparation_data`` calls ``init_main_from_path``. So
     the script is preloaded as the module it also is (main.py as ``main``). The forkserver
-    looks for it from its working directory (the service's) and the installed packages: 3.11's
-    ignores the sys.path it is given. Not found, it is skipped, and only costs time.
+    looks for it from its working directory (this package's directory: see _ensure_servers)
+    and the installed packages: 3.11's ignores the sys.path it is given. Not found, it is skipped, and only costs time.
     """
     main = sys.modules.get("__main__")
     name = getattr(getattr(main, "__spec__", None), "name", None)
@@ -88,6 +88,10 @@ def _main_module() -> list[str]:
 
 
 _context.set_forkserver_preload(["actors.child", *_main_module()])
+
+_PACKAGE_ROOT: Final = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+"""The directory holding this package (and main.py): where the forkserver starts."""
+_forkserver_started = False
 
 _QUIET_SIGNALS: Final = frozenset(child.QUIET_SIGNALS)
 _encode: Final = msgspec.msgpack.Encoder().encode
@@ -476,9 +480,24 @@ def _ensure_servers() -> None:
     with it mid-attempt (they die with their parent). The resource tracker's start unblocks
     both on its way out, so it goes first, and they are blocked again after it.
     """
+    global _forkserver_started
     resource_tracker.ensure_running()
     signal.pthread_sigmask(signal.SIG_BLOCK, _QUIET_SIGNALS)
-    forkserver.ensure_running()
+    if _forkserver_started:
+        forkserver.ensure_running()
+        return
+    # Python 3.11's forkserver imports what it preloads from its working directory first (it
+    # runs with ``-c`` and ignores the sys.path it is given), and every child inherits those
+    # modules. Started from the service's directory, a project's own actors/ or main.py there
+    # would be the ones its children run. So it starts from the directory this package lives
+    # in; each child still works in the service's directory (multiprocessing moves it there).
+    previous = os.getcwd()
+    os.chdir(_PACKAGE_ROOT)
+    try:
+        forkserver.ensure_running()
+    finally:
+        os.chdir(previous)
+    _forkserver_started = True
 
 
 @contextlib.contextmanager
