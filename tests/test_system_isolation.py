@@ -142,3 +142,19 @@ def test_a_shutdown_deadline_kills_the_process_of_an_attempt_still_running(
     assert not summary.drained
     assert time.monotonic() - started < 3.0
     assert not alive(pid)
+
+
+def test_in_thread_mode_a_shutdown_deadline_does_not_wait_for_a_hung_attempt(
+    start: Callable[..., TaskSystem], release: Path, tmp_path: Path
+) -> None:
+    system = start(runners=runners_for("thread"), workers=2, task_timeout_ms=600_000)
+    log = tmp_path / "runs.log"
+    submit(system, "hung", {"do": "hang", "release": str(release), "log": str(log)})
+    wait_until(log.exists)
+
+    started = time.monotonic()
+    summary = system.stop(deadline=time.monotonic() + 0.2)
+
+    assert not summary.drained
+    assert summary.counts["running"] == 1
+    assert time.monotonic() - started < 3.0
