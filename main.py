@@ -29,6 +29,8 @@ from actors import (
     load_handler,
     simulation,
 )
+from actors.handlers import HandlerSpec
+from actors.runners import process_runners, thread_runners
 from actors.system import STOP_GRACE_S
 from api import ConfigError, create_app, load_config
 from api.logs import configure_logging
@@ -38,6 +40,7 @@ from api.server import HttpServer
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
+    from actors.runners import RunnerFactory
     from actors.system import ShutdownSummary
     from actors.worker import Handler
     from api import Config
@@ -65,15 +68,14 @@ def main(environ: Mapping[str, str] = os.environ) -> int:
     # even one that the TASK_HANDLER module starts when it is imported, just below.
     signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
     try:
-        handler = build_handler(config)
+        runners = build_runners(config)
     except HandlerLoadError as exc:
-        print(f"task_queue: TASK_HANDLER: {exc}", file=sys.stderr)
-        return EXIT_STARTUP_ERROR
+        return _bad_handler(exc)
 
     metrics = Metrics() if config.metrics else None
     try:
         system = TaskSystem.start(
-            handler,
+            runners=runners,
             workers=config.workers,
             queue_size=config.queue_size,
             scheduled_max=config.scheduled_max,
@@ -82,7 +84,11 @@ def main(environ: Mapping[str, str] = os.environ) -> int:
             open_store=partial(SqliteStore.open, config.db_path) if config.db_path else None,
             retention=Retention(config.retention_max_finished, config.retention_ttl_s),
             observer=metrics.tasks if metrics else None,
+            task_timeout_ms=config.task_timeout_ms,
+            result_max_bytes=config.result_max_bytes,
         )
+    except HandlerLoadError as exc:  # from a worker process, which loads it itself
+        return _bad_handler(exc)
     except StoreError as exc:
         print(f"task_queue: DB_PATH={config.db_path}: {exc}", file=sys.stderr)
         return EXIT_STARTUP_ERROR
@@ -108,11 +114,12 @@ def main(environ: Mapping[str, str] = os.environ) -> int:
         return EXIT_STARTUP_ERROR
     server.start()
     logger.info(
-        "listening on http://%s:%d (workers=%d queue_size=%d http_threads=%d handler=%s store=%s "
-        "auth=%s metrics=%s)",
+        "listening on http://%s:%d (workers=%d worker_mode=%s queue_size=%d http_threads=%d "
+        "handler=%s store=%s auth=%s metrics=%s)",
         server.host,
         server.port,
         config.workers,
+        config.worker_mode,
         config.queue_size,
         config.http_threads,
         config.task_handler or "built-in simulation",
@@ -167,6 +174,24 @@ def describe_config(config: Config) -> str:
     )
 
 
+def build_runners(config: Config) -> RunnerFactory:
+    """Where each worker runs its attempts, as WORKER_MODE says."""
+    if config.worker_mode == "thread":
+        return thread_runners(build_handler(config), config.result_max_bytes)
+    # Each child loads the handler itself: TaskSystem.start raises HandlerLoadError if it cannot.
+    spec = HandlerSpec(
+        config.task_handler, config.sim_min_ms, config.sim_max_ms, config.sim_failure_rate
+    )
+    return process_runners(
+        spec,
+        result_max_bytes=config.result_max_bytes,
+        max_tasks=config.worker_max_tasks,
+        max_memory_mb=config.worker_max_memory_mb,
+        # A handler's own log lines reach the service's log in its format.
+        log_setup=partial(configure_logging, config.log_level, config.log_format),
+    )
+
+
 def build_handler(config: Config) -> Handler:
     if config.task_handler:
         return load_handler(config.task_handler)
@@ -189,6 +214,11 @@ def describe_summary(summary: ShutdownSummary) -> str:
     return line
 
 
+def _bad_handler(exc: HandlerLoadError) -> int:
+    print(f"task_queue: TASK_HANDLER: {exc}", file=sys.stderr)
+    return EXIT_STARTUP_ERROR
+
+
 def _exit_on_second_signal() -> None:
     received = signal.sigwait(STOP_SIGNALS)
     logger.warning("%s received again: exiting now", signal.Signals(received).name)
@@ -209,5 +239,22 @@ def _exit_now(code: int) -> None:
     os._exit(code)
 
 
-if __name__ == "__main__":
+def run() -> None:
+    """``python main.py``, and the ``task-queue`` command: serve until stopped, then exit."""
+    # TASK_HANDLER names a module of the user's project, and they start us from its directory,
+    # which neither `python /path/to/main.py` nor a console script puts on sys.path. It goes
+    # right behind the directory of this file (added at the end when an editable install's
+    # import hook finds us instead), so that a project's own main.py or api/ never shadows
+    # ours: not here, nor in the worker processes, which start with this sys.path. Not in
+    # main(), so tests calling it in-process keep their own sys.path.
+    here = os.path.dirname(os.path.abspath(__file__))
+    entries = [os.path.abspath(entry or os.curdir) for entry in sys.path]
+    if here not in entries:
+        sys.path.append(here)
+        entries.append(here)
+    sys.path.insert(entries.index(here) + 1, os.getcwd())
     sys.exit(main())
+
+
+if __name__ == "__main__":
+    run()

@@ -1,16 +1,19 @@
 """The actor core of task_queue, usable on its own, without HTTP.
 
-Start a ``TaskSystem`` with a handler, ``submit`` tasks made with ``new_task``, read them back
-with ``get``, and ``stop`` it; README.md ("How it works") shows it whole.
+Start a ``TaskSystem`` with a handler (run on threads of this process) or with
+``runners=process_runners(HandlerSpec("package.module:function"), ...)`` (a worker process
+each), ``submit`` tasks made with ``new_task``, read them back with ``get``, and ``stop`` it;
+README.md ("How it works") shows it whole.
 """
 
 from __future__ import annotations
 
 from actors.attempt import PermanentError
 from actors.backoff import compute_backoff_ms, should_retry
-from actors.handlers import HandlerLoadError, load_handler, noop, simulation
+from actors.handlers import HandlerLoadError, HandlerSpec, load_handler, noop, simulation
 from actors.messages import Admission, BatchAdmission, Outcome
 from actors.retention import KEEP_ALL, Retention
+from actors.runners import process_runners, thread_runners
 from actors.sqlite_store import SqliteStore
 from actors.store import MemoryStore, Store, StoreError
 from actors.system import ShutdownSummary, SystemStopped, TaskSystem
@@ -37,6 +40,7 @@ __all__ = [
     "Admission",
     "BatchAdmission",
     "HandlerLoadError",
+    "HandlerSpec",
     "MemoryStore",
     "Outcome",
     "PermanentError",
@@ -53,6 +57,8 @@ __all__ = [
     "load_handler",
     "new_task",
     "noop",
+    "process_runners",
     "should_retry",
     "simulation",
+    "thread_runners",
 ]

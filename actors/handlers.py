@@ -7,6 +7,8 @@ import random
 import time
 from typing import TYPE_CHECKING
 
+import msgspec
+
 if TYPE_CHECKING:
     from actors.task import TaskView
     from actors.worker import Handler
@@ -57,3 +59,24 @@ def load_handler(spec: str) -> Handler:
     if not callable(handler):
         raise HandlerLoadError(f"{spec!r} is not callable")
     return handler  # type: ignore[no-any-return]
+
+
+class HandlerSpec(msgspec.Struct, frozen=True):
+    """Which handler to run, said so that another process can build it: a handler loaded by
+    name, or the built-in simulation with its settings.
+
+    A worker process builds its handler from this (``load``) because a function made at run
+    time, such as the simulation's closure, cannot be sent to another process.
+    """
+
+    task_handler: str | None = None
+    """``TASK_HANDLER``: ``package.module:function``; None for the built-in simulation."""
+    sim_min_ms: float = 100
+    sim_max_ms: float = 500
+    sim_failure_rate: float = 0.2
+
+    def load(self) -> Handler:
+        """The handler this names; raises HandlerLoadError as ``load_handler`` does."""
+        if self.task_handler:
+            return load_handler(self.task_handler)
+        return simulation(self.sim_min_ms, self.sim_max_ms, self.sim_failure_rate)

@@ -146,6 +146,15 @@ class Save(NamedTuple):
     task: Task
 
 
+class SaveRunning(NamedTuple):
+    """Worker -> repository, with a store: this attempt starts now; set ``committed`` once that
+    is committed (held back like every answer), so the attempt counts even if the service dies
+    during it."""
+
+    task: Task
+    committed: Reply[None]
+
+
 # --- retries: dispatcher -> retry actor -> dispatcher -------------------------------------------
 
 

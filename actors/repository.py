@@ -37,6 +37,7 @@ from actors.messages import (
     RepositoryStats,
     RequeueTask,
     Save,
+    SaveRunning,
     Stock,
     StoreAvailability,
     SweepRetention,
@@ -74,11 +75,12 @@ BATCH_CAP: Final = 512
 never empties; this bounds how long an answer waits for its commit (and what is held meanwhile)."""
 
 COMMIT_DELAY_S: Final = 0.05
-"""How long changes that nobody is waiting on (a worker's "running", "done") may wait to share
-a commit with later ones. Each commit is a trip into SQLite that lets go of the GIL, and under
+"""How long changes that nobody is waiting on (an attempt's end, a retry's wait) may wait to
+share a commit with later ones. Each commit is a trip into SQLite that lets go of the GIL, and under
 load getting it back costs more than the write itself; waiting like this halved the commits of
 the intake benchmark. A crash inside the delay loses only what nobody has seen: at worst an
-attempt runs again, which at-least-once allows."""
+attempt that ended runs again, which at-least-once allows. An attempt's start is waited on
+(SaveRunning): a handler that takes the service down must still have its attempt counted."""
 
 RETENTION_SWEEP_S: Final = 1.0
 """The longest the retention alarm sleeps: a clock moved on (in tests) is seen within this."""
@@ -222,6 +224,9 @@ class RepositoryActor(Actor):
         match message:
             case Save(task):
                 self._save(task)
+            case SaveRunning(task, committed):
+                self._save(task)
+                self._send(committed.set, None)
             case Insert(task, reply, admitted_by):
                 self._insert(task, reply, admitted_by)
             case InsertBatch(tasks, reply, admitted_by, places, refusal):

@@ -44,17 +44,20 @@ from actors.reply import Reply
 from actors.repository import RepositoryActor
 from actors.retention import DEFAULT_RETENTION
 from actors.retry import RetryActor
+from actors.runners import RunnerCounts, StartsWarm, thread_runners
 from actors.store import StoreError
-from actors.worker import RetryPolicy, WorkerActor
+from actors.worker import DEFAULT_TASK_TIMEOUT_MS, AttemptPolicy, RetryPolicy, WorkerActor
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
 
+    from actors.attempt import AttemptRunner
     from actors.backoff import Uniform
     from actors.messages import DispatcherStats
     from actors.observer import AttemptObserver
     from actors.paging import Page
     from actors.retention import Retention
+    from actors.runners import RunnerFactory
     from actors.store import OpenStore
     from actors.task import Task
     from actors.worker import Handler
@@ -69,6 +72,12 @@ STOP_TIMEOUT_S = 5.0
 STOP_GRACE_S = 5.0
 """How long stopping the actors may take in all, after the deadline for running attempts: an
 actor that is dead or stuck is given up on, so shutdown ends whatever state the actors are in."""
+
+WORKER_KILL_GRACE_S = 0.5
+"""How long past the shutdown deadline stopping the workers waits before it kills what runs."""
+
+DEFAULT_RESULT_MAX_BYTES = 65_536
+"""The largest result (encoded as JSON) kept for a task unless ``result_max_bytes`` says."""
 
 
 class SystemStopped(Exception):
@@ -124,12 +133,16 @@ class SystemStats(NamedTuple):
     uptime_s: float
     store: str
     """The durable store: ``available``, ``unavailable`` or ``none``."""
+    processes_replaced: dict[str, int]
+    """Since start: worker processes replaced, by reason (process mode)."""
+    threads_abandoned: int
+    """Since start: handler threads abandoned past their timeout (thread mode)."""
 
 
 class StatsAnswer:
     """The three actors' answers to one stats question, asked in parallel, awaited together."""
 
-    __slots__ = ("_dispatcher", "_repository", "_retry", "_started_at")
+    __slots__ = ("_dispatcher", "_repository", "_retry", "_runner_counts", "_started_at")
 
     def __init__(
         self,
@@ -137,11 +150,13 @@ class StatsAnswer:
         dispatcher: Reply[DispatcherStats],
         retry: Reply[int],
         started_at: float,
+        runner_counts: RunnerCounts,
     ) -> None:
         self._repository = repository
         self._dispatcher = dispatcher
         self._retry = retry
         self._started_at = started_at
+        self._runner_counts = runner_counts
 
     def get(self, *, timeout: float | None = None) -> SystemStats:
         """All three answers within ``timeout`` in all, or ``pykka.Timeout``."""
@@ -153,6 +168,7 @@ class StatsAnswer:
         repository = self._repository.get(timeout=left())
         line = self._dispatcher.get(timeout=left())
         scheduled = self._retry.get(timeout=left())
+        replacements = self._runner_counts.read()
         return SystemStats(
             counts=repository.counts,
             waiting=line.waiting,
@@ -174,6 +190,8 @@ class StatsAnswer:
             evicted=repository.evicted,
             uptime_s=time.monotonic() - self._started_at,
             store=repository.store,
+            processes_replaced=replacements.processes,
+            threads_abandoned=replacements.threads_abandoned,
         )
 
 
@@ -193,19 +211,23 @@ class TaskSystem:
         workers: tuple[pykka.ActorRef, ...],
         retry: pykka.ActorRef,
         *,
+        runners: tuple[AttemptRunner, ...] = (),
+        runner_counts: RunnerCounts | None = None,
         durable: bool = False,
     ) -> None:
         self._repository = repository
         self._dispatcher = dispatcher
         self._workers = workers
         self._retry = retry
+        self._runners = runners
+        self._runner_counts = runner_counts or RunnerCounts()
         self._durable = durable
         self._started_at = time.monotonic()
 
     @classmethod
     def start(
         cls,
-        handler: Handler,
+        handler: Handler | None = None,
         *,
         workers: int = 4,
         queue_size: int = 64,
@@ -217,8 +239,17 @@ class TaskSystem:
         retention: Retention = DEFAULT_RETENTION,
         clock: Callable[[], float] = time.time,
         observer: AttemptObserver | None = None,
+        runners: RunnerFactory | None = None,
+        task_timeout_ms: int = DEFAULT_TASK_TIMEOUT_MS,
+        result_max_bytes: int = DEFAULT_RESULT_MAX_BYTES,
     ) -> TaskSystem:
         """Start the actors; with ``open_store``, over a durable store, recovering its tasks.
+
+        Each worker runs its attempts with a runner: ``handler`` on a thread of its own (thread
+        mode: a handler that outlives its timeout is abandoned, not stopped), or, instead of a
+        handler, whatever ``runners`` makes for each worker (a child process each, in process
+        mode). An attempt's time limit is its task's ``timeout_ms``, else ``task_timeout_ms``;
+        a result longer than ``result_max_bytes`` as JSON is dropped.
 
         ``open_store`` is called on the repository's thread. Raises StoreError (with nothing
         left running) when the store cannot be used. ``retention`` bounds the finished tasks
@@ -228,17 +259,35 @@ class TaskSystem:
         """
         if workers < 1 or queue_size < 1:
             raise ValueError("workers and queue_size must be at least 1")
+        if (handler is None) == (runners is None):
+            raise ValueError("give a handler (thread mode) or runners: one of the two")
+        if runners is None:
+            assert handler is not None
+            runners = thread_runners(handler, result_max_bytes)
         policy = RetryPolicy(base_ms=retry_base_ms, max_ms=retry_max_ms)
-        repository = RepositoryActor.start(open_store, retention=retention, clock=clock)
-        stored = _recover(repository) if open_store is not None else ()
+        attempt_policy = AttemptPolicy(
+            policy, task_timeout_ms=task_timeout_ms, durable=open_store is not None
+        )
+        counts = RunnerCounts()
+        # First of all: a runner that cannot start (a handler its child cannot load, raising
+        # HandlerLoadError) stops the start before the store is even opened.
+        made = _make_runners(runners, workers, counts)
+        try:
+            repository = RepositoryActor.start(open_store, retention=retention, clock=clock)
+            stored = _recover(repository) if open_store is not None else ()
+        except BaseException:
+            _close_all(made, 0.0)
+            raise
         plan = plan_recovery(stored, now=time.time(), policy=policy, uniform=uniform)
         for task in plan.saves:
             repository.tell(Save(task))
         dispatcher = DispatcherActor.start(queue_size, repository, scheduled_max)
         repository.tell(WatchStore(dispatcher))
         worker_refs = tuple(
-            WorkerActor.start(index, handler, dispatcher, repository, policy, uniform, observer)
-            for index in range(workers)
+            WorkerActor.start(
+                index, runner, dispatcher, repository, attempt_policy, uniform, observer
+            )
+            for index, runner in enumerate(made)
         )
         retry = RetryActor.start(dispatcher, repository)
         dispatcher.tell(Connect(worker_refs, retry))
@@ -250,7 +299,15 @@ class TaskSystem:
         if open_store is not None:
             logger.info("%s", plan.describe())
         logger.debug("actor system started with %d workers", workers)
-        return cls(repository, dispatcher, worker_refs, retry, durable=open_store is not None)
+        return cls(
+            repository,
+            dispatcher,
+            worker_refs,
+            retry,
+            runners=made,
+            runner_counts=counts,
+            durable=open_store is not None,
+        )
 
     # --- what the API asks ---------------------------------------------------------------------
 
@@ -323,7 +380,7 @@ class TaskSystem:
         retry: Reply[int] = Reply()
         _tell(self._repository, GetRepositoryStats(repository))
         _tell(self._dispatcher, GetDispatcherStats(dispatcher, retry))
-        return StatsAnswer(repository, dispatcher, retry, self._started_at)
+        return StatsAnswer(repository, dispatcher, retry, self._started_at, self._runner_counts)
 
     # --- blocking conveniences for tests and scripts ------------------------------------------
 
@@ -402,10 +459,7 @@ class TaskSystem:
         stopping.ask(self._retry, "retry actor", CancelRetries(), 0)
         stopping.stop(self._retry, "retry actor")
         stopping.stop(self._dispatcher, "dispatcher")
-        for worker in self._workers:
-            # A worker still inside a handler (deadline passed) cannot answer; it is a daemon
-            # thread, so it does not hold the process open either.
-            worker.stop(block=False)
+        self._stop_workers(deadline)
         # Taken from the repository alone, after the others stopped: a task that moved between
         # them meanwhile (an attempt ending past the deadline) is counted where it ended up.
         stock = stopping.ask(self._repository, "repository", TakeStock(), Stock({}, 0, 0))
@@ -418,6 +472,44 @@ class TaskSystem:
             kept=self._durable,
             unanswered=tuple(stopping.unanswered),
         )
+
+    def _stop_workers(self, deadline: float) -> None:
+        """Stop the workers, each closing its runner; then close what a worker still running
+        an attempt past the deadline could not: its child process is killed, not waited for."""
+        stopping = [worker.stop(block=False) for worker in self._workers]
+        # Idle workers stop at once; a worker inside an attempt cannot answer until it ends.
+        until = max(deadline, time.monotonic()) + WORKER_KILL_GRACE_S
+        for future, runner in zip(stopping, self._runners, strict=True):
+            try:
+                future.get(timeout=max(0.0, until - time.monotonic()))
+            except pykka.Timeout:
+                # The worker waits on its runner; closing the runner from here ends that wait
+                # (a thread runner's handler is a daemon thread: it holds nothing open).
+                runner.close(0.0)
+
+
+def _make_runners(
+    factory: RunnerFactory, workers: int, counts: RunnerCounts
+) -> tuple[AttemptRunner, ...]:
+    made: list[AttemptRunner] = []
+    try:
+        for index in range(workers):
+            made.append(factory(index, counts))
+        for runner in made:
+            if isinstance(runner, StartsWarm):
+                runner.wait_ready()
+    except BaseException:
+        _close_all(made, 0.0)
+        raise
+    return tuple(made)
+
+
+def _close_all(runners: Sequence[AttemptRunner], timeout_s: float) -> None:
+    for runner in runners:
+        try:
+            runner.close(timeout_s)
+        except Exception:
+            logger.exception("closing a runner failed")
 
 
 class _Stopping:

@@ -1,22 +1,24 @@
-"""WorkerActor: runs one attempt at a time on its own thread and reports how it went."""
+"""WorkerActor: one attempt at a time, run by its AttemptRunner, and what its end means."""
 
 from __future__ import annotations
 
 import logging
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 import msgspec
 import pykka
 
 from actors.backoff import compute_backoff_ms, should_retry
 from actors.base import Actor
-from actors.messages import AttemptFinished, Run, Save
-from actors.task import DONE, FAILED, QUEUED, RUNNING, Task, log_fields, view_of
+from actors.messages import AttemptFinished, Run, Save, SaveRunning
+from actors.reply import Reply
+from actors.task import DONE, FAILED, QUEUED, RUNNING, Task, log_fields
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
+    from actors.attempt import AttemptReport, AttemptRunner
     from actors.backoff import Uniform
     from actors.observer import AttemptObserver, AttemptOutcome
     from actors.task import TaskView
@@ -24,6 +26,12 @@ if TYPE_CHECKING:
     Handler = Callable[[TaskView], object]
 
 logger = logging.getLogger(__name__)
+
+DEFAULT_TASK_TIMEOUT_MS: Final = 600_000
+"""An attempt's time limit when neither the task nor the service sets one (TASK_TIMEOUT_MS)."""
+
+COMMIT_CHECK_S: Final = 1.0
+"""How often a worker waiting for its "running" to be committed checks the repository lives."""
 
 replace = msgspec.structs.replace
 
@@ -35,32 +43,45 @@ class RetryPolicy(msgspec.Struct, frozen=True):
     max_ms: float
 
 
+class AttemptPolicy(msgspec.Struct, frozen=True):
+    """What every worker applies to every attempt."""
+
+    retry: RetryPolicy
+    task_timeout_ms: int = DEFAULT_TASK_TIMEOUT_MS
+    """The time limit of a task that sets no ``timeout_ms`` of its own."""
+    durable: bool = False
+    """Tasks are kept in a store: an attempt runs only once its start is committed, so that a
+    crash of the whole service during the attempt still costs the task that attempt."""
+
+
 class WorkerActor(Actor):
-    """Marks the task running, calls the handler, then reports done, retry or failed.
+    """Marks the task running, has its runner run the attempt, then reports done, retry or failed.
 
     The dispatcher sends a worker a task only when it is idle, and the worker's single report
-    (``AttemptFinished``) carries both the outcome and the news that it is free again.
+    (``AttemptFinished``) carries both the outcome and the news that it is free again. Where the
+    handler runs (a thread, a child process) is the runner's business; what its report means
+    for the task is decided here, the same for every runner.
     """
 
-    # A handler stuck past the shutdown deadline must not keep the process alive.
+    # A worker waiting on an attempt past the shutdown deadline must not keep the process alive.
     use_daemon_thread = True
 
     def __init__(
         self,
         index: int,
-        handler: Handler,
+        runner: AttemptRunner,
         dispatcher: pykka.ActorRef,
         repository: pykka.ActorRef,
-        retry_policy: RetryPolicy,
+        policy: AttemptPolicy,
         uniform: Uniform,
         observer: AttemptObserver | None = None,
     ) -> None:
         super().__init__()
         self._index = index
-        self._handler = handler
+        self._runner = runner
         self._dispatcher = dispatcher
         self._repository = repository
-        self._retry_policy = retry_policy
+        self._policy = policy
         self._uniform = uniform
         self._observer = observer
 
@@ -74,17 +95,20 @@ class WorkerActor(Actor):
             updated_at=time.time(),
             next_attempt_at=None,
         )
-        self._repository.tell(Save(running))
-        if logger.isEnabledFor(logging.DEBUG):  # the fields cost a dict per attempt otherwise
-            logger.debug(
-                "task %r attempt %d running",
-                running.id,
-                running.attempts,
-                extra=log_fields(running),
-            )
-        started = time.monotonic() if self._observer is not None else 0.0
+        started = 0.0
         try:
-            finished, retry_delay_s = self._attempt(running)
+            self._record_start(running)
+            if logger.isEnabledFor(logging.DEBUG):  # the fields cost a dict per attempt otherwise
+                logger.debug(
+                    "task %r attempt %d running",
+                    running.id,
+                    running.attempts,
+                    extra=log_fields(running),
+                )
+            started = time.monotonic()
+            report = self._runner.run(running, running.timeout_ms or self._policy.task_timeout_ms)
+            duration_s = time.monotonic() - started
+            finished, retry_delay_s = self._conclude(running, report)
         except Exception:
             # A fault of ours, not the handler's (say, an injected random source that raised):
             # the task still reaches a final state and the worker still reports itself free.
@@ -97,8 +121,9 @@ class WorkerActor(Actor):
             error = "worker error, see the service log"
             finished = replace(running, status=FAILED, last_error=error, updated_at=time.time())
             retry_delay_s = None
+            duration_s = time.monotonic() - started if started else 0.0
         if self._observer is not None:
-            self._observe(finished, retry_delay_s, time.monotonic() - started)
+            self._observe(finished, retry_delay_s, duration_s)
         try:
             self._dispatcher.tell(AttemptFinished(self._index, finished, retry_delay_s))
         except pykka.ActorDeadError:
@@ -110,6 +135,29 @@ class WorkerActor(Actor):
                 extra=log_fields(running),
             )
         return None
+
+    def on_stop(self) -> None:
+        self._runner.close(1.0)
+
+    def _record_start(self, running: Task) -> None:
+        """Store the attempt as started; with a store, wait until that is committed."""
+        if not self._policy.durable:
+            # Without a store nothing can outlive a crash: the saved state is enough, and it
+            # is in the repository's inbox before the handler can ask about it.
+            self._repository.tell(Save(running))
+            return
+        committed: Reply[None] = Reply()
+        self._repository.tell(SaveRunning(running, committed))
+        while True:
+            try:
+                committed.get(timeout=COMMIT_CHECK_S)
+                return
+            except pykka.Timeout:
+                # A slow disk is waited for; a repository stopped by a failed store is not.
+                if not self._repository.is_alive():
+                    raise RuntimeError(
+                        "the repository stopped before the start was committed"
+                    ) from None
 
     def _observe(self, finished: Task, retry_delay_s: float | None, duration_s: float) -> None:
         assert self._observer is not None
@@ -124,37 +172,55 @@ class WorkerActor(Actor):
             # Measuring must never cost a task its report to the dispatcher.
             logger.exception("attempt observer failed", extra=log_fields(finished))
 
-    def _attempt(self, running: Task) -> tuple[Task, float | None]:
-        try:
-            self._handler(view_of(running))
-        except BaseException as exc:
-            return self._after_failure(running, exc)
-        if logger.isEnabledFor(logging.DEBUG):
-            logger.debug(
-                "task %r attempt %d done", running.id, running.attempts, extra=log_fields(running)
-            )
-        return replace(running, status=DONE, updated_at=time.time()), None
+    def _conclude(self, running: Task, report: AttemptReport) -> tuple[Task, float | None]:
+        """The task after the attempt ``report`` tells of, and its retry delay if it waits."""
+        if report.outcome == "returned":
+            return self._after_success(running, report), None
+        return self._after_failure(running, report)
 
-    def _after_failure(self, running: Task, exc: BaseException) -> tuple[Task, float | None]:
-        error = describe(exc)
-        now = time.time()
+    def _after_success(self, running: Task, report: AttemptReport) -> Task:
         about = log_fields(running)
-        if not should_retry(running.attempts, running.max_retries):
+        if report.error is not None:
+            # The attempt succeeded; only what it returned is lost. It is never run again.
             logger.warning(
-                "task %r failed for good after attempt %d: %s",
+                "task %r attempt %d done, its result dropped: %s",
                 running.id,
                 running.attempts,
+                report.error,
+                extra=about,
+            )
+            return replace(
+                running, status=DONE, result=None, last_error=report.error, updated_at=time.time()
+            )
+        if logger.isEnabledFor(logging.DEBUG):
+            logger.debug("task %r attempt %d done", running.id, running.attempts, extra=about)
+        return replace(running, status=DONE, result=report.result, updated_at=time.time())
+
+    def _after_failure(self, running: Task, report: AttemptReport) -> tuple[Task, float | None]:
+        error = report.error or report.outcome  # a runner always says; never store None here
+        now = time.time()
+        about = log_fields(running)
+        if report.traceback is not None:
+            # The log formatters write it after the line, or as the JSON line's "exception".
+            about["traceback"] = report.traceback
+        permanent = report.outcome == "permanent"
+        if permanent or not should_retry(running.attempts, running.max_retries):
+            logger.error(
+                "task %r failed for good after attempt %d%s: %s",
+                running.id,
+                running.attempts,
+                " (permanent error)" if permanent else "",
                 error,
                 extra=about,
             )
             return replace(running, status=FAILED, last_error=error, updated_at=now), None
         delay_ms = compute_backoff_ms(
             running.attempts,
-            base_ms=self._retry_policy.base_ms,
-            max_ms=self._retry_policy.max_ms,
+            base_ms=self._policy.retry.base_ms,
+            max_ms=self._policy.retry.max_ms,
             uniform=self._uniform,
         )
-        logger.info(
+        logger.warning(
             "task %r attempt %d failed, retrying in %.0f ms: %s",
             running.id,
             running.attempts,
@@ -170,13 +236,3 @@ class WorkerActor(Actor):
             next_attempt_at=now + delay_ms / 1000,
         )
         return waiting, delay_ms / 1000
-
-
-def describe(exc: BaseException) -> str:
-    """``str(exc)``, made safe to store and to encode as JSON."""
-    try:
-        text = str(exc)
-    except BaseException:  # even a __str__ that raises SystemExit must not take the worker down
-        text = f"{type(exc).__name__} (its message could not be read)"
-    # Lone surrogates cannot be written as UTF-8 JSON; everything else is kept as raised.
-    return text.encode("utf-8", "replace").decode("utf-8")

@@ -7,6 +7,7 @@ import time
 from typing import TYPE_CHECKING, Final
 
 import falcon
+from msgspec import UNSET
 
 from actors.messages import Admission
 from actors.task import log_fields, new_task
@@ -111,6 +112,7 @@ def task_of(request: EnqueueRequest, now: float | None = None) -> Task:
         now,
         priority=request.priority,
         delay_s=request.delay_ms / 1000,
+        timeout_ms=None if request.timeout_ms is UNSET else request.timeout_ms,
     )
 
 

@@ -22,10 +22,15 @@ LogFormat = Literal["text", "json"]
 CONTEXT_FIELDS: Final = ("request_id", "task_id", "attempt")
 """What every line says when it applies: the request, the task and the attempt it is about."""
 
+TRACEBACK_FIELD: Final = "traceback"
+"""An ``extra`` field holding a traceback already formatted as text (one from a worker's child
+process, say): written where a record's own exception would be."""
+
 # What every LogRecord has: anything else on a record came from ``extra``.
 _RECORD_ATTRIBUTES: Final = frozenset(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {
     "message",
     "asctime",
+    TRACEBACK_FIELD,
 }
 
 _json = msgspec.json.Encoder(enc_hook=str)  # anything msgspec cannot encode is said as str()
@@ -73,6 +78,8 @@ class TextFormatter(logging.Formatter):
             line += " [" + " ".join(context).translate(_CONTROL) + "]"
         if record.exc_info:
             line += "\n" + self.formatException(record.exc_info)
+        elif (text := getattr(record, TRACEBACK_FIELD, None)) is not None:
+            line += "\n" + text
         elif record.stack_info:
             line += "\n" + self.formatStack(record.stack_info)
         return line
@@ -98,6 +105,8 @@ class JsonFormatter(logging.Formatter):
                 entry[name] = value
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
+        elif (text := getattr(record, TRACEBACK_FIELD, None)) is not None:
+            entry["exception"] = text
         elif record.stack_info:
             entry["stack"] = self.formatStack(record.stack_info)
         try:

@@ -164,6 +164,19 @@ class StatsCollector:
         yield outcomes
         yield counter("tasks_cancelled", "Tasks cancelled since start.", totals.cancelled)
         yield counter("tasks_evicted", "Final tasks evicted since start.", totals.evicted)
+        replaced = CounterMetricFamily(
+            f"{PREFIX}_worker_processes_replaced",
+            "Worker processes replaced since start, by reason.",
+            labels=["reason"],
+        )
+        for reason, count in msgspec.structs.asdict(totals.processes_replaced).items():
+            replaced.add_metric([reason], count)
+        yield replaced
+        yield counter(
+            "worker_threads_abandoned",
+            "Handler threads abandoned past their time limit since start.",
+            totals.threads_abandoned,
+        )
 
         tasks = GaugeMetricFamily(f"{PREFIX}_tasks", "Tasks per status now.", labels=["status"])
         for status, count in msgspec.structs.asdict(body.tasks).items():

@@ -151,9 +151,9 @@ _PATHS: Final[dict[str, dict[str, Any]]] = {
                 "required": True,
                 "description": (
                     "Parsed as JSON whatever the `Content-Type` header says. `payload` is any JSON"
-                    " value. Any field not named here is refused. `max_retries` must be written"
-                    " as an integer: `3.0` is refused with 400, though JSON Schema counts it as"
-                    " an integer."
+                    " value. Any field not named here is refused. `max_retries`, `priority`,"
+                    " `delay_ms` and `timeout_ms` must be written as integers: `3.0` is refused"
+                    " with 400, though JSON Schema counts it as an integer."
                 ),
                 "content": {"application/json": {"schema": _ENQUEUE}},
             },

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Annotated, Final
 
 import msgspec
-from msgspec import Meta, Raw
+from msgspec import UNSET, Meta, Raw, UnsetType
 
 from actors.task import MAX_PRIORITY, NULL_PAYLOAD
 
@@ -21,6 +21,9 @@ MAX_DELAY_MS: Final = 30 * 86_400_000
 """Thirty days: the longest a task may be delayed."""
 MAX_BATCH: Final = 1000
 """The most tasks one ``POST /enqueue/batch`` may carry."""
+MIN_TIMEOUT_MS: Final = 100
+MAX_TIMEOUT_MS: Final = 86_400_000
+"""One day: the longest time limit a task may set for each of its attempts."""
 
 TaskId = Annotated[
     str,
@@ -51,6 +54,17 @@ DelayMs = Annotated[
         description="Milliseconds before the task may run, up to 30 days; 0 runs it at once.",
     ),
 ]
+TimeoutMs = Annotated[
+    int,
+    Meta(
+        ge=MIN_TIMEOUT_MS,
+        le=MAX_TIMEOUT_MS,
+        description=(
+            "Each attempt's time limit in milliseconds, 100 to 86400000 (one day); without it,"
+            " the service's TASK_TIMEOUT_MS."
+        ),
+    ),
+]
 
 
 class EnqueueRequest(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
@@ -63,6 +77,8 @@ class EnqueueRequest(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     max_retries: MaxRetries = DEFAULT_MAX_RETRIES
     priority: Priority = 0
     delay_ms: DelayMs = 0
+    # UNSET rather than None: `null` is refused like any other value that is not an integer.
+    timeout_ms: TimeoutMs | UnsetType = UNSET
 
 
 BatchRequest = Annotated[
@@ -84,6 +100,24 @@ class TaskBody(msgspec.Struct, frozen=True):
     updated_at: datetime
     next_attempt_at: datetime | None
     priority: int
+    timeout_ms: Annotated[
+        int | None,
+        Meta(
+            description=(
+                "The task's own time limit for each attempt, in milliseconds; null when the"
+                " service's TASK_TIMEOUT_MS applies."
+            )
+        ),
+    ]
+    result: Annotated[
+        Raw | None,
+        Meta(
+            description=(
+                "What the handler returned, as JSON; null until an attempt returns something"
+                " other than None, or when the result was dropped (last_error says why)."
+            )
+        ),
+    ]
 
 
 class ErrorBody(msgspec.Struct, frozen=True):
@@ -100,7 +134,8 @@ class ItemErrorBody(msgspec.Struct, frozen=True):
 
 
 def task_body(task: Task) -> TaskBody:
-    """The wire form of a stored task: RFC 3339 UTC times, the payload as sent."""
+    """The wire form of a stored task: RFC 3339 UTC times, the payload as sent, the result as
+    stored."""
     created_at = datetime.fromtimestamp(task.created_at, UTC)
     return TaskBody(
         id=task.id,
@@ -122,6 +157,8 @@ def task_body(task: Task) -> TaskBody:
             else datetime.fromtimestamp(task.next_attempt_at, UTC)
         ),
         priority=task.priority,
+        timeout_ms=task.timeout_ms,
+        result=None if task.result is None else Raw(task.result),
     )
 
 
@@ -146,6 +183,7 @@ _FIELD_RULES: Final = {
     "max_retries": f"max_retries must be an integer from 0 to {MAX_RETRIES_LIMIT}",
     "priority": f"priority must be an integer from 0 to {MAX_PRIORITY}",
     "delay_ms": f"delay_ms must be an integer from 0 to {MAX_DELAY_MS} (30 days)",
+    "timeout_ms": f"timeout_ms must be an integer from {MIN_TIMEOUT_MS} to {MAX_TIMEOUT_MS}",
 }
 _AT_FIELD: Final = re.compile(r" - at `\$\.(\w+)`$")
 _AT_ITEM: Final = re.compile(r" - at `\$\[(\d+)\](?:\.(\w+))?`$")

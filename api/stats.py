@@ -67,6 +67,19 @@ class Rejected(msgspec.Struct, frozen=True):
     invalid: int
 
 
+class ProcessesReplaced(msgspec.Struct, frozen=True):
+    """Worker processes replaced since start, by reason (WORKER_MODE=process)."""
+
+    timeout: int
+    """An attempt ran past its time limit: the process was killed."""
+    crash: int
+    """The process died during an attempt."""
+    max_tasks: int
+    """Recycled after WORKER_MAX_TASKS attempts."""
+    max_memory: int
+    """Recycled after an attempt left it above WORKER_MAX_MEMORY_MB."""
+
+
 class Totals(msgspec.Struct, frozen=True):
     """Counts since the service started."""
 
@@ -78,6 +91,9 @@ class Totals(msgspec.Struct, frozen=True):
     failed: int
     cancelled: int
     evicted: int
+    processes_replaced: ProcessesReplaced
+    threads_abandoned: int
+    """Handler threads left running past their time limit (WORKER_MODE=thread)."""
 
 
 class StatsBody(msgspec.Struct, frozen=True):
@@ -130,6 +146,8 @@ def stats_body(stats: SystemStats, invalid: int) -> StatsBody:
             failed=stats.failed,
             cancelled=stats.cancelled,
             evicted=stats.evicted,
+            processes_replaced=msgspec.convert(stats.processes_replaced, ProcessesReplaced),
+            threads_abandoned=stats.threads_abandoned,
         ),
         uptime_s=round(stats.uptime_s, 3),
     )

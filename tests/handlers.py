@@ -9,11 +9,16 @@ number, and a test controls when a blocked attempt ends by creating a file or op
 from __future__ import annotations
 
 import json
+import logging
 import os
+import signal
+import sys
 import threading
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Final
+
+from actors.attempt import PermanentError
 
 if TYPE_CHECKING:
     from actors.task import TaskView
@@ -107,8 +112,9 @@ def record_then_sleep(task: TaskView) -> None:
     """Record the run as it starts, then take a while, and fail as the payload says.
 
     Appends one JSON line ``{"id", "attempt", "pid", "at"}`` to the file ``payload["log"]`` before
-    doing anything else, so an attempt that a crash cuts off is on record too, and ``pid`` tells
-    which run of the service made it. Then waits for ``payload["release"]`` to exist if given
+    doing anything else, so an attempt that a crash cuts off is on record too; ``pid`` is the
+    process that ran it (a worker process, unless WORKER_MODE=thread), ``at`` tells which run
+    of the service made it. Then waits for ``payload["release"]`` to exist if given
     (as ``wait_for_file``), sleeps ``payload["sleep_s"]`` (default 0), and fails the first
     ``payload["failures"]`` attempts (default 0).
     """
@@ -148,3 +154,150 @@ def stop_actor(task: TaskView) -> None:
 
     for ref in pykka.ActorRegistry.get_by_class_name(task.payload["actor"]):
         ref.stop(block=False)
+
+
+def echo(task: TaskView) -> object:
+    """Return the payload: it becomes the task's ``result``."""
+    return task.payload
+
+
+_KEPT: list[bytes] = []
+"""Memory ``steered`` keeps allocated ("grow"), so that its process stays big."""
+
+
+def steered(task: TaskView) -> object:
+    """Do what ``payload["do"]`` says: one action, or a list of them by attempt (the last one
+    repeats). With ``payload["log"]``, first record the run as ``record_then_sleep`` does (id,
+    attempt, pid), so an attempt that takes its process down is on record too.
+
+    - ``"return"``: return ``payload["value"]`` (default None); ``"pid"``: return the pid
+    - ``"raise"``: raise HandlerFailure(``payload["message"]``, default "asked to fail")
+    - ``"permanent"``: raise PermanentError(``payload["message"]``, default "asked to stop")
+    - ``"hang"``: block until the file ``payload["release"]`` exists (or BLOCK_LIMIT_S)
+    - ``"exit"``: ``os._exit(payload["code"])`` (default 3); ``"kill"``: SIGKILL itself
+    - ``"grow"``: keep ``payload["mb"]`` more MiB allocated, then return the pid
+    - ``"object"``: return something JSON cannot hold
+    """
+    payload = task.payload
+    if "log" in payload:
+        line = json.dumps({"id": task.id, "attempt": task.attempts, "pid": os.getpid()})
+        with Path(payload["log"]).open("a", encoding="utf-8") as log:
+            log.write(line + "\n")
+    actions = payload["do"] if isinstance(payload["do"], list) else [payload["do"]]
+    action = actions[min(task.attempts, len(actions)) - 1]
+    match action:
+        case "return":
+            return payload.get("value")
+        case "pid":
+            return os.getpid()
+        case "raise":
+            raise HandlerFailure(payload.get("message", "asked to fail"))
+        case "permanent":
+            raise PermanentError(payload.get("message", "asked to stop"))
+        case "hang":
+            release = Path(payload.get("release", "/nonexistent/never"))
+            deadline = time.monotonic() + BLOCK_LIMIT_S
+            while not release.exists() and time.monotonic() < deadline:
+                time.sleep(POLL_S)
+            return "released"
+        case "exit":
+            os._exit(payload.get("code", 3))
+        case "kill":
+            os.kill(os.getpid(), signal.SIGKILL)
+        case "grow":
+            _KEPT.append(b"\x01" * (payload["mb"] * 1024 * 1024))  # written, so resident
+            return os.getpid()
+        case "object":
+            return object()
+    raise ValueError(f"unknown action {action!r}")
+
+
+# --- for the process runner (tests/test_process_runner.py): each runs in a child process ------
+
+_hoard: list[bytes] = []
+"""What ``hoard_memory`` keeps, so that the child's resident memory stays grown."""
+
+
+def return_value(task: TaskView) -> object:
+    """Return ``payload["value"]``: a result, or something that cannot be one."""
+    value = task.payload["value"]
+    if value == "an object":  # something JSON cannot say
+        return object()
+    return value
+
+
+def raise_as_told(task: TaskView) -> None:
+    """Raise what ``payload["raise"]`` names (``HandlerFailure``, ``PermanentError``,
+    ``SystemExit``, ``KeyboardInterrupt``) with the message ``payload["message"]``, the first
+    wrapped around a ValueError so that the traceback has a chain."""
+    kind, message = task.payload["raise"], task.payload.get("message", "")
+    if kind == "PermanentError":
+        raise PermanentError(message)
+    if kind == "SystemExit":
+        raise SystemExit(message)
+    if kind == "KeyboardInterrupt":
+        raise KeyboardInterrupt(message)
+    try:
+        raise ValueError("the cause")
+    except ValueError as cause:
+        raise HandlerFailure(message) from cause
+
+
+def pid(task: TaskView) -> int:
+    """Return the process id the attempt ran in."""
+    return os.getpid()
+
+
+def sleep_for(task: TaskView) -> int:
+    """Sleep ``payload["sleep_s"]`` (at most BLOCK_LIMIT_S), then return the process id."""
+    time.sleep(min(task.payload["sleep_s"], BLOCK_LIMIT_S))
+    return os.getpid()
+
+
+def end_process(task: TaskView) -> None:
+    """Take the process down: ``os._exit(payload["exit"])``, or the signal ``payload["kill"]``."""
+    if "exit" in task.payload:
+        os._exit(task.payload["exit"])
+    os.kill(os.getpid(), signal.Signals[task.payload["kill"]])
+    time.sleep(BLOCK_LIMIT_S)  # a signal the process survives must not look like a return
+
+
+def fork_then_exit(task: TaskView) -> None:
+    """Fork a grandchild that inherits every descriptor (the pipe to the parent too) and writes
+    its pid to the file ``payload["log"]``, then exit with code 4. The grandchild waits
+    BLOCK_LIMIT_S unless the test kills it first."""
+    grandchild = os.fork()
+    if grandchild == 0:
+        time.sleep(BLOCK_LIMIT_S)
+        os._exit(0)
+    Path(task.payload["log"]).write_text(str(grandchild))
+    os._exit(4)
+
+
+def leave_a_thread(task: TaskView) -> int:
+    """Start a non-daemon thread that outlives the attempt (BLOCK_LIMIT_S), as some libraries
+    do, so the process cannot end by itself; return the pid."""
+    threading.Thread(target=threading.Event().wait, args=(BLOCK_LIMIT_S,)).start()
+    return os.getpid()
+
+
+def stop_signals_to_self(task: TaskView) -> int:
+    """Send SIGINT and SIGTERM to the own process, as a Ctrl-C or systemd's stop would; then
+    return the process id (if it is still there to do so)."""
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        os.kill(os.getpid(), signum)  # a signal sent to oneself is delivered before this returns
+    return os.getpid()
+
+
+def hoard_memory(task: TaskView) -> int:
+    """Keep ``payload["mb"]`` MiB more, touched, so they count as resident; return the pid."""
+    _hoard.append(b"\x01" * (task.payload["mb"] << 20))
+    return os.getpid()
+
+
+def speak(task: TaskView) -> None:
+    """Write ``payload["text"]`` to stdout and to stderr with print, and log it as a warning."""
+    text = task.payload["text"]
+    print(f"stdout: {text}")
+    print(f"stderr: {text}", file=sys.stderr)
+    logging.getLogger("tests.handlers").warning("logged: %s", text)

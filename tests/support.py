@@ -46,7 +46,7 @@ def starting_systems(**defaults: Any) -> Iterator[Callable[..., TaskSystem]]:
     each call's options override), and stop afterwards every one the test did not stop itself."""
     started: list[TaskSystem] = []
 
-    def start(handler: Callable[[TaskView], object], **options: Any) -> TaskSystem:
+    def start(handler: Callable[[TaskView], object] | None = None, **options: Any) -> TaskSystem:
         options = {
             "retry_base_ms": 1,
             "retry_max_ms": 10,

@@ -150,7 +150,7 @@ def test_cancelling_a_task_awaiting_a_retry_keeps_its_attempts_and_last_error(
     body = result.json
     assert body["status"] == "cancelled"
     assert body["attempts"] == 1
-    assert body["last_error"] == "told to fail, attempt 1"
+    assert body["last_error"] == "HandlerFailure: told to fail, attempt 1"
     assert body["next_attempt_at"] is None
     assert stats(client)["scheduled"] == 0
     assert recorder.ran("flaky") == [1]
@@ -235,7 +235,7 @@ def test_retrying_a_failed_task_queues_it_with_attempts_0_and_last_error_kept(
     assert body["id"] == "broken"
     assert body["status"] == "queued"
     assert body["attempts"] == 0
-    assert body["last_error"] == failed["last_error"] == "told to fail, attempt 1"
+    assert body["last_error"] == failed["last_error"] == "HandlerFailure: told to fail, attempt 1"
     assert body["next_attempt_at"] is None
     assert get_task(client, "broken").json == body
     assert stats(client)["waiting"] == 1
@@ -254,7 +254,7 @@ def test_a_retried_failed_task_runs_again_with_attempts_counting_from_1(
     wait_until(lambda: recorder.ran("broken") == [1, 2, 1, 2])
     final = wait_for_status(client, "broken", "failed")
     assert final["attempts"] == 2
-    assert final["last_error"] == "told to fail, attempt 2"
+    assert final["last_error"] == "HandlerFailure: told to fail, attempt 2"
 
 
 def test_a_retried_cancelled_task_runs_and_is_done(client: Client, recorder: Recorder) -> None:

@@ -30,6 +30,9 @@ TASK_FIELDS = {
     "created_at",
     "updated_at",
     "next_attempt_at",
+    "priority",
+    "timeout_ms",
+    "result",
 }
 RFC3339_UTC = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|\+00:00)$")
 
@@ -109,6 +112,7 @@ def test_an_accepted_task_comes_back_queued_with_no_attempts_and_every_field(
     assert body["attempts"] == 0
     assert body["last_error"] is None
     assert body["next_attempt_at"] is None
+    assert (body["timeout_ms"], body["result"]) == (None, None)
     created_at = parse_time(body["created_at"]).timestamp()
     assert before - 0.01 <= created_at <= after + 0.01
     assert parse_time(body["updated_at"]).timestamp() == created_at

@@ -105,6 +105,8 @@ def test_stats_count_exactly_what_happened_to_every_enqueue(
             "failed": 0,
             "cancelled": 0,
             "evicted": 0,
+            "processes_replaced": {"timeout": 0, "crash": 0, "max_tasks": 0, "max_memory": 0},
+            "threads_abandoned": 0,
         },
     }
 

@@ -132,7 +132,7 @@ def test_a_task_that_always_fails_ends_failed_after_max_retries_plus_one_attempt
     failed = wait_for_status(client, "doomed", "failed")
 
     assert failed["attempts"] == max_retries + 1
-    assert failed["last_error"] == ALWAYS_FAILS_MESSAGE
+    assert failed["last_error"] == f"HandlerFailure: {ALWAYS_FAILS_MESSAGE}"
     assert failed["next_attempt_at"] is None
 
 
@@ -146,7 +146,7 @@ def test_a_task_waiting_for_its_next_attempt_is_queued_with_next_attempt_at(
         client, "later", lambda current: (current["status"], current["attempts"]) == ("queued", 1)
     )
 
-    assert waiting["last_error"] == "failure 1 of 1"
+    assert waiting["last_error"] == "HandlerFailure: failure 1 of 1"
     assert waiting["next_attempt_at"] is not None
     # The first retry is due base_ms after the failure, plus up to base_ms / 2 of jitter.
     delay_s = moment(waiting["next_attempt_at"]) - moment(waiting["updated_at"])

@@ -174,7 +174,7 @@ def test_a_filtered_task_shows_as_get_task_does(mixed: tuple[Client, dict[str, s
     [failed] = get_tasks(client, "status=failed&after=d2").json
 
     assert failed == client.simulate_get("/task", params={"id": "f2"}).json
-    assert failed["last_error"] == "asked to fail"
+    assert failed["last_error"] == "RuntimeError: asked to fail"
 
 
 # --- pages and the Link header ------------------------------------------------------------------

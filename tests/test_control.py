@@ -186,7 +186,7 @@ def test_a_task_awaiting_its_retry_can_be_cancelled(start: Callable[..., TaskSys
 
     assert outcome.task is not None
     assert (outcome.task.status, outcome.task.attempts) == (CANCELLED, 1)
-    assert outcome.task.last_error == "flaky fails"
+    assert outcome.task.last_error == "RuntimeError: flaky fails"
     assert system.stats().scheduled == 0
 
 
@@ -266,7 +266,7 @@ def test_a_failed_task_retried_by_hand_gets_a_fresh_round(
 
     assert outcome.task is not None
     assert (outcome.task.status, outcome.task.attempts) == (QUEUED, 0)
-    assert outcome.task.last_error == "t fails"  # kept until the next attempt
+    assert outcome.task.last_error == "RuntimeError: t fails"  # kept until the next attempt
     assert outcome.task.priority == 4
     wait_until(lambda: status_of(system, "t") == DONE)
     done = system.get("t")

@@ -127,10 +127,19 @@ def test_json_logs_carry_request_and_task_ids_and_metrics_count_the_work(
     assert about("e2e-1") == {
         ("DEBUG", 0, "e2e-req-1", "task 'e2e-1' accepted"),
         ("DEBUG", 1, None, "task 'e2e-1' attempt 1 running"),
-        ("INFO", 1, None, "task 'e2e-1' attempt 1 failed, retrying in N ms: failure 1 of 1"),
+        (
+            "WARNING",
+            1,
+            None,
+            "task 'e2e-1' attempt 1 failed, retrying in N ms: HandlerFailure: failure 1 of 1",
+        ),
         ("DEBUG", 2, None, "task 'e2e-1' attempt 2 running"),
         ("DEBUG", 2, None, "task 'e2e-1' attempt 2 done"),
     }
+    # The failed attempt's traceback, from the worker process, as the line's "exception".
+    [failed] = [line for line in lines if line.get("task_id") == "e2e-1" and "exception" in line]
+    assert failed["exception"].startswith("Traceback (most recent call last):")
+    assert failed["exception"].endswith("HandlerFailure: failure 1 of 1")
     assert ("DEBUG", 0, generated, "task 'e2e-2' accepted") in about("e2e-2")
     answered = [line["message"] for line in lines if line.get("request_id") == "e2e-req-1"]
     assert answered == ["task 'e2e-1' accepted", "POST /enqueue answered 201 Created"]

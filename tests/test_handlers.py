@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import pickle
 import random
 import sys
 from collections.abc import Callable, Iterator
@@ -10,7 +11,14 @@ from pathlib import Path
 
 import pytest
 
-from actors.handlers import HandlerLoadError, SimulatedFailure, load_handler, noop, simulation
+from actors.handlers import (
+    HandlerLoadError,
+    HandlerSpec,
+    SimulatedFailure,
+    load_handler,
+    noop,
+    simulation,
+)
 from actors.task import TaskView
 
 
@@ -163,3 +171,25 @@ def test_a_simulation_sleeps_a_uniform_draw_between_its_bounds(
 
     assert source.ranges == [(120, 480)]
     assert slept == [0.12]
+
+
+def test_a_handler_spec_loads_the_named_function() -> None:
+    assert HandlerSpec("actors.handlers:noop").load() is noop
+
+
+def test_a_handler_spec_without_a_name_is_the_simulation_with_its_settings() -> None:
+    handler = HandlerSpec(sim_min_ms=0, sim_max_ms=0, sim_failure_rate=1).load()
+
+    with pytest.raises(SimulatedFailure, match="attempt 2"):
+        handler(a_view(attempts=2))
+
+
+def test_a_handler_spec_survives_pickling_as_it_must_to_reach_a_worker_process() -> None:
+    spec = HandlerSpec("actors.handlers:noop", sim_min_ms=1, sim_max_ms=2, sim_failure_rate=0.5)
+
+    assert pickle.loads(pickle.dumps(spec)) == spec
+
+
+def test_a_bad_handler_spec_raises_what_load_handler_raises() -> None:
+    with pytest.raises(HandlerLoadError, match="expected 'package\\.module:function'"):
+        HandlerSpec("no colon").load()

@@ -152,3 +152,33 @@ def test_lines_below_the_level_are_not_written(capture: Any) -> None:
 def test_times_are_rfc3339_in_utc_to_the_millisecond() -> None:
     assert rfc3339(0.0) == "1970-01-01T00:00:00.000Z"
     assert rfc3339(1_795_000_000.1234) == "2026-11-18T11:06:40.123Z"  # date -u -d @1795000000
+
+
+TRACEBACK = 'Traceback (most recent call last):\n  File "h.py", line 3, in run\nValueError: boom'
+"""A traceback already formatted, as a worker process sends it with its report."""
+
+
+def test_a_traceback_given_as_text_follows_the_text_line_on_lines_of_its_own(
+    capture: Any,
+) -> None:
+    stream = capture("text")
+
+    logging.getLogger("actors.worker").warning(
+        "task %r attempt %d failed", "t-1", 1, extra={"task_id": "t-1", "traceback": TRACEBACK}
+    )
+
+    first, *rest = stream.getvalue().splitlines()
+    assert first.endswith("task 't-1' attempt 1 failed [task_id='t-1']")
+    assert "\n".join(rest) == TRACEBACK
+
+
+def test_a_traceback_given_as_text_is_the_json_lines_exception(capture: Any) -> None:
+    stream = capture("json")
+
+    logging.getLogger("actors.worker").error(
+        "task failed", extra={"task_id": "t-1", "traceback": TRACEBACK}
+    )
+
+    [line] = json_lines(stream)
+    assert line["exception"] == TRACEBACK
+    assert "traceback" not in line

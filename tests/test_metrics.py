@@ -233,6 +233,8 @@ def test_every_metric_is_named_with_the_prefix_and_typed() -> None:
         "taskqueue_attempts": "counter",
         "taskqueue_tasks_cancelled": "counter",
         "taskqueue_tasks_evicted": "counter",
+        "taskqueue_worker_processes_replaced": "counter",
+        "taskqueue_worker_threads_abandoned": "counter",
         "taskqueue_tasks": "gauge",
         "taskqueue_tasks_waiting": "gauge",
         "taskqueue_tasks_scheduled": "gauge",
@@ -243,6 +245,9 @@ def test_every_metric_is_named_with_the_prefix_and_typed() -> None:
     }
     assert scrape.value("taskqueue_tasks_cancelled_total") == 0
     assert scrape.value("taskqueue_tasks_evicted_total") == 0
+    for reason in ("timeout", "crash", "max_tasks", "max_memory"):
+        assert scrape.value("taskqueue_worker_processes_replaced_total", reason=reason) == 0
+    assert scrape.value("taskqueue_worker_threads_abandoned_total") == 0
 
 
 def test_with_api_token_metrics_need_the_token(serve: Callable[..., Served]) -> None:

@@ -25,7 +25,7 @@ from actors import TaskSystem, noop
 from api import create_app
 from api.dashboard import DASHBOARD_ROUTES
 from api.openapi import openapi_document
-from api.schema import MAX_ID_LENGTH, MAX_RETRIES_LIMIT
+from api.schema import MAX_ID_LENGTH, MAX_RETRIES_LIMIT, MAX_TIMEOUT_MS, MIN_TIMEOUT_MS
 from api.tasks import MAX_LIMIT
 
 if TYPE_CHECKING:
@@ -109,12 +109,42 @@ def test_the_bounds_are_the_decoders_own() -> None:
     assert not validator.is_valid({"id": ""})
     assert not validator.is_valid({"id": "a", "max_retries": 101})
     assert not validator.is_valid({"id": "a", "status": "done"})
+    assert enqueue["properties"]["timeout_ms"]["minimum"] == MIN_TIMEOUT_MS == 100
+    assert enqueue["properties"]["timeout_ms"]["maximum"] == MAX_TIMEOUT_MS == 86_400_000
+    assert validator.is_valid({"id": "a", "timeout_ms": 100})
+    assert validator.is_valid({"id": "a", "timeout_ms": 86_400_000})
+    assert not validator.is_valid({"id": "a", "timeout_ms": 99})
+    assert not validator.is_valid({"id": "a", "timeout_ms": 86_400_001})
+    assert not validator.is_valid({"id": "a", "timeout_ms": None})
+    assert not validator.is_valid({"id": "a", "timeout_ms": "1000"})
     limit = next(
         p
         for p in openapi_document(bearer_auth=False)["paths"]["/tasks"]["get"]["parameters"]
         if p["name"] == "limit"
     )
     assert limit["schema"] == {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT}
+
+
+def test_a_task_always_has_a_timeout_and_a_result_each_an_integer_or_any_json_or_null() -> None:
+    task = openapi_document(bearer_auth=False)["components"]["schemas"]["TaskBody"]
+    assert {"timeout_ms", "result"} <= set(task["required"])
+    base = {
+        "id": "t",
+        "payload": None,
+        "max_retries": 3,
+        "status": "done",
+        "attempts": 1,
+        "last_error": None,
+        "created_at": "2026-11-28T03:55:34.616802Z",
+        "updated_at": "2026-11-28T03:55:34.616802Z",
+        "next_attempt_at": None,
+        "priority": 0,
+    }
+    validator = jsonschema_rs.Draft202012Validator(task)
+    for timeout_ms, result in [(None, None), (1000, {"rows": [1, 2]}), (100, "text"), (None, 0)]:
+        assert validator.is_valid({**base, "timeout_ms": timeout_ms, "result": result})
+    assert not validator.is_valid({**base, "timeout_ms": "1000", "result": None})
+    assert not validator.is_valid({**base, "result": None})
 
 
 def test_every_route_of_the_app_is_in_the_document(system: TaskSystem) -> None:

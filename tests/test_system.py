@@ -125,7 +125,7 @@ def test_a_task_that_always_fails_ends_failed_after_max_retries_plus_one_attempt
 
     attempts = max_retries + 1
     assert (task.status, task.attempts) == (FAILED, attempts)
-    assert task.last_error == f"attempt {attempts} went wrong"
+    assert task.last_error == f"ValueError: attempt {attempts} went wrong"
     assert task.next_attempt_at is None
     assert calls.per_id == {"task-1": attempts}
 

@@ -15,6 +15,8 @@ const MIN_SPAN_S = 60;
  * an interval whose rate is mostly noise. */
 const MIN_SAMPLE_S = 1;
 const PAGE_SIZE = 20;
+/** How often a running attempt's age moves on, between two polls. */
+const AGE_TICK_MS = 1000;
 const SVG_NS = "http://www.w3.org/2000/svg";
 const CHART_W = 600;
 const CHART_H = 160;
@@ -135,6 +137,31 @@ function formatDuration(seconds) {
   const first = parts.findIndex(([value]) => value > 0);
   return parts.slice(first === -1 ? 3 : first, (first === -1 ? 3 : first) + 2)
     .map(([value, unit]) => `${value}${unit}`).join(" ");
+}
+
+// --- how long a running attempt has been running ------------------------------------------
+//
+// A running task's updated_at is when its attempt started. The age is counted on this
+// browser's clock (a clock behind the service's shows 0s until it catches up), and moves on
+// every second between polls: each element showing one keeps its start in data-running-since.
+
+function runningAge(since) {
+  const started = new Date(since).getTime();
+  if (Number.isNaN(started)) return "–";
+  return formatDuration(Math.max(0, (Date.now() - started) / 1000));
+}
+
+function ageElement(tag, task, className) {
+  const node = element(tag, runningAge(task.updated_at), className);
+  node.dataset.runningSince = task.updated_at;
+  return node;
+}
+
+function tickAges() {
+  for (const node of document.querySelectorAll("[data-running-since]")) {
+    const age = runningAge(node.dataset.runningSince);
+    if (node.textContent !== age) node.textContent = age;
+  }
 }
 
 // --- counters ------------------------------------------------------------------------------
@@ -290,9 +317,11 @@ function taskRow(task) {
   id.append(open);
   const actions = element("td", undefined, "actions");
   actions.append(...actionButtons(task));
+  const status = element("td", task.status, `status status-${task.status}`);
+  if (task.status === "running") status.append(" ", ageElement("span", task, "age"));
   row.append(
     id,
-    element("td", task.status, `status status-${task.status}`),
+    status,
     element("td", String(task.attempts), "number"),
     element("td", String(task.priority ?? 0), "number optional"),
     element("td", formatTime(task.created_at), "optional"),
@@ -354,15 +383,20 @@ async function refreshDetail() {
     ["status", task.status],
     ["attempts", `${task.attempts} (max_retries ${task.max_retries})`],
     ["priority", String(task.priority ?? 0)],
+    ["timeout_ms", task.timeout_ms == null ? "service default (TASK_TIMEOUT_MS)" : `${task.timeout_ms} ms`],
     ["last_error", task.last_error ?? "–"],
     ["created_at", task.created_at],
     ["updated_at", task.updated_at],
     ["next_attempt_at", task.next_attempt_at ?? "–"],
   ];
-  $("detail-fields").replaceChildren(
-    ...fields.flatMap(([name, value]) => [element("dt", name), element("dd", value, `field-${name}`)]),
-  );
+  const rows = fields.flatMap(([name, value]) => [element("dt", name), element("dd", value, `field-${name}`)]);
+  if (task.status === "running") {
+    rows.splice(2, 0, element("dt", "running for"), ageElement("dd", task, "field-running_for"));
+  }
+  $("detail-fields").replaceChildren(...rows);
   $("detail-payload").textContent = JSON.stringify(task.payload, null, 2);
+  // The result is whatever JSON the handler returned: shown as text, like the payload.
+  $("detail-result").textContent = task.result == null ? "–" : JSON.stringify(task.result, null, 2);
   $("detail-actions").replaceChildren(...actionButtons(task));
 }
 
@@ -384,7 +418,7 @@ function enqueueBody(form) {
     }
   }
   // Only the numbers given: the service's defaults apply to the rest.
-  for (const name of ["max_retries", "priority", "delay_ms"]) {
+  for (const name of ["max_retries", "priority", "delay_ms", "timeout_ms"]) {
     const value = form.elements[name].value.trim();
     if (value) body[name] = Number(value);
   }
@@ -477,6 +511,7 @@ function start() {
   $("enqueue").addEventListener("submit", enqueue);
   // The token is needed to see anything at all: the dialog does not close without one.
   $("token-dialog").addEventListener("cancel", (event) => event.preventDefault());
+  setInterval(tickAges, AGE_TICK_MS);
   poll();
 }
 
