@@ -73,7 +73,8 @@ def _main_module() -> list[str]:
     for a ``main_path`` that ``spawn.get_preparation_data`` calls ``init_main_from_path``. So
     the script is preloaded as the module it also is (main.py as ``main``). The forkserver
     looks for it from its working directory (this package's directory: see _ensure_servers)
-    and the installed packages: 3.11's ignores the sys.path it is given. Not found, it is skipped, and only costs time.
+    and the installed packages: 3.11's ignores the sys.path it is given. Not found, it is
+    skipped, and only costs time.
     """
     main = sys.modules.get("__main__")
     name = getattr(getattr(main, "__spec__", None), "name", None)
