@@ -398,6 +398,7 @@ class RepositoryStats(NamedTuple):
     full: int
     shutting_down: int
     store_unavailable: int
+    too_many_scheduled: int
     cancelled: int
     """Tasks cancelled through the API since start."""
     evicted: int

@@ -526,6 +526,7 @@ class RepositoryActor(Actor):
             full=self._refused[Admission.QUEUE_FULL],
             shutting_down=self._refused[Admission.SHUTTING_DOWN],
             store_unavailable=self._refused[Admission.STORE_UNAVAILABLE],
+            too_many_scheduled=self._refused[Admission.TOO_MANY_SCHEDULED],
             cancelled=self._cancelled,
             evicted=self._evicted,
             store=(

@@ -120,6 +120,7 @@ class SystemStats(NamedTuple):
     rejected_duplicate: int
     rejected_shutting_down: int
     rejected_store_unavailable: int
+    rejected_too_many_scheduled: int
     attempts: int
     """Since start: attempts handed to a worker."""
     retries: int
@@ -182,6 +183,7 @@ class StatsAnswer:
             rejected_duplicate=repository.duplicate,
             rejected_shutting_down=repository.shutting_down,
             rejected_store_unavailable=repository.store_unavailable,
+            rejected_too_many_scheduled=repository.too_many_scheduled,
             attempts=line.attempts,
             retries=line.retries,
             done=line.done,

@@ -64,6 +64,7 @@ class Rejected(msgspec.Struct, frozen=True):
     duplicate: int
     shutting_down: int
     store_unavailable: int
+    too_many_scheduled: int
     invalid: int
 
 
@@ -138,6 +139,7 @@ def stats_body(stats: SystemStats, invalid: int) -> StatsBody:
                 duplicate=stats.rejected_duplicate,
                 shutting_down=stats.rejected_shutting_down,
                 store_unavailable=stats.rejected_store_unavailable,
+                too_many_scheduled=stats.rejected_too_many_scheduled,
                 invalid=invalid,
             ),
             attempts=stats.attempts,

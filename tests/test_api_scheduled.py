@@ -65,6 +65,7 @@ def test_a_delayed_task_beyond_scheduled_max_is_503_and_not_stored(client: Clien
     assert error_of(refused) == TOO_MANY
     assert refused.headers["retry-after"] == "1"
     assert "one-too-many" not in stored_ids(client)
+    assert stats(client)["totals"]["rejected"]["too_many_scheduled"] == 1
 
 
 def test_a_task_without_delay_is_accepted_while_scheduled_max_is_reached(client: Client) -> None:

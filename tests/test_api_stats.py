@@ -97,6 +97,7 @@ def test_stats_count_exactly_what_happened_to_every_enqueue(
                 "duplicate": 1,
                 "shutting_down": 0,
                 "store_unavailable": 0,
+                "too_many_scheduled": 0,
                 "invalid": 4,
             },
             "attempts": 1,
@@ -124,6 +125,7 @@ def test_stats_count_exactly_what_happened_to_every_enqueue(
         "duplicate": 2,
         "shutting_down": 1,
         "store_unavailable": 0,
+        "too_many_scheduled": 0,
         "invalid": 4,
     }
 

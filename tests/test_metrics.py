@@ -98,6 +98,7 @@ def test_every_enqueue_is_counted_by_outcome_and_the_gauges_say_where_tasks_are(
         "duplicate": 1,
         "shutting_down": 0,
         "store_unavailable": 0,
+        "too_many_scheduled": 0,
         "invalid": 4,
     }
     assert scrape.labelled("taskqueue_tasks", "status") == {
@@ -139,6 +140,7 @@ def test_every_enqueue_is_counted_by_outcome_and_the_gauges_say_where_tasks_are(
         "duplicate": 1,
         "shutting_down": 1,
         "store_unavailable": 0,
+        "too_many_scheduled": 0,
         "invalid": 4,
     }
 
