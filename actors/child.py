@@ -103,14 +103,20 @@ def main(
     try:
         handler = spec.load()
     except HandlerLoadError as exc:
-        conn.send_bytes(encoder.encode(Started(error=str(exc))))
+        started = Started(error=str(exc))
+    else:
+        started = Started()
+    try:
+        conn.send_bytes(encoder.encode(started))
+    except OSError:  # the parent closed the pipe before we were ready (it is stopping)
         return
-    conn.send_bytes(encoder.encode(Started()))
+    if started.error is not None:
+        return
     decoder = msgspec.msgpack.Decoder(Attempt)
     while True:
         try:
             message = conn.recv_bytes()
-        except EOFError:  # the parent closed the pipe, or is gone: nothing more to run
+        except (EOFError, OSError):  # the parent closed the pipe, or is gone: nothing to run
             return
         report = run_attempt(handler, decoder.decode(message), result_max_bytes)
         try:

@@ -525,3 +525,18 @@ def test_a_service_that_exits_without_closing_its_runners_leaves_no_child(
 
     assert parent.returncode == 0
     assert not any(running(int(pid)) for pid in out.split())
+
+
+def test_a_runner_closed_before_its_child_is_ready_ends_the_child_quietly() -> None:
+    # The service stopping at once after start (or a child started just as it stops): the
+    # child finds the pipe closed when it says it is ready, which is an ordinary end.
+    script = """
+        for _ in range(5):
+            early = ProcessRunner(HandlerSpec("tests.handlers:speak"), result_max_bytes=1000)
+            early.close(5)
+        for runner in runners:
+            runner.close(5)
+    """
+    out, err = service(script).communicate(timeout=60)
+
+    assert "Traceback" not in err, err
