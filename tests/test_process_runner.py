@@ -537,6 +537,6 @@ def test_a_runner_closed_before_its_child_is_ready_ends_the_child_quietly() -> N
         for runner in runners:
             runner.close(5)
     """
-    out, err = service(script).communicate(timeout=60)
+    _, err = service(script).communicate(timeout=60)
 
     assert "Traceback" not in err, err
