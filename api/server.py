@@ -23,7 +23,7 @@ from waitress.parser import (
 )
 from waitress.rfc7230 import HEADER_FIELD_RE
 from waitress.server import TcpWSGIServer
-from waitress.task import ErrorTask, ThreadedTaskDispatcher
+from waitress.task import ErrorTask, ThreadedTaskDispatcher, WSGITask
 from waitress.utilities import Error
 
 from api.errors import error_json
@@ -84,6 +84,38 @@ class JsonErrorTask(ErrorTask):
         self.write(body)
 
 
+class ServiceTask(WSGITask):
+    """waitress's WSGI task, keeping an HTTP/1.1 connection after a response without a body.
+
+    waitress closes every HTTP/1.1 response that has no Content-Length, because a client
+    could not tell where its body ends. A 204 or 304 has no body (RFC 9110 §6.4.1) and may
+    not carry Content-Length (§8.6), so its end is known: closing it only makes a keep-alive
+    client reconnect after each DELETE /task.
+    """
+
+    _building_header = False
+
+    def build_response_header(self) -> bytes:
+        self._building_header = True
+        try:
+            header: bytes = super().build_response_header()
+        finally:
+            self._building_header = False
+        return header
+
+    def set_close_on_finish(self) -> None:
+        if (
+            self._building_header
+            and self.version == "1.1"
+            and not self.has_body
+            and self.request.headers.get("CONNECTION", "").lower() != "close"
+        ):
+            # The one close waitress asks for while building an HTTP/1.1 header of a request
+            # that did not ask to close: for the missing Content-Length.
+            return
+        super().set_close_on_finish()
+
+
 class RequestTimeout(Error):
     """waitress's error for a request that did not arrive whole in time (answered by
     JsonErrorTask, like waitress's own)."""
@@ -142,6 +174,7 @@ class ServiceChannel(HTTPChannel):
     """A connection that answers waitress's own errors in JSON, refuses ambiguous framing,
     stops reading when draining, and remembers when its current request began to arrive."""
 
+    task_class = ServiceTask
     error_task_class = JsonErrorTask
     parser_class = ServiceRequestParser
     request: HTTPRequestParser | None  # waitress's, typed: the request still arriving
