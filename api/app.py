@@ -46,10 +46,13 @@ def create_app(
     """
     if metrics is True:
         metrics = Metrics()
-    app = falcon.App(media_type=falcon.MEDIA_JSON)
+    # The app's router, named: HTTP metrics look up the route of a request refused before routing.
+    router = falcon.routing.CompiledRouter()
+    app = falcon.App(media_type=falcon.MEDIA_JSON, router=router)
     app.set_error_serializer(serialize_error)
     # Before authentication, so that HTTP metrics see the 401s it raises.
     if metrics:
+        metrics.http.route_with(router)
         app.add_middleware(metrics.http)
     open_paths = OPEN_PATHS | {METRICS_PATH} if metrics and metrics_public else OPEN_PATHS
     if api_token:

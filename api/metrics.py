@@ -40,6 +40,7 @@ if TYPE_CHECKING:
     from collections.abc import Iterator
 
     import falcon
+    from falcon.routing import CompiledRouter
     from prometheus_client.metrics_core import Metric
 
     from actors.observer import AttemptOutcome
@@ -55,7 +56,7 @@ FINAL_OUTCOMES: Final = ("done", "failed")
 PREFIX: Final = "taskqueue"
 
 UNMATCHED: Final = "unmatched"
-"""The route label of a request no route took (404, or refused before routing: 401)."""
+"""The route label of a request for a path no route has (a 404, or a 401 without the token)."""
 
 OTHER_METHOD: Final = "other"
 """The method label of a method no route could have: a client cannot grow the label set."""
@@ -205,7 +206,12 @@ class HttpMetrics:
 
     def __init__(self, registry: CollectorRegistry) -> None:
         self._tally: Tally[tuple[str, str, int]] = Tally(HTTP_BUCKETS_S)
+        self._router: CompiledRouter | None = None
         registry.register(self)
+
+    def route_with(self, router: CompiledRouter) -> None:
+        """Find the route template of requests refused before routing in ``router``, the app's."""
+        self._router = router
 
     def process_request(self, req: falcon.Request, resp: falcon.Response) -> None:
         req.context.metrics_started = time.perf_counter()
@@ -216,7 +222,13 @@ class HttpMetrics:
         started = getattr(req.context, "metrics_started", None)
         method = req.method if req.method in KNOWN_METHODS else OTHER_METHOD
         elapsed = 0.0 if started is None else time.perf_counter() - started
-        self._tally.observe((req.uri_template or UNMATCHED, method, resp.status_code), elapsed)
+        route = req.uri_template
+        if route is None and self._router is not None:
+            # Authentication refuses before routing: a 401 is counted under the route it asked
+            # for, as its 200 would be.
+            found = self._router.find(req.path, req)
+            route = None if found is None else found[3]
+        self._tally.observe((route or UNMATCHED, method, resp.status_code), elapsed)
 
     def collect(self) -> Iterator[Metric]:
         rows = self._tally.rows()

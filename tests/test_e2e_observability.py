@@ -95,7 +95,7 @@ def test_json_logs_carry_request_and_task_ids_and_metrics_count_the_work(
         return metrics.value(name, route=route, method=method, status=status)
 
     assert requests("/enqueue", "POST", "201") == 2
-    assert requests("unmatched", "GET", "401") == 1
+    assert requests("/metrics", "GET", "401") == 1
     assert requests("/task", "GET", "200") >= 2
 
     text = service.log()

@@ -260,13 +260,36 @@ def test_with_api_token_metrics_need_the_token(serve: Callable[..., Served]) -> 
     assert refused.status_code == 401
     assert refused.json == {"error": "unauthorized"}
     assert served.scrape().value("taskqueue_workers") == 4
-    # The refused scrape was counted; it never reached a route.
+    # The refused scrape was counted under the route it asked for.
     assert (
         served.scrape().value(
-            "taskqueue_http_requests_total", route="unmatched", method="GET", status="401"
+            "taskqueue_http_requests_total", route="/metrics", method="GET", status="401"
         )
         == 1
     )
+
+
+def test_a_401_is_counted_under_the_route_it_asked_for(serve: Callable[..., Served]) -> None:
+    served = serve(noop, api_token=TOKEN)
+    client = served.client
+
+    assert client.simulate_get("/stats").status_code == 401
+    assert client.simulate_get("/task", params={"id": "a"}).status_code == 401
+    assert client.simulate_delete("/tasks").status_code == 401
+    assert client.simulate_get("/no/such/route").status_code == 401
+    scrape = served.scrape()
+
+    def requests(route: str, method: str) -> float:
+        return scrape.value(
+            "taskqueue_http_requests_total", route=route, method=method, status="401"
+        )
+
+    assert requests("/stats", "GET") == 1
+    assert requests("/task", "GET") == 1
+    assert requests("/tasks", "DELETE") == 1
+    # A path no route has is still one label, token or not.
+    assert requests("unmatched", "GET") == 1
+    assert scrape.value("taskqueue_http_request_duration_seconds_count", route="/stats") == 1
 
 
 def test_metrics_public_opens_metrics_and_nothing_else() -> None:
