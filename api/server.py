@@ -362,13 +362,14 @@ class HttpServer:
         threads: int,
         max_body_bytes: int,
         client_timeout_s: float = DEFAULT_CLIENT_TIMEOUT_S,
+        connection_limit: int = CONNECTION_LIMIT,
     ) -> None:
-        _raise_open_files_limit(CONNECTION_LIMIT + OPEN_FILES_HEADROOM)
+        _raise_open_files_limit(connection_limit + OPEN_FILES_HEADROOM)
         listener = _listen(host, port)
         adjustments = Adjustments(
             sockets=[listener],
             threads=threads,
-            connection_limit=CONNECTION_LIMIT,
+            connection_limit=connection_limit,
             # select() cannot watch descriptors above 1024; poll() can.
             asyncore_use_poll=True,
             # waitress refuses a body of this size or more; MAX_BODY_BYTES itself is allowed.
@@ -415,7 +416,8 @@ class HttpServer:
         except queue.Empty:
             logger.error("the HTTP event loop did not answer; stopping without draining")
             drained = False
-        self._loop.join(LOOP_CALL_TIMEOUT_S)
+        if self._loop.ident is not None:
+            self._loop.join(LOOP_CALL_TIMEOUT_S)
         self._server.task_dispatcher.shutdown(cancel_pending=True, timeout=LOOP_CALL_TIMEOUT_S)
         return drained
 
