@@ -187,7 +187,7 @@ def test_a_request_partly_sent_at_the_deadline_is_cut_off_too(
     server = serve(hello)
     with socket.create_connection((server.host, server.port), timeout=TIMEOUT_S) as sock:
         sock.sendall(b"GET / HTTP/1.1\r\nHost:")
-        wait_until(lambda: server._on_loop(lambda: len(server._server.active_channels)) == 1)
+        wait_until(lambda: server._on_loop(server._server.connections) == 1)
 
         assert server.stop(time.monotonic() + 0.2) is False
         assert closed_by_server(sock, timeout_s=0)
