@@ -32,8 +32,7 @@ class Config(msgspec.Struct, frozen=True, rename="upper", kw_only=True):
     retry_max_ms: Annotated[int, Meta(ge=0, le=30 * DAY_MS)] = 30_000
     max_body_bytes: Annotated[int, Meta(ge=64, le=1 << 30)] = 1_048_576
     # Each request thread waits on the actors, so more threads keep more requests in flight
-    # under many connections: at 16, throughput fell to ~450 requests/s at 64 and 256
-    # connections; at 32 it holds (bench/http_load.py, BENCHMARKS.md).
+    # under many connections (bench/http_load.py measures where throughput holds).
     http_threads: Annotated[int, Meta(ge=1, le=1024)] = 32
     shutdown_timeout_s: Annotated[float, Meta(ge=0, le=86_400)] = 30.0
     task_handler: str | None = None

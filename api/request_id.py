@@ -33,8 +33,8 @@ in api/logs.py, so that every line a request causes carries it."""
 
 
 # A fresh id is this process's random prefix and a count: unique within the process, and across
-# processes as unlikely to repeat as 64 random bits. A uuid4 per request cost a read of
-# os.urandom and an object, about 2 µs; this is a counter step (atomic in CPython) and a format.
+# processes as unlikely to repeat as 64 random bits, for a counter step (atomic in CPython) and a
+# format per request where a uuid4 would read os.urandom and build an object.
 _PREFIX: Final = secrets.token_hex(8)
 _NUMBERS: Final = itertools.count(1)
 
@@ -53,7 +53,7 @@ class RequestIds:
 
     A wrapper rather than a Falcon middleware: it also sees what Falcon refuses before any
     middleware runs, and it costs one call per request instead of two hooks and a
-    ``req.context`` object (BENCHMARKS.md, "Issues 5 and 6", has what request ids cost).
+    ``req.context`` object.
     ``app`` is the Falcon app inside, for what needs it (route inspection).
     """
 

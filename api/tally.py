@@ -1,12 +1,12 @@
 """Tally: histograms kept per thread without locks, added up when Prometheus scrapes.
 
-prometheus_client's ``Histogram.observe`` takes a lock for the sum and another for the bucket,
-about 2 µs a call: profiled under the intake load, the workers' two observations per attempt
-were 7% of the interpreter's time, and the HTTP middleware's two per request cost about as
-much again. A tally is written only by the thread that observes (its own row per label set,
-found through a ``threading.local``), so an observation is a bisect and two additions; the
-scrape reads every thread's rows and adds them up. The exposition is still prometheus_client's
-(``HistogramMetricFamily`` / ``CounterMetricFamily`` from a collector), only the counting is ours.
+prometheus_client's ``Histogram.observe`` takes a lock for the sum and another for the bucket
+on every call, and the workers observe twice per attempt and the HTTP middleware twice per
+request: on those hot paths the locks show in profiles. A tally is written only by the thread
+that observes (its own row per label set, found through a ``threading.local``), so an
+observation is a bisect and two additions; the scrape reads every thread's rows and adds them
+up. The exposition is still prometheus_client's (``HistogramMetricFamily`` /
+``CounterMetricFamily`` from a collector), only the counting is ours.
 
 A scrape may see an observation in its bucket but not yet in the sum (two separate additions);
 counts never go backwards, since rows of threads that ended are kept.

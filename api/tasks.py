@@ -60,7 +60,8 @@ class TaskListResource(JsonOptions):
     and ``order=desc`` reads it newest first.
 
     With ``limit``, a ``Link: <...>; rel="next"`` header leads to the next page while one
-    follows. Other query parameters are ignored, as they always were.
+    follows. Other query parameters are ignored: without a paging parameter the answer is the
+    whole listing, whatever else the query says.
 
     Without them the answer is every task (the contract), streamed from a snapshot of the
     task references (8 bytes a task) in pieces of LISTING_PIECE_BYTES, so that what a listing
