@@ -38,6 +38,9 @@ from typing import TYPE_CHECKING, Any, Final
 
 import pytest
 
+from actors.system import ShutdownSummary
+from actors.task import STATUSES
+from main import describe_summary
 from tests.support import wait_until
 from tests.test_e2e import (
     HOST,
@@ -387,3 +390,27 @@ def check(command: Command, block: Block, port: int, directory: Path) -> None:
         f"README.md, block at line {block.at}: $ {command.line}\n{why}\n"
         f"--- the README shows:\n{command.expected}--- it printed:\n{done.stdout}"
     )
+
+
+SUMMARY: Final = re.compile(
+    r"^INFO task_queue: (?P<line>shutdown complete: (?P<counts>[^;]*); "
+    r"(?P<fate>abandoned|kept for the next start:) (?P<in_line>\d+) queued and "
+    r"(?P<awaiting>\d+) .*)$",
+    re.MULTILINE,
+)
+
+
+def test_the_shutdown_summary_lines_of_the_readme_are_those_the_service_writes() -> None:
+    shown = list(SUMMARY.finditer(README.read_text(encoding="utf-8")))
+    assert len(shown) == 2, "the README shows one summary in memory and one with a store"
+    for match in shown:
+        counts = dict(word.split("=") for word in match.group("counts").split())
+        summary = ShutdownSummary(
+            counts={status: int(count) for status, count in counts.items()},
+            abandoned_in_line=int(match.group("in_line")),
+            abandoned_retries=int(match.group("awaiting")),
+            drained=True,
+            kept=match.group("fate") != "abandoned",
+        )
+        assert describe_summary(summary) == match.group("line")
+        assert tuple(counts) == STATUSES, "every status, in the order the repository counts them"
