@@ -203,7 +203,7 @@ def describe_summary(summary: ShutdownSummary) -> str:
     fate = "kept for the next start:" if summary.kept else "abandoned"
     line = (
         f"shutdown complete: {counts}; {fate} {summary.abandoned_in_line} queued "
-        f"and {summary.abandoned_retries} awaiting retry"
+        f"and {summary.abandoned_retries} waiting for their time"
     )
     if summary.unanswered:
         line += f"; given up on at shutdown (counts may be short): {', '.join(summary.unanswered)}"

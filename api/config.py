@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from typing import Annotated, Final, Literal, get_args
+from typing import Annotated, Final, Literal, cast, get_args
 
 import msgspec
 from msgspec import Meta
@@ -83,18 +83,47 @@ CONFIG_VARIABLES = tuple(field.encode_name for field in msgspec.structs.fields(C
 
 _PATH = re.compile(r" - at `\$\.(\w+)`$")
 
-# msgspec's words for a string it could not convert, said the way a person setting a variable
-# would understand them.
-_PLAIN_REASONS = {
-    "Expected `int`, got `str`": "expected a whole number",
-    "Expected `float`, got `str`": "expected a number",
-    "Expected `bool`, got `str`": "expected 1 or 0 (or true or false)",
-}
 _CHOICES: Final = {
     "LOG_LEVEL": get_args(LogLevel),
     "LOG_FORMAT": get_args(LogFormat),
     "WORKER_MODE": get_args(WorkerMode),
 }
+
+
+def _accepts(kind: msgspec.inspect.Type) -> str | None:
+    """What a variable of this type accepts, said the way a person setting it would read it:
+    one wording for a value of the wrong kind and for one out of bounds (the bounds are the
+    field's Meta)."""
+    match kind:
+        case msgspec.inspect.IntType():
+            return f"a whole number{_bounds(kind.ge, kind.gt, kind.le, kind.lt)}"
+        case msgspec.inspect.FloatType():
+            return f"a number{_bounds(kind.ge, kind.gt, kind.le, kind.lt)}"
+        case msgspec.inspect.BoolType():
+            return "1 or 0 (or true or false)"
+    return None
+
+
+def _bounds(ge: float | None, gt: float | None, le: float | None, lt: float | None) -> str:
+    if ge is not None and le is not None:
+        return f" from {_number(ge)} to {_number(le)}"
+    low = f" from {_number(ge)}" if ge is not None else ""
+    low = f" above {_number(gt)}" if gt is not None else low
+    high = f" up to {_number(le)}" if le is not None else ""
+    high = f" below {_number(lt)}" if lt is not None else high
+    return f"{low}{',' if low and high else ''}{high}"
+
+
+def _number(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else str(value)
+
+
+_ACCEPTS: Final = {
+    field.encode_name: accepts
+    for field in cast("msgspec.inspect.StructType", msgspec.inspect.type_info(Config)).fields
+    if (accepts := _accepts(field.type)) is not None
+}
+"""What each numeric and boolean variable accepts, by name."""
 
 
 def load_config(environ: Mapping[str, str]) -> Config:
@@ -131,15 +160,17 @@ def load_config(environ: Mapping[str, str]) -> Config:
 
 
 def _describe(exc: msgspec.ValidationError, given: Mapping[str, str]) -> str:
+    """``invalid NAME='value': expected ...``: the variable, its value, and what it accepts,
+    whatever msgspec's own words for the failure were (a wrong kind, or out of bounds)."""
     message = str(exc)
     match = _PATH.search(message)
     if match is None:
         return f"invalid configuration: {message}"
     name = match.group(1)
-    reason = message[: match.start()]
-    for msgspec_words, plain in _PLAIN_REASONS.items():
-        if reason.startswith(msgspec_words):
-            reason = plain
-    if reason.startswith("Invalid enum value") and name in _CHOICES:
+    if name in _CHOICES:
         reason = f"expected one of {', '.join(_CHOICES[name])}"
+    elif name in _ACCEPTS:
+        reason = f"expected {_ACCEPTS[name]}"
+    else:
+        reason = message[: match.start()]
     return f"invalid {name}={given.get(name, '')!r}: {reason}"

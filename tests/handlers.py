@@ -301,3 +301,9 @@ def speak(task: TaskView) -> None:
     print(f"stdout: {text}")
     print(f"stderr: {text}", file=sys.stderr)
     logging.getLogger("tests.handlers").warning("logged: %s", text)
+
+
+def hold(task: TaskView) -> None:
+    """Keep the worker busy until the service stops (at most BLOCK_LIMIT_S), then succeed: the
+    README's "slow handler", behind whose first task the line fills up (tests/test_readme.py)."""
+    time.sleep(BLOCK_LIMIT_S)

@@ -197,6 +197,56 @@ def test_a_value_out_of_range_is_an_error_naming_the_variable(name: str, value: 
 
 
 @pytest.mark.parametrize(
+    ("name", "value", "message"),
+    [
+        ("WORKERS", "0", "invalid WORKERS='0': expected a whole number from 1 to 1024"),
+        ("WORKERS", "four", "invalid WORKERS='four': expected a whole number from 1 to 1024"),
+        ("WORKERS", "4.5", "invalid WORKERS='4.5': expected a whole number from 1 to 1024"),
+        ("PORT", "65536", "invalid PORT='65536': expected a whole number from 0 to 65535"),
+        (
+            "TASK_TIMEOUT_MS",
+            "99",
+            "invalid TASK_TIMEOUT_MS='99': expected a whole number from 100 to 2592000000",
+        ),
+        (
+            "SIM_FAILURE_RATE",
+            "1.01",
+            "invalid SIM_FAILURE_RATE='1.01': expected a number from 0 to 1",
+        ),
+        (
+            "SIM_FAILURE_RATE",
+            "20%",
+            "invalid SIM_FAILURE_RATE='20%': expected a number from 0 to 1",
+        ),
+        (
+            "SHUTDOWN_TIMEOUT_S",
+            "nan",
+            "invalid SHUTDOWN_TIMEOUT_S='nan': expected a number from 0 to 86400",
+        ),
+        (
+            "CLIENT_TIMEOUT_S",
+            "0",
+            "invalid CLIENT_TIMEOUT_S='0': expected a number above 0, up to 86400",
+        ),
+        ("METRICS", "yes", "invalid METRICS='yes': expected 1 or 0 (or true or false)"),
+        ("WORKER_MODE", "fork", "invalid WORKER_MODE='fork': expected one of process, thread"),
+        (
+            "LOG_LEVEL",
+            "verbose",
+            "invalid LOG_LEVEL='VERBOSE': expected one of DEBUG, INFO, WARNING, ERROR, CRITICAL",
+        ),
+    ],
+)
+def test_a_wrong_value_is_named_with_what_its_variable_accepts_in_one_style(
+    name: str, value: str, message: str
+) -> None:
+    with pytest.raises(ConfigError) as raised:
+        load_config({name: value})
+
+    assert str(raised.value) == message
+
+
+@pytest.mark.parametrize(
     ("name", "value"),
     [
         ("PORT", "0"),

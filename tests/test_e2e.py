@@ -441,7 +441,7 @@ def test_an_always_failing_task_ends_failed_after_max_retries_plus_one_attempts(
 
 # --- graceful shutdown -------------------------------------------------------------------------
 
-SUMMARY: Final = re.compile(r"abandoned (\d+) queued and (\d+) awaiting retry")
+SUMMARY: Final = re.compile(r"abandoned (\d+) queued and (\d+) waiting for their time")
 
 
 COUNT: Final = re.compile(r"\b(queued|running|done|failed)=(\d+)")

@@ -134,7 +134,7 @@ def test_after_a_stop_queued_tasks_and_a_waiting_retry_resume_on_the_next_start(
     assert first.wait_exit() == 0
     first_exited_at = time.time()
     [summary] = [row for row in first.log().splitlines() if "shutdown complete" in row]
-    assert "kept for the next start: 3 queued and 1 awaiting retry" in summary, summary
+    assert "kept for the next start: 3 queued and 1 waiting for their time" in summary, summary
     assert "abandoned" not in summary
 
     second = start_service(**settings)
@@ -242,5 +242,5 @@ def test_without_db_path_no_file_is_written(
 
     written = {path.name for path in set(tmp_path.iterdir()) - before}
     assert written == {"runs.jsonl", service.log_path.name}
-    assert "abandoned 0 queued and 0 awaiting retry" in service.log()
+    assert "abandoned 0 queued and 0 waiting for their time" in service.log()
     assert "store=memory only" in service.log()
