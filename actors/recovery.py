@@ -46,7 +46,7 @@ class RecoveryPlan(NamedTuple):
         retried = self.interrupted - self.interrupted_failed
         return (
             f"recovered {total} task(s) from the store: {len(self.line)} queued, {self.waiting} "
-            f"awaiting retry, {self.interrupted} interrupted ({retried} to retry, "
+            f"waiting for their time, {self.interrupted} interrupted ({retried} to retry, "
             f"{self.interrupted_failed} out of retries), {self.finished} finished"
         )
 

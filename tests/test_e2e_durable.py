@@ -156,7 +156,7 @@ def test_after_a_stop_queued_tasks_and_a_waiting_retry_resume_on_the_next_start(
     )
     [second_attempt] = [run for run in read_runs(runs) if run["attempt"] == 2]
     assert cast("float", second_attempt["at"]) >= timestamp(waiting["next_attempt_at"])
-    assert "recovered 5 task(s) from the store: 3 queued, 1 awaiting retry" in second.log()
+    assert "recovered 5 task(s) from the store: 3 queued, 1 waiting for their time" in second.log()
 
 
 # --- a DB_PATH that is not a usable store -------------------------------------------------------

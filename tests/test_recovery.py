@@ -124,7 +124,7 @@ def test_the_log_line_counts_each_kind() -> None:
     )
 
     assert recovered.describe() == (
-        "recovered 5 task(s) from the store: 1 queued, 1 awaiting retry, 2 interrupted "
+        "recovered 5 task(s) from the store: 1 queued, 1 waiting for their time, 2 interrupted "
         "(1 to retry, 1 out of retries), 1 finished"
     )
 
@@ -381,7 +381,7 @@ def test_a_start_logs_one_line_with_what_it_recovered(
     start(Runs())
 
     [line] = [record.getMessage() for record in caplog.records if "recovered" in record.message]
-    assert line.startswith("recovered 2 task(s) from the store: 1 queued, 0 awaiting retry")
+    assert line.startswith("recovered 2 task(s) from the store: 1 queued, 0 waiting for their time")
 
 
 def test_a_start_without_a_store_logs_no_recovery(caplog: pytest.LogCaptureFixture) -> None:
