@@ -43,6 +43,7 @@ from actors.messages import (
     Unscheduled,
     WhenIdle,
 )
+from actors.reply import SystemStopped
 from actors.task import DONE, FAILED, log_fields
 
 if TYPE_CHECKING:
@@ -165,6 +166,21 @@ class DispatcherActor(Actor):
             case _:
                 return super().on_receive(message)
         return None
+
+    def on_stop(self) -> None:
+        super().on_stop()
+        self._fail_idle_waiters("stopped")
+
+    def on_failure(self, *exc_info: Any) -> None:
+        super().on_failure(*exc_info)
+        self._fail_idle_waiters("crashed")
+
+    def _fail_idle_waiters(self, why: str) -> None:
+        """Nobody is left to say when the workers are idle: fail the waits for it."""
+        error = SystemStopped(f"the dispatcher {why} before the workers were idle")
+        for waiter in self._idle_waiters:
+            waiter.fail(error)
+        self._idle_waiters.clear()
 
     def _admit(self, task: Task, reply: Reply[Admission]) -> None:
         # A delayed task takes no place until it is due, yet a full line refuses it too

@@ -143,9 +143,6 @@ class StopsThenWaits:
         self._ref = ref
         self._after_stop = after_stop
 
-    def ask(self, *args: Any, **kwargs: Any) -> Any:
-        return self._ref.ask(*args, **kwargs)
-
     def tell(self, *args: Any, **kwargs: Any) -> Any:
         return self._ref.tell(*args, **kwargs)
 

@@ -11,17 +11,17 @@ from typing import TYPE_CHECKING
 import pykka
 import pytest
 
-from actors import Admission, MemoryStore, SystemStopped, TaskSystem, new_task
+from actors import RUNNING, Admission, MemoryStore, SystemStopped, TaskSystem, new_task
+from actors.dispatcher import DispatcherActor
+from actors.messages import WhenIdle
+from actors.reply import Reply
 from actors.repository import RepositoryActor
-from tests.support import starting_systems
+from tests.support import ANSWER_S, starting_systems, wait_until
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Collection, Iterator, Sequence
 
     from actors import Task, TaskView
-
-ANSWER_S = 5.0
-"""Far longer than an answer takes: a question left pending fails the test as a Timeout."""
 
 
 class GatedStore(MemoryStore):
@@ -156,3 +156,25 @@ def test_stop_after_the_repository_crashed_returns_at_once_naming_it(
 
     assert summary.unanswered == ("repository",)
     assert summary.drained
+
+
+def test_a_wait_for_idle_workers_is_failed_at_once_when_the_dispatcher_stops(
+    start: Callable[..., TaskSystem],
+) -> None:
+    release = threading.Event()
+    system = start(lambda task: release.wait(ANSWER_S), workers=1)
+    system.submit_async(new_task("running", b"null", 0)).get(timeout=ANSWER_S)
+    wait_until(
+        lambda: (
+            (task := system.get_async("running").get(timeout=ANSWER_S)) and task.status == RUNNING
+        )
+    )
+    (dispatcher,) = pykka.ActorRegistry.get_by_class(DispatcherActor)
+    idle: Reply[None] = Reply()
+    dispatcher.tell(WhenIdle(idle))
+
+    dispatcher.stop(timeout=ANSWER_S)
+
+    with pytest.raises(SystemStopped):
+        idle.get(timeout=ANSWER_S)
+    release.set()
