@@ -3,7 +3,6 @@ fails every question it leaves unanswered when it stops or crashes."""
 
 from __future__ import annotations
 
-import logging
 import queue
 from typing import TYPE_CHECKING, Any, cast
 
@@ -13,8 +12,6 @@ from actors.reply import Reply, SystemStopped
 
 if TYPE_CHECKING:
     from types import TracebackType
-
-logger = logging.getLogger(__name__)
 
 
 class Actor(pykka.ThreadingActor):
