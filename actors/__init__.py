@@ -2,8 +2,9 @@
 
 Start a ``TaskSystem`` with a handler (run on threads of this process) or with
 ``runners=process_runners(HandlerSpec("package.module:function"), ...)`` (a worker process
-each), ``submit`` tasks made with ``new_task``, read them back with ``get``, and ``stop`` it;
-README.md ("How it works") shows it whole.
+each), ``submit_async`` tasks made with ``new_task``, read them back with ``get_async`` (each
+answer a Reply to ``get(timeout=...)``), and ``stop`` it; README.md ("How it works") shows it
+whole.
 """
 
 from __future__ import annotations
@@ -12,11 +13,12 @@ from actors.attempt import PermanentError
 from actors.backoff import compute_backoff_ms, should_retry
 from actors.handlers import HandlerLoadError, HandlerSpec, load_handler, noop, simulation
 from actors.messages import Admission, BatchAdmission, Outcome
+from actors.reply import SystemStopped
 from actors.retention import KEEP_ALL, Retention
 from actors.runners import process_runners, thread_runners
 from actors.sqlite_store import SqliteStore
 from actors.store import MemoryStore, Store, StoreError
-from actors.system import ShutdownSummary, SystemStopped, TaskSystem
+from actors.system import ShutdownSummary, TaskSystem
 from actors.task import (
     CANCELLED,
     DONE,

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 import pykka
 
-from actors.base import Actor
+from actors.base import Actor, tell_or_fail
 from actors.line import WaitingLine
 from actors.messages import (
     Admission,
@@ -43,6 +43,7 @@ from actors.messages import (
     Unscheduled,
     WhenIdle,
 )
+from actors.reply import SystemStopped
 from actors.task import DONE, FAILED, log_fields
 
 if TYPE_CHECKING:
@@ -134,9 +135,11 @@ class DispatcherActor(Actor):
                 self._cancel(task_id, reply, rounds)
             case Requeue(task_id, reply):
                 refusal = self._refusal(1)
-                if refusal is None:
+                told = tell_or_fail(
+                    self._repository, RequeueTask(task_id, reply, self.actor_ref, refusal)
+                )
+                if refusal is None and told:
                     self._reserved += 1
-                self._repository.tell(RequeueTask(task_id, reply, self.actor_ref, refusal))
             case GetDispatcherStats(reply, retry_reply):
                 reply.set(self._totals())
                 if retry_reply is not None:
@@ -146,8 +149,9 @@ class DispatcherActor(Actor):
             case WhenIdle(reply):
                 self._idle_waiters.append(reply)
                 self._answer_idle_waiters()
-            case BeginShutdown():
+            case BeginShutdown(reply):
                 self._shutting_down = True
+                reply.set(True)
             case StoreAvailability(available):
                 self._store_down = not available
             case Connect(workers, retry):
@@ -163,25 +167,39 @@ class DispatcherActor(Actor):
                 return super().on_receive(message)
         return None
 
+    def on_stop(self) -> None:
+        super().on_stop()
+        self._fail_idle_waiters("stopped")
+
+    def on_failure(self, *exc_info: Any) -> None:
+        super().on_failure(*exc_info)
+        self._fail_idle_waiters("crashed")
+
+    def _fail_idle_waiters(self, why: str) -> None:
+        """Nobody is left to say when the workers are idle: fail the waits for it."""
+        error = SystemStopped(f"the dispatcher {why} before the workers were idle")
+        for waiter in self._idle_waiters:
+            waiter.fail(error)
+        self._idle_waiters.clear()
+
     def _admit(self, task: Task, reply: Reply[Admission]) -> None:
         # A delayed task takes no place until it is due, yet a full line refuses it too
         # (``_refusal(0)``): otherwise a flood of short delays would walk around the bound.
         places = 1 if task.next_attempt_at is None else 0
         refusal = self._refusal(places, 1 - places)
         if refusal is not None:
-            self._repository.tell(Refusal(task.id, reply, refusal))
-            return
-        self._reserved += places
-        self._repository.tell(Insert(task, reply, self.actor_ref))
+            tell_or_fail(self._repository, Refusal(task.id, reply, refusal))
+        elif tell_or_fail(self._repository, Insert(task, reply, self.actor_ref)):
+            self._reserved += places
 
     def _admit_batch(self, tasks: tuple[Task, ...], reply: Reply[BatchAdmission]) -> None:
         places = sum(1 for task in tasks if task.next_attempt_at is None)
         refusal = self._refusal(places, len(tasks) - places)
-        if refusal is None:
-            self._reserved += places
-        else:
+        if refusal is not None:
             places = 0
-        self._repository.tell(InsertBatch(tasks, reply, self.actor_ref, places, refusal))
+        insert = InsertBatch(tasks, reply, self.actor_ref, places, refusal)
+        if tell_or_fail(self._repository, insert):
+            self._reserved += places
 
     def _refusal(self, places: int, scheduled: int = 0) -> Admission | None:
         """Why ``places`` more tasks cannot get into the line now (any, if 0), and
@@ -221,7 +239,7 @@ class DispatcherActor(Actor):
         elif task_id in self._running:
             reply.set(Outcome(None, conflict="task is running"))
         elif self._line.remove(task_id) is not None:
-            self._repository.tell(MarkCancelled(task_id, reply, True, self.actor_ref))
+            tell_or_fail(self._repository, MarkCancelled(task_id, reply, True, self.actor_ref))
         else:
             # Not here: perhaps waiting with the retry actor, which passes the question on.
             assert self._retry is not None

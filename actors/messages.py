@@ -1,8 +1,10 @@
 """The messages actors send each other: small, immutable, typed.
 
 pykka does not copy messages, so nothing here is mutable except the replies, which exist to be
-written once by the actor that answers. Questions from request threads carry their own Reply;
-the entry object's lifecycle questions (shutdown, counts at the end) use pykka's ``ask``.
+written once by the actor that answers. Every question asked from outside the actors (by a
+request thread, or by the entry object at start and shutdown) carries its own Reply, and so
+does every message it becomes on its way between actors: an actor that stops or crashes fails
+the replies of what it leaves unanswered (actors/base.py).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ if TYPE_CHECKING:
 
     from actors.paging import Page
     from actors.reply import Reply
+    from actors.store import StoreError
     from actors.task import Task
 
 
@@ -262,7 +265,7 @@ class SweepRetention(NamedTuple):
     """Alarm thread -> repository: evict the finished tasks the retention rules no longer keep."""
 
 
-# --- questions asked with ``ask`` ---------------------------------------------------------------
+# --- reading tasks: request thread -> repository; shutdown: entry object -> actors ----------
 
 
 class GetTask(NamedTuple):
@@ -272,14 +275,11 @@ class GetTask(NamedTuple):
     reply: Reply[Task | None]
 
 
-class ListTasks(NamedTuple):
-    """-> repository: reply with a list of every task in creation order."""
-
-    reply: Reply[list[Task]]
-
-
 class TakeStock(NamedTuple):
-    """TaskSystem.stop() -> repository, answered with a Stock once everything is committed."""
+    """TaskSystem.stop() -> repository: reply with a Stock, held back until everything before
+    it is committed like any answer."""
+
+    reply: Reply[Stock]
 
 
 class Stock(NamedTuple):
@@ -295,7 +295,10 @@ class Stock(NamedTuple):
 
 
 class BeginShutdown(NamedTuple):
-    """-> dispatcher: refuse new tasks and stop handing out queued ones."""
+    """-> dispatcher: refuse new tasks and stop handing out queued ones; reply True once it
+    does."""
+
+    reply: Reply[bool]
 
 
 class WhenIdle(NamedTuple):
@@ -305,7 +308,9 @@ class WhenIdle(NamedTuple):
 
 
 class CancelRetries(NamedTuple):
-    """-> retry actor: stop the alarm and release nothing more; answered with how many wait."""
+    """-> retry actor: stop the alarm and release nothing more; reply with how many wait."""
+
+    reply: Reply[int]
 
 
 # --- start with a durable store -----------------------------------------------------------------
@@ -314,10 +319,13 @@ class CancelRetries(NamedTuple):
 class Recover(NamedTuple):
     """Entry object -> repository, first of all: open the store and load every task.
 
-    Answered (through ``ask``) with every stored task in creation order, or with the StoreError
-    that made the store unusable, returned rather than raised: pykka would log a raised one with
-    a traceback, and it is the user's configuration error, which main.py reports plainly.
+    Replied with every stored task in creation order, or with the StoreError that made the
+    store unusable, given as the answer rather than raised: a raised one would crash the actor
+    with a logged traceback, and it is the user's configuration error, which main.py reports
+    plainly.
     """
+
+    reply: Reply[tuple[Task, ...] | StoreError]
 
 
 class CommitDue(NamedTuple):

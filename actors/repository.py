@@ -14,7 +14,7 @@ import msgspec
 import pykka
 
 from actors.alarm import Alarm
-from actors.base import Actor
+from actors.base import Actor, fail_replies
 from actors.messages import (
     Admission,
     BatchAdmission,
@@ -28,7 +28,6 @@ from actors.messages import (
     Inserted,
     InsertedBatch,
     ListPage,
-    ListTasks,
     MarkCancelled,
     Outcome,
     PlacesReleased,
@@ -46,6 +45,7 @@ from actors.messages import (
 )
 from actors.outage import StoreOutage
 from actors.paging import CreationOrder, Page
+from actors.reply import Reply, SystemStopped
 from actors.retention import FinishedOrder, Retention
 from actors.store import StoreError
 from actors.task import (
@@ -63,7 +63,6 @@ from actors.task import (
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from actors.reply import Reply
     from actors.store import OpenStore, Store
 
 logger = logging.getLogger(__name__)
@@ -199,26 +198,43 @@ class RepositoryActor(Actor):
             self._alarm_set = True
 
     def on_stop(self) -> None:
-        if self._sweep_alarm is not None:
-            self._sweep_alarm.close()
-        if self._store is not None:
-            if self._staged or self._deleted:
-                self._commit()
-            if self._staged or self._deleted:
-                logger.error(
-                    "stopping with %d task state(s) and %d deletion(s) the store never took: "
-                    "the next start finds those tasks as the store last had them",
-                    len(self._staged),
-                    len(self._deleted),
-                )
-            self._close_store()
+        super().on_stop()
+        try:
+            if self._sweep_alarm is not None:
+                self._sweep_alarm.close()
+            if self._store is not None:
+                if self._staged or self._deleted:
+                    self._commit()  # releases what is held for it
+                if self._staged or self._deleted:
+                    logger.error(
+                        "stopping with %d task state(s) and %d deletion(s) the store never "
+                        "took: the next start finds those tasks as the store last had them",
+                        len(self._staged),
+                        len(self._deleted),
+                    )
+                self._close_store()
+        finally:
+            self._fail_held("stopped")
 
-    def on_failure(self, *exc_info: object) -> None:
+    def on_failure(self, *exc_info: Any) -> None:
+        super().on_failure(*exc_info)
+        self._fail_held("crashed")
         if self._sweep_alarm is not None:
             self._sweep_alarm.close()
         if self._store is not None:
             with contextlib.suppress(Exception):
                 self._close_store()
+
+    def _fail_held(self, why: str) -> None:
+        """Fail every question whose answer is still held for a commit that will never come."""
+        held, self._held = self._held, []
+        error = SystemStopped(f"the repository {why} before the commit its answer waited for")
+        for send, value in held:
+            answering = getattr(send, "__self__", None)  # a Reply's own set
+            if isinstance(answering, Reply):
+                answering.fail(error)
+            else:
+                fail_replies(value, error)  # a grant, a Cancel going round again
 
     def _handle(self, message: Any) -> Any:
         match message:
@@ -246,18 +262,13 @@ class RepositoryActor(Actor):
                 self._send(reply.set, answer)
             case GetTask(task_id, reply):
                 self._send(reply.set, self._tasks.get(task_id))
-            case ListTasks(reply):
-                self._send(reply.set, list(self._tasks.values()))
             case ListPage(reply, status, limit, after, newest_first):
                 page = self._order.page(
                     self._tasks, status=status, limit=limit, after=after, newest_first=newest_first
                 )
                 self._send(reply.set, page)
-            case TakeStock():
-                # Answered through pykka's future, which cannot be held back: commit first.
-                if (self._staged or self._deleted) and not self._outage.down:
-                    self._commit()
-                return self._stock()
+            case TakeStock(reply):
+                self._send(reply.set, self._stock())
             case GetRepositoryStats(reply):
                 self._send(reply.set, self._stats())
             case CommitDue():
@@ -268,8 +279,8 @@ class RepositoryActor(Actor):
                 self._watcher = dispatcher
                 if self._outage.down:
                     self._tell_watcher(available=False)
-            case Recover():
-                return self._recover()
+            case Recover(reply):
+                self._send(reply.set, self._recover())
             case _:
                 return super().on_receive(message)
         return None
@@ -667,12 +678,12 @@ class RepositoryActor(Actor):
         match answer:
             case Task(id=task_id) if task_id in withdrawn:
                 return withdrawn[task_id]
-            case list():
-                return _replaced(answer, withdrawn)
             case Page(tasks, more):
                 return Page(_replaced(tasks, withdrawn), more)
             case RepositoryStats():
                 return self._stats()
+            case Stock():
+                return self._stock()
         return answer
 
     def _store_back(self) -> None:

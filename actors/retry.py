@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 import pykka
 
 from actors.alarm import Alarm
-from actors.base import Actor
+from actors.base import Actor, tell_or_fail
 from actors.messages import (
     AlarmRang,
     Cancel,
@@ -66,6 +66,7 @@ class RetryActor(Actor):
         self._alarm = Alarm(self._ring, name="retry-alarm")
 
     def on_stop(self) -> None:
+        super().on_stop()
         self._cancel()
 
     def on_receive(self, message: Any) -> Any:
@@ -74,8 +75,8 @@ class RetryActor(Actor):
                 self._schedule(task, time.monotonic() + delay_s)
             case AlarmRang():
                 self._release_due()
-            case CancelRetries():
-                return self._cancel()
+            case CancelRetries(reply):
+                reply.set(self._cancel())
             case GetRetryStats(reply):
                 reply.set(len(self._entries))
             case Cancel(task_id, reply, rounds):
@@ -89,8 +90,9 @@ class RetryActor(Actor):
                     # dispatcher's count already down.
                     self._dispatcher.tell(Unscheduled(1))
                 found = entry is not None
-                self._repository.tell(
-                    MarkCancelled(task_id, reply, found, self._dispatcher, rounds)
+                tell_or_fail(
+                    self._repository,
+                    MarkCancelled(task_id, reply, found, self._dispatcher, rounds),
                 )
             case _:
                 return super().on_receive(message)

@@ -5,10 +5,11 @@ from __future__ import annotations
 import logging
 import random
 import time
-from typing import TYPE_CHECKING, NamedTuple, TypeVar, cast
+from typing import TYPE_CHECKING, NamedTuple, TypeVar
 
 import pykka
 
+from actors.base import tell_or_fail
 from actors.dispatcher import DEFAULT_SCHEDULED_MAX, DispatcherActor
 from actors.messages import (
     Admission,
@@ -24,7 +25,6 @@ from actors.messages import (
     GetRepositoryStats,
     GetTask,
     ListPage,
-    ListTasks,
     Outcome,
     Readiness,
     Recover,
@@ -40,7 +40,7 @@ from actors.messages import (
     WhenIdle,
 )
 from actors.recovery import plan_recovery
-from actors.reply import Reply
+from actors.reply import Reply, SystemStopped
 from actors.repository import RepositoryActor
 from actors.retention import DEFAULT_RETENTION
 from actors.retry import RetryActor
@@ -78,10 +78,6 @@ WORKER_KILL_GRACE_S = 0.5
 
 DEFAULT_RESULT_MAX_BYTES = 65_536
 """The largest result (encoded as JSON) kept for a task unless ``result_max_bytes`` says."""
-
-
-class SystemStopped(Exception):
-    """The actors have stopped: the system takes no more questions."""
 
 
 class ShutdownSummary(NamedTuple):
@@ -160,7 +156,8 @@ class StatsAnswer:
         self._runner_counts = runner_counts
 
     def get(self, *, timeout: float | None = None) -> SystemStats:
-        """All three answers within ``timeout`` in all, or ``pykka.Timeout``."""
+        """All three answers within ``timeout`` in all; else ``pykka.Timeout``, or
+        SystemStopped if one of the actors stopped before it answered."""
         deadline = None if timeout is None else time.monotonic() + timeout
 
         def left() -> float | None:
@@ -201,9 +198,11 @@ class TaskSystem:
     """The actor system as one object: usable with or without HTTP.
 
     ``start`` builds repository -> dispatcher -> workers -> retry actor, each started after what
-    it talks to; ``stop`` takes them down in the reverse order. Methods ending in ``_async``
-    return a Reply for the caller to wait on with its own timeout. With ``open_store`` the
-    tasks are durable, and ``start`` first recovers what the store holds (actors/recovery.py).
+    it talks to; ``stop`` takes them down in the reverse order. Each question (the methods
+    ending in ``_async``) returns a Reply for the caller to wait on with its own timeout: its
+    ``get`` raises SystemStopped, at once, if an actor it needed has stopped or crashed. With
+    ``open_store`` the tasks are durable, and ``start`` first recovers what the store holds
+    (actors/recovery.py).
     """
 
     def __init__(
@@ -316,41 +315,37 @@ class TaskSystem:
     def submit_async(self, task: Task) -> Reply[Admission]:
         """Offer a new task; the reply says whether it was accepted, and if not, why."""
         reply: Reply[Admission] = Reply()
-        _tell(self._dispatcher, Submit(task, reply))
+        tell_or_fail(self._dispatcher, Submit(task, reply))
         return reply
 
     def submit_batch_async(self, tasks: Sequence[Task]) -> Reply[BatchAdmission]:
         """Offer new tasks, to be accepted all together or not at all."""
         reply: Reply[BatchAdmission] = Reply()
-        _tell(self._dispatcher, SubmitBatch(tuple(tasks), reply))
+        tell_or_fail(self._dispatcher, SubmitBatch(tuple(tasks), reply))
         return reply
 
     def cancel_async(self, task_id: str) -> Reply[Outcome]:
         """Cancel a queued task (in line, delayed or awaiting a retry): it never runs again."""
         reply: Reply[Outcome] = Reply()
-        _tell(self._dispatcher, Cancel(task_id, reply))
+        tell_or_fail(self._dispatcher, Cancel(task_id, reply))
         return reply
 
     def requeue_async(self, task_id: str) -> Reply[Outcome]:
         """Queue a failed or cancelled task again for a fresh round of attempts."""
         reply: Reply[Outcome] = Reply()
-        _tell(self._dispatcher, Requeue(task_id, reply))
+        tell_or_fail(self._dispatcher, Requeue(task_id, reply))
         return reply
 
     def delete_async(self, task_id: str) -> Reply[Outcome]:
         """Forget a finished task."""
         reply: Reply[Outcome] = Reply()
-        _tell(self._repository, DeleteTask(task_id, reply))
+        tell_or_fail(self._repository, DeleteTask(task_id, reply))
         return reply
 
     def get_async(self, task_id: str) -> Reply[Task | None]:
+        """The task as it is now, or None if the id is unknown."""
         reply: Reply[Task | None] = Reply()
-        _tell(self._repository, GetTask(task_id, reply))
-        return reply
-
-    def list_async(self) -> Reply[list[Task]]:
-        reply: Reply[list[Task]] = Reply()
-        _tell(self._repository, ListTasks(reply))
+        tell_or_fail(self._repository, GetTask(task_id, reply))
         return reply
 
     def list_page_async(
@@ -362,15 +357,16 @@ class TaskSystem:
         newest_first: bool = False,
     ) -> Reply[Page | None]:
         """Tasks in creation order (or newest first) after ``after``, with ``status``, at most
-        ``limit`` of them; the reply is None when ``after`` is not a known id."""
+        ``limit`` of them (without any of these, every task); the reply is None when ``after``
+        is not a known id."""
         reply: Reply[Page | None] = Reply()
-        _tell(self._repository, ListPage(reply, status, limit, after, newest_first))
+        tell_or_fail(self._repository, ListPage(reply, status, limit, after, newest_first))
         return reply
 
     def ready_async(self) -> Reply[Readiness]:
         """Whether a new task would be admitted now (GET /readyz)."""
         reply: Reply[Readiness] = Reply()
-        _tell(self._dispatcher, GetReadiness(reply))
+        tell_or_fail(self._dispatcher, GetReadiness(reply))
         return reply
 
     def stats_async(self) -> StatsAnswer:
@@ -380,52 +376,9 @@ class TaskSystem:
         repository: Reply[RepositoryStats] = Reply()
         dispatcher: Reply[DispatcherStats] = Reply()
         retry: Reply[int] = Reply()
-        _tell(self._repository, GetRepositoryStats(repository))
-        _tell(self._dispatcher, GetDispatcherStats(dispatcher, retry))
+        tell_or_fail(self._repository, GetRepositoryStats(repository))
+        tell_or_fail(self._dispatcher, GetDispatcherStats(dispatcher, retry))
         return StatsAnswer(repository, dispatcher, retry, self._started_at, self._runner_counts)
-
-    # --- blocking conveniences for tests and scripts ------------------------------------------
-
-    def submit(self, task: Task, timeout_s: float = 5.0) -> Admission:
-        return self.submit_async(task).get(timeout=timeout_s)
-
-    def submit_batch(self, tasks: Sequence[Task], timeout_s: float = 5.0) -> BatchAdmission:
-        return self.submit_batch_async(tasks).get(timeout=timeout_s)
-
-    def cancel(self, task_id: str, timeout_s: float = 5.0) -> Outcome:
-        return self.cancel_async(task_id).get(timeout=timeout_s)
-
-    def requeue(self, task_id: str, timeout_s: float = 5.0) -> Outcome:
-        return self.requeue_async(task_id).get(timeout=timeout_s)
-
-    def delete(self, task_id: str, timeout_s: float = 5.0) -> Outcome:
-        return self.delete_async(task_id).get(timeout=timeout_s)
-
-    def get(self, task_id: str, timeout_s: float = 5.0) -> Task | None:
-        return self.get_async(task_id).get(timeout=timeout_s)
-
-    def list(self, timeout_s: float = 5.0) -> list[Task]:
-        return self.list_async().get(timeout=timeout_s)
-
-    def list_page(
-        self,
-        *,
-        status: str | None = None,
-        limit: int | None = None,
-        after: str | None = None,
-        newest_first: bool = False,
-        timeout_s: float = 5.0,
-    ) -> Page | None:
-        reply = self.list_page_async(
-            status=status, limit=limit, after=after, newest_first=newest_first
-        )
-        return reply.get(timeout=timeout_s)
-
-    def stats(self, timeout_s: float = 5.0) -> SystemStats:
-        return self.stats_async().get(timeout=timeout_s)
-
-    def ready(self, timeout_s: float = 5.0) -> Readiness:
-        return self.ready_async().get(timeout=timeout_s)
 
     # --- shutdown ------------------------------------------------------------------------------
 
@@ -433,16 +386,16 @@ class TaskSystem:
         """Refuse new tasks from now on and stop starting queued ones; False (logged) if the
         dispatcher is dead or did not answer within ``timeout_s``."""
         stopping = _Stopping(time.monotonic() + timeout_s)
-        return stopping.ask(self._dispatcher, "dispatcher", BeginShutdown(), False) is None
+        return stopping.ask(self._dispatcher, "dispatcher", BeginShutdown, False)
 
     def wait_idle(self, timeout_s: float) -> bool:
         """Wait until no attempt is running; False if ``timeout_s`` passed first, or if the
         dispatcher has already stopped and cannot say."""
         reply: Reply[None] = Reply()
+        tell_or_fail(self._dispatcher, WhenIdle(reply))
         try:
-            self._dispatcher.tell(WhenIdle(reply))
             reply.get(timeout=max(0.0, timeout_s))
-        except (pykka.ActorDeadError, pykka.Timeout):
+        except (SystemStopped, pykka.Timeout):
             return False
         return True
 
@@ -456,15 +409,15 @@ class TaskSystem:
         if deadline is None:
             deadline = time.monotonic() + 30.0
         stopping = _Stopping(max(deadline, time.monotonic()) + STOP_GRACE_S)
-        begun = stopping.ask(self._dispatcher, "dispatcher", BeginShutdown(), False) is None
+        begun = stopping.ask(self._dispatcher, "dispatcher", BeginShutdown, False)
         drained = begun and self.wait_idle(deadline - time.monotonic())
-        stopping.ask(self._retry, "retry actor", CancelRetries(), 0)
+        stopping.ask(self._retry, "retry actor", CancelRetries, 0)
         stopping.stop(self._retry, "retry actor")
         stopping.stop(self._dispatcher, "dispatcher")
         self._stop_workers(deadline)
         # Taken from the repository alone, after the others stopped: a task that moved between
         # them meanwhile (an attempt ending past the deadline) is counted where it ended up.
-        stock = stopping.ask(self._repository, "repository", TakeStock(), Stock({}, 0, 0))
+        stock = stopping.ask(self._repository, "repository", TakeStock, Stock({}, 0, 0))
         stopping.stop(self._repository, "repository")
         return ShutdownSummary(
             counts=stock.counts,
@@ -522,12 +475,16 @@ class _Stopping:
         self._end = end
         self.unanswered: list[str] = []
 
-    def ask(self, actor: pykka.ActorRef, name: str, message: object, default: T) -> T:
-        """``actor``'s answer to ``message`` (through pykka's ``ask``), or ``default``."""
+    def ask(
+        self, actor: pykka.ActorRef, name: str, question: Callable[[Reply[T]], object], default: T
+    ) -> T:
+        """``actor``'s answer to the message ``question`` makes of a Reply, or ``default``."""
+        reply: Reply[T] = Reply()
+        tell_or_fail(actor, question(reply))
         try:
-            return cast("T", actor.ask(message, timeout=self._left()))
-        except pykka.ActorDeadError:
-            self._given_up(name, "had already stopped")
+            return reply.get(timeout=self._left())
+        except SystemStopped:
+            self._given_up(name, "had stopped")
         except pykka.Timeout:
             self._given_up(name, "did not answer in time")
         return default
@@ -552,20 +509,15 @@ class _Stopping:
 
 def _recover(repository: pykka.ActorRef) -> tuple[Task, ...]:
     """Have the repository open its store; every stored task, or StoreError with it stopped."""
+    reply: Reply[tuple[Task, ...] | StoreError] = Reply()
     try:
+        tell_or_fail(repository, Recover(reply))
         # No timeout: loading takes as long as the file is big, and a file another process
         # holds is given up on after the store's own lock timeout.
-        found = cast("tuple[Task, ...] | StoreError", repository.ask(Recover()))
+        found = reply.get()
         if isinstance(found, StoreError):
             raise found
     except BaseException:
         repository.stop()
         raise
     return found
-
-
-def _tell(actor: pykka.ActorRef, message: object) -> None:
-    try:
-        actor.tell(message)
-    except pykka.ActorDeadError:
-        raise SystemStopped("the task system has stopped") from None

@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING
 
 import falcon
 
-from actors.system import SystemStopped
+from actors.reply import SystemStopped
 from api.auth import OPEN_PATHS, BearerTokenAuth
 from api.control import cancel_resource, retry_resource
 from api.dashboard import DASHBOARD_PATHS, add_dashboard_routes

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import http
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 import falcon
 
@@ -56,11 +56,17 @@ def handle_unexpected(
     raise falcon.HTTPInternalServerError(description="internal server error")
 
 
+RETRY_AFTER_STOPPED_S: Final = 5
+"""What ``Retry-After`` tells a client whose question an actor that had stopped could not answer:
+past the shutdown deadline, or after a crash, only another process (a restart) will."""
+
+
 def handle_system_stopped(
     req: falcon.Request, resp: falcon.Response, error: Exception, params: Mapping[str, Any]
 ) -> None:
-    """A request that outlived the shutdown deadline finds the actors gone."""
-    raise service_unavailable("shutting down")
+    """An actor the request needed had stopped (shutdown's deadline passed, or it crashed):
+    answered at once, whatever the request's timeout."""
+    raise service_unavailable("task system stopped", retry_after_s=RETRY_AFTER_STOPPED_S)
 
 
 def service_unavailable(message: str, retry_after_s: int | None = None) -> falcon.HTTPError:

@@ -90,8 +90,9 @@ _LINK: Final = {
     "schema": {"type": "string", "pattern": r'^</tasks\?[^>]*>; rel="next"$'},
 }
 _BUSY: Final = (
-    "The task system did not answer in time (with `Retry-After`), is shutting down, or (for"
-    " a change) the store cannot be written (`store unavailable`, with `Retry-After`)."
+    "The task system did not answer in time (with `Retry-After`), is shutting down, has"
+    " stopped (`task system stopped`, with `Retry-After`), or (for a change) the store cannot"
+    " be written (`store unavailable`, with `Retry-After`)."
 )
 
 

@@ -24,13 +24,15 @@ TIMEOUT_MESSAGE: Final = "timed out waiting for the task system; try again"
 
 
 class Answer(Protocol[T_co]):
-    """An actor's answer to come: a Reply, or a pykka future."""
+    """An actor's answer to come: a Reply (or several, as for ``GET /stats``)."""
 
     def get(self, *, timeout: float | None = None) -> T_co: ...
 
 
 def wait_for(answer: Answer[T], timeout_s: float) -> T:
-    """The answer, or a 503 error to raise if it is not there in ``timeout_s``."""
+    """The answer, or a 503 error to raise if it is not there in ``timeout_s``. An actor that
+    stopped before it answered raises SystemStopped at once, which the app answers with 503
+    too (api/errors.py)."""
     try:
         return answer.get(timeout=timeout_s)
     except pykka.Timeout:

@@ -9,7 +9,7 @@ import falcon
 import msgspec
 
 from actors.messages import Readiness
-from actors.system import SystemStopped
+from actors.reply import SystemStopped
 from actors.task import CANCELLED, DONE, FAILED, QUEUED, RUNNING
 from api.options import JsonOptions
 from api.reply import wait_for

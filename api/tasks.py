@@ -109,11 +109,12 @@ class TaskListResource(JsonOptions):
         if not self._listings.acquire(blocking=False):
             raise service_unavailable(TOO_MANY_LISTINGS, retry_after_s=RETRY_AFTER_LISTINGS_S)
         try:
-            tasks = wait_for(self._system.list_async(), self._timeout_s)
+            page = wait_for(self._system.list_page_async(), self._timeout_s)
         except BaseException:
             self._listings.release()
             raise
-        resp.stream = Listing(tasks, self._listings.release)
+        assert page is not None  # None only answers a page after an unknown id
+        resp.stream = Listing(page.tasks, self._listings.release)
 
 
 class Listing:

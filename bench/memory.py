@@ -87,7 +87,7 @@ def child(n: int, lookups: int) -> dict[str, Any]:
         raise RuntimeError("workers still busy after the fill")
     fill_s = time.perf_counter() - started
     # Sent after every save, so answered after them: the store is complete from here on.
-    system.get(f"task-{n - 1:07d}", timeout_s=30)
+    system.get_async(f"task-{n - 1:07d}").get(timeout=30)
     settle_memory()
     rss_after = rss_bytes()
 
@@ -96,7 +96,7 @@ def child(n: int, lookups: int) -> dict[str, Any]:
     watch = CpuWatch()
     for task_id in ids:
         before = time.perf_counter_ns()
-        found = system.get(task_id)
+        found = system.get_async(task_id).get(timeout=5)
         latencies_us.append((time.perf_counter_ns() - before) / 1000)
         if found is None:
             raise RuntimeError(f"{task_id} not found")

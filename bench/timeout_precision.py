@@ -64,10 +64,12 @@ def measure(mode: str, attempts: int, timeout_ms: int, workers: int) -> dict[str
     watch = CpuWatch()
     try:
         for n in range(attempts):
-            system.submit(new_task(f"hang-{n}", b"null", 0, timeout_ms=timeout_ms))
+            system.submit_async(new_task(f"hang-{n}", b"null", 0, timeout_ms=timeout_ms)).get(
+                timeout=5
+            )
         if not heard.all_in.wait(DONE_TIMEOUT_S):
             raise RuntimeError(f"only {len(heard.durations_s)} of {attempts} attempts ended")
-        stats = system.stats()
+        stats = system.stats_async().get(timeout=5)
     finally:
         system.stop(time.monotonic() + 5)
     over_ms = [duration * 1000 - timeout_ms for duration in heard.durations_s]

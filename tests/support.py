@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import pykka
 
 from actors import TaskSystem
+from actors.reply import Reply
 from actors.store import MemoryStore, StoreError
 
 if TYPE_CHECKING:
@@ -20,6 +21,10 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 
 DEFAULT_TIMEOUT_S = 10.0
+
+ANSWER_S = 5.0
+"""How long a test waits for an actor's answer: far longer than one takes, so a question left
+unanswered fails the test with pykka.Timeout."""
 
 
 def wait_until(
@@ -34,6 +39,23 @@ def wait_until(
         if time.monotonic() >= deadline:
             raise AssertionError(f"condition not met within {timeout_s} s: {condition}")
         time.sleep(interval_s)
+
+
+def ask(
+    actor: pykka.ActorRef, question: Callable[[Reply[T]], object], timeout_s: float = ANSWER_S
+) -> T:
+    """Tell ``actor`` the message ``question`` makes of a new Reply, and wait for the answer:
+    ``ask(repository, TakeStock)``, ``ask(repository, lambda reply: GetTask("a", reply))``."""
+    reply: Reply[T] = Reply()
+    actor.tell(question(reply))
+    return reply.get(timeout=timeout_s)
+
+
+def all_tasks(system: TaskSystem, timeout_s: float = ANSWER_S) -> list[Task]:
+    """Every task the system holds, in creation order."""
+    page = system.list_page_async().get(timeout=timeout_s)
+    assert page is not None
+    return page.tasks
 
 
 def no_jitter(a: float, b: float) -> float:

@@ -398,7 +398,7 @@ def test_after_begin_shutdown_enqueue_is_503_shutting_down_and_the_task_is_not_s
     assert get_task(client, "too-late").status_code == 404
 
 
-def test_after_the_actors_have_stopped_enqueue_is_503_shutting_down() -> None:
+def test_after_the_actors_have_stopped_enqueue_is_503_task_system_stopped() -> None:
     system = TaskSystem.start(noop, workers=1)
     client = falcon.testing.TestClient(create_app(system))
     system.stop(time.monotonic() + 5)
@@ -406,4 +406,5 @@ def test_after_the_actors_have_stopped_enqueue_is_503_shutting_down() -> None:
     refused = enqueue(client, {"id": "after-stop"})
 
     assert refused.status_code == 503
-    assert error_of(refused) == "shutting down"
+    assert error_of(refused) == "task system stopped"
+    assert refused.headers["retry-after"] == "5"

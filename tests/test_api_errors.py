@@ -11,12 +11,13 @@ import falcon.testing
 import pykka
 import pytest
 
-from actors import TaskSystem
+from actors import MemoryStore, TaskSystem
+from actors.repository import RepositoryActor
 from api import create_app
 from tests.handlers import Gate
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import Collection, Iterator, Sequence
 
     from actors import Task
     from actors.messages import Admission
@@ -357,9 +358,6 @@ class SilentSystem:
     def get_async(self, task_id: str) -> pykka.Future[Task | None]:
         return self._never()
 
-    def list_async(self) -> pykka.Future[list[Task]]:
-        return self._never()
-
     def list_page_async(self, **query: Any) -> pykka.Future[Any]:
         return self._never()
 
@@ -405,7 +403,7 @@ def test_an_actor_that_does_not_answer_in_time_is_503_not_a_hang(
     assert error_of(result)
 
 
-def test_reads_after_the_actors_have_stopped_are_503_shutting_down() -> None:
+def test_reads_after_the_actors_have_stopped_are_503_task_system_stopped() -> None:
     gate = Gate()
     gate.open()
     system = TaskSystem.start(gate, workers=1)
@@ -414,7 +412,78 @@ def test_reads_after_the_actors_have_stopped_are_503_shutting_down() -> None:
 
     for result in (client.simulate_get("/task", params={"id": "a"}), client.simulate_get("/tasks")):
         assert result.status_code == 503
-        assert error_of(result) == "shutting down"
+        assert error_of(result) == "task system stopped"
+        assert result.headers["retry-after"] == "5"
+
+
+ROUTES = [
+    ("POST", "/enqueue", {"body": b'{"id": "a"}'}),
+    ("POST", "/enqueue/batch", {"body": b'[{"id": "a"}]'}),
+    ("GET", "/task", {"params": {"id": "a"}}),
+    ("GET", "/tasks", {}),
+    ("GET", "/tasks", {"params": {"limit": "5", "order": "desc"}}),
+    ("POST", "/task/cancel", {"params": {"id": "a"}}),
+    ("POST", "/task/retry", {"params": {"id": "a"}}),
+    ("DELETE", "/task", {"params": {"id": "a"}}),
+    ("GET", "/stats", {}),
+]
+ROUTE_IDS = [
+    "enqueue",
+    "batch",
+    "task",
+    "tasks",
+    "tasks-page",
+    "cancel",
+    "retry",
+    "delete",
+    "stats",
+]
+
+
+@pytest.mark.parametrize(("method", "path", "kwargs"), ROUTES, ids=ROUTE_IDS)
+def test_a_question_to_a_stopped_repository_is_503_at_once_not_a_timeout(
+    method: str, path: str, kwargs: dict[str, Any], system: TaskSystem
+) -> None:
+    # The requests would wait a minute for an answer; the message says they did not time out.
+    client = falcon.testing.TestClient(create_app(system, request_timeout_s=60))
+    (repository,) = pykka.ActorRegistry.get_by_class(RepositoryActor)
+    repository.stop(timeout=5)
+
+    result = client.simulate_request(method, path, **kwargs)
+
+    assert result.status_code == 503
+    assert error_of(result) == "task system stopped"
+    assert result.headers["retry-after"] == "5"
+
+
+class CrashingStore(MemoryStore):
+    """A store in memory whose commits raise, once ``crash`` is set, an error that is not a
+    StoreError: a bug, which stops the repository."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.crash = False
+
+    def commit(self, tasks: Sequence[Task], deleted: Collection[str] = ()) -> None:
+        if self.crash:
+            raise RuntimeError("a bug in the store")
+        super().commit(tasks, deleted)
+
+
+def test_an_enqueue_whose_commit_crashes_the_repository_is_503_at_once(gate: Gate) -> None:
+    store = CrashingStore()
+    system = TaskSystem.start(gate, workers=1, open_store=lambda: store)
+    client = falcon.testing.TestClient(create_app(system, request_timeout_s=60))
+    store.crash = True
+
+    result = client.simulate_post("/enqueue", body=b'{"id": "a"}')
+
+    assert result.status_code == 503
+    assert error_of(result) == "task system stopped"
+    later = client.simulate_get("/task", params={"id": "a"})
+    assert later.status_code == 503
+    assert error_of(later) == "task system stopped"
+    system.stop(time.monotonic() + 5)
 
 
 # --- every response is JSON ---------------------------------------------------------------------

@@ -25,6 +25,7 @@ from tests.api_client import (
     wait_for_status,
 )
 from tests.handlers import echo
+from tests.support import ANSWER_S
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
@@ -101,7 +102,7 @@ def test_the_stored_task_carries_the_timeout_as_an_int(systems: Systems) -> None
 
     accept(client, "t", timeout_ms=2500, delay_ms=60_000)
 
-    stored = system.get("t")
+    stored = system.get_async("t").get(timeout=ANSWER_S)
     assert stored is not None
     assert stored.timeout_ms == 2500
     assert type(stored.timeout_ms) is int

@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterator
 import pytest
 
 from actors import DONE, Admission, Task, TaskSystem, TaskView, new_task
-from tests.support import wait_until
+from tests.support import all_tasks, wait_until
 
 TASKS = 5_000
 CLIENTS = 16
@@ -65,7 +65,7 @@ def enqueue_from_many_threads(system: TaskSystem, *, retry_when_full: bool) -> l
         for n in range(number, TASKS, CLIENTS):
             task = new_task(f"task-{n}", b'{"n": %d}' % n, max_retries=3)
             while True:
-                admission = system.submit(task, timeout_s=TIMEOUT_S)
+                admission = system.submit_async(task).get(timeout=TIMEOUT_S)
                 if admission is Admission.QUEUE_FULL and retry_when_full:
                     # A client backing off as a 503 with Retry-After tells it to; not a wait
                     # on a condition of the test.
@@ -94,7 +94,7 @@ def assert_each_done_exactly_once(
     wait_until(lambda: ledger.done() >= len(accepted), TIMEOUT_S)
 
     def all_done() -> list[Task] | None:
-        tasks = system.list()
+        tasks = all_tasks(system)
         return tasks if all(task.status == DONE for task in tasks) else None
 
     tasks = wait_until(all_done, TIMEOUT_S)

@@ -20,7 +20,7 @@ from actors import (
     new_task,
 )
 from tests.handlers import Gate
-from tests.support import starting_systems, wait_until
+from tests.support import ANSWER_S, all_tasks, starting_systems, wait_until
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
@@ -66,7 +66,7 @@ class GatedRecorder(Recorder):
 
 
 def status_of(system: TaskSystem, task_id: str) -> str | None:
-    task = system.get(task_id)
+    task = system.get_async(task_id).get(timeout=ANSWER_S)
     return None if task is None else task.status
 
 
@@ -81,7 +81,7 @@ def blocked(
     gate = Gate()
     handler = GatedRecorder(gate)
     system = start(handler, **options)
-    system.submit(task("blocker"))
+    system.submit_async(task("blocker")).get(timeout=ANSWER_S)
     wait_until(lambda: gate.entered == 1)
     return system, gate, handler
 
@@ -94,7 +94,10 @@ def test_with_one_worker_higher_priorities_run_first_and_fifo_within_one(
 ) -> None:
     system, gate, handler = blocked(start)
     for task_id, priority in [("a0", 0), ("b5", 5), ("c9", 9), ("d5", 5), ("e0", 0), ("f9", 9)]:
-        assert system.submit(task(task_id, priority=priority)) is Admission.ACCEPTED
+        assert (
+            system.submit_async(task(task_id, priority=priority)).get(timeout=ANSWER_S)
+            is Admission.ACCEPTED
+        )
 
     gate.open()
 
@@ -105,11 +108,11 @@ def test_with_one_worker_higher_priorities_run_first_and_fifo_within_one(
 def test_a_retry_keeps_its_priority(start: Callable[..., TaskSystem]) -> None:
     system, gate, handler = blocked(start)
     handler.fail.add("flaky")
-    system.submit(new_task("flaky", b"null", 1, priority=9))
+    system.submit_async(new_task("flaky", b"null", 1, priority=9)).get(timeout=ANSWER_S)
     gate.open()
     wait_until(lambda: handler.runs.count("flaky") == 2)
 
-    flaky = system.get("flaky")
+    flaky = system.get_async("flaky").get(timeout=ANSWER_S)
     assert flaky is not None and flaky.priority == 9 and flaky.attempts == 2
 
 
@@ -120,25 +123,28 @@ def test_a_delayed_task_waits_without_a_place_in_line_then_runs(
     accepted = task("later", delay_s=0.3)
     assert accepted.next_attempt_at is not None
 
-    assert system.submit(accepted) is Admission.ACCEPTED
+    assert system.submit_async(accepted).get(timeout=ANSWER_S) is Admission.ACCEPTED
     assert status_of(system, "later") == QUEUED
     # The line's one place is still free for a task that runs at once.
-    assert system.submit(task("now")) is Admission.ACCEPTED
-    assert system.submit(task("over")) is Admission.QUEUE_FULL
+    assert system.submit_async(task("now")).get(timeout=ANSWER_S) is Admission.ACCEPTED
+    assert system.submit_async(task("over")).get(timeout=ANSWER_S) is Admission.QUEUE_FULL
     gate.open()
 
     wait_until(lambda: status_of(system, "later") == DONE)
-    done = system.get("later")
+    done = system.get_async("later").get(timeout=ANSWER_S)
     assert done is not None and done.updated_at >= accepted.next_attempt_at
     assert handler.runs == ["blocker", "now", "later"]
 
 
 def test_a_full_line_refuses_a_delayed_task_too(start: Callable[..., TaskSystem]) -> None:
     system, gate, _ = blocked(start, queue_size=1)
-    assert system.submit(task("fills-the-line")) is Admission.ACCEPTED
+    assert system.submit_async(task("fills-the-line")).get(timeout=ANSWER_S) is Admission.ACCEPTED
 
-    assert system.submit(task("delayed", delay_s=60)) is Admission.QUEUE_FULL
-    assert system.get("delayed") is None
+    assert (
+        system.submit_async(task("delayed", delay_s=60)).get(timeout=ANSWER_S)
+        is Admission.QUEUE_FULL
+    )
+    assert system.get_async("delayed").get(timeout=ANSWER_S) is None
     gate.open()
 
 
@@ -147,10 +153,10 @@ def test_a_full_line_refuses_a_delayed_task_too(start: Callable[..., TaskSystem]
 
 def test_a_task_cancelled_in_line_never_runs(start: Callable[..., TaskSystem]) -> None:
     system, gate, handler = blocked(start)
-    system.submit(task("victim"))
-    system.submit(task("after"))
+    system.submit_async(task("victim")).get(timeout=ANSWER_S)
+    system.submit_async(task("after")).get(timeout=ANSWER_S)
 
-    outcome = system.cancel("victim")
+    outcome = system.cancel_async("victim").get(timeout=ANSWER_S)
 
     assert outcome.task is not None and outcome.task.status == CANCELLED
     assert outcome.task.next_attempt_at is None
@@ -158,7 +164,7 @@ def test_a_task_cancelled_in_line_never_runs(start: Callable[..., TaskSystem]) -
     wait_until(lambda: status_of(system, "after") == DONE)
     assert "victim" not in handler.runs
     assert status_of(system, "victim") == CANCELLED
-    stats = system.stats()
+    stats = system.stats_async().get(timeout=ANSWER_S)
     assert (stats.cancelled, stats.counts[CANCELLED]) == (1, 1)
 
 
@@ -166,28 +172,28 @@ def test_a_delayed_task_can_be_cancelled_and_leaves_the_schedule(
     start: Callable[..., TaskSystem],
 ) -> None:
     system = start(Recorder())
-    system.submit(task("someday", delay_s=3600))
+    system.submit_async(task("someday", delay_s=3600)).get(timeout=ANSWER_S)
     # The stats' actors answer separately: the schedule may show the task a moment later.
-    wait_until(lambda: system.stats().scheduled == 1)
+    wait_until(lambda: system.stats_async().get(timeout=ANSWER_S).scheduled == 1)
 
-    outcome = system.cancel("someday")
+    outcome = system.cancel_async("someday").get(timeout=ANSWER_S)
 
     assert outcome.task is not None and outcome.task.status == CANCELLED
-    assert system.stats().scheduled == 0
+    assert system.stats_async().get(timeout=ANSWER_S).scheduled == 0
 
 
 def test_a_task_awaiting_its_retry_can_be_cancelled(start: Callable[..., TaskSystem]) -> None:
     handler = Recorder(fail=frozenset({"flaky"}))
     system = start(handler, retry_base_ms=60_000, retry_max_ms=60_000)
-    system.submit(new_task("flaky", b"null", 3))
-    wait_until(lambda: system.stats().scheduled == 1)
+    system.submit_async(new_task("flaky", b"null", 3)).get(timeout=ANSWER_S)
+    wait_until(lambda: system.stats_async().get(timeout=ANSWER_S).scheduled == 1)
 
-    outcome = system.cancel("flaky")
+    outcome = system.cancel_async("flaky").get(timeout=ANSWER_S)
 
     assert outcome.task is not None
     assert (outcome.task.status, outcome.task.attempts) == (CANCELLED, 1)
     assert outcome.task.last_error == "RuntimeError: flaky fails"
-    assert system.stats().scheduled == 0
+    assert system.stats_async().get(timeout=ANSWER_S).scheduled == 0
 
 
 @pytest.mark.parametrize(("final", "fails"), [(DONE, False), (FAILED, True)])
@@ -195,10 +201,10 @@ def test_a_finished_task_cannot_be_cancelled(
     start: Callable[..., TaskSystem], final: str, fails: bool
 ) -> None:
     system = start(Recorder(fail=frozenset({"t"} if fails else ())))
-    system.submit(task("t"))
+    system.submit_async(task("t")).get(timeout=ANSWER_S)
     wait_until(lambda: status_of(system, "t") == final)
 
-    outcome = system.cancel("t")
+    outcome = system.cancel_async("t").get(timeout=ANSWER_S)
 
     assert outcome == (None, f"task is {final}", None)
     assert status_of(system, "t") == final
@@ -207,7 +213,7 @@ def test_a_finished_task_cannot_be_cancelled(
 def test_a_running_task_cannot_be_cancelled(start: Callable[..., TaskSystem]) -> None:
     system, gate, _ = blocked(start)
 
-    assert system.cancel("blocker").conflict == "task is running"
+    assert system.cancel_async("blocker").get(timeout=ANSWER_S).conflict == "task is running"
     assert status_of(system, "blocker") == RUNNING
     gate.open()
     wait_until(lambda: status_of(system, "blocker") == DONE)
@@ -215,11 +221,11 @@ def test_a_running_task_cannot_be_cancelled(start: Callable[..., TaskSystem]) ->
 
 def test_cancelling_twice_or_an_unknown_id(start: Callable[..., TaskSystem]) -> None:
     system, gate, _ = blocked(start)
-    system.submit(task("once"))
-    system.cancel("once")
+    system.submit_async(task("once")).get(timeout=ANSWER_S)
+    system.cancel_async("once").get(timeout=ANSWER_S)
 
-    assert system.cancel("once").conflict == "task is cancelled"
-    assert system.cancel("nobody") == (None, None, None)
+    assert system.cancel_async("once").get(timeout=ANSWER_S).conflict == "task is cancelled"
+    assert system.cancel_async("nobody").get(timeout=ANSWER_S) == (None, None, None)
     gate.open()
 
 
@@ -234,8 +240,10 @@ def test_cancel_racing_the_worker_pickup_either_wins_cleanly(
     outcomes = {}
     for n in range(300):
         task_id = f"race-{n}"
-        system.submit(task(task_id, delay_s=0.001 if n % 3 == 0 else 0.0))
-        outcomes[task_id] = system.cancel(task_id)
+        system.submit_async(task(task_id, delay_s=0.001 if n % 3 == 0 else 0.0)).get(
+            timeout=ANSWER_S
+        )
+        outcomes[task_id] = system.cancel_async(task_id).get(timeout=ANSWER_S)
 
     wait_until(lambda: all(status_of(system, t) in (DONE, CANCELLED) for t in outcomes))
     ran = set(handler.runs)
@@ -247,7 +255,7 @@ def test_cancel_racing_the_worker_pickup_either_wins_cleanly(
         else:
             assert outcome.conflict in ("task is running", "task is done"), outcome
             assert task_id in ran, task_id
-    assert len(ran) + system.stats().cancelled == 300
+    assert len(ran) + system.stats_async().get(timeout=ANSWER_S).cancelled == 300
 
 
 # --- retry by hand -----------------------------------------------------------------------------
@@ -258,28 +266,28 @@ def test_a_failed_task_retried_by_hand_gets_a_fresh_round(
 ) -> None:
     handler = Recorder(fail=frozenset({"t"}))
     system = start(handler)
-    system.submit(new_task("t", b"null", 1, priority=4))
+    system.submit_async(new_task("t", b"null", 1, priority=4)).get(timeout=ANSWER_S)
     wait_until(lambda: status_of(system, "t") == FAILED)
     handler.fail.clear()
 
-    outcome = system.requeue("t")
+    outcome = system.requeue_async("t").get(timeout=ANSWER_S)
 
     assert outcome.task is not None
     assert (outcome.task.status, outcome.task.attempts) == (QUEUED, 0)
     assert outcome.task.last_error == "RuntimeError: t fails"  # kept until the next attempt
     assert outcome.task.priority == 4
     wait_until(lambda: status_of(system, "t") == DONE)
-    done = system.get("t")
+    done = system.get_async("t").get(timeout=ANSWER_S)
     assert done is not None and done.attempts == 1
     assert handler.runs == ["t", "t", "t"]
 
 
 def test_a_cancelled_task_can_be_retried_by_hand(start: Callable[..., TaskSystem]) -> None:
     system, gate, handler = blocked(start)
-    system.submit(task("t"))
-    system.cancel("t")
+    system.submit_async(task("t")).get(timeout=ANSWER_S)
+    system.cancel_async("t").get(timeout=ANSWER_S)
 
-    assert system.requeue("t").task is not None
+    assert system.requeue_async("t").get(timeout=ANSWER_S).task is not None
     gate.open()
     wait_until(lambda: status_of(system, "t") == DONE)
     assert handler.runs.count("t") == 1
@@ -287,32 +295,32 @@ def test_a_cancelled_task_can_be_retried_by_hand(start: Callable[..., TaskSystem
 
 def test_only_failed_or_cancelled_tasks_can_be_retried(start: Callable[..., TaskSystem]) -> None:
     system, gate, _ = blocked(start)
-    system.submit(task("waiting"))
+    system.submit_async(task("waiting")).get(timeout=ANSWER_S)
 
-    assert system.requeue("blocker").conflict == (
+    assert system.requeue_async("blocker").get(timeout=ANSWER_S).conflict == (
         "task is running; only a failed or cancelled task can be retried"
     )
-    assert system.requeue("waiting").conflict is not None
-    assert system.requeue("nobody") == (None, None, None)
+    assert system.requeue_async("waiting").get(timeout=ANSWER_S).conflict is not None
+    assert system.requeue_async("nobody").get(timeout=ANSWER_S) == (None, None, None)
     gate.open()
     wait_until(lambda: status_of(system, "waiting") == DONE)
-    assert system.requeue("waiting").conflict is not None
+    assert system.requeue_async("waiting").get(timeout=ANSWER_S).conflict is not None
     # Refused requeues gave their reserved places back: the line still takes queue_size tasks.
-    assert system.stats().waiting == 0
+    assert system.stats_async().get(timeout=ANSWER_S).waiting == 0
 
 
 def test_a_retry_by_hand_is_refused_by_a_full_line_and_after_shutdown_began(
     start: Callable[..., TaskSystem],
 ) -> None:
     system, gate, _ = blocked(start, queue_size=1)
-    system.submit(task("dropped"))
-    system.cancel("dropped")
-    system.submit(task("fills"))
+    system.submit_async(task("dropped")).get(timeout=ANSWER_S)
+    system.cancel_async("dropped").get(timeout=ANSWER_S)
+    system.submit_async(task("fills")).get(timeout=ANSWER_S)
 
-    assert system.requeue("dropped").refused is Admission.QUEUE_FULL
+    assert system.requeue_async("dropped").get(timeout=ANSWER_S).refused is Admission.QUEUE_FULL
     assert status_of(system, "dropped") == CANCELLED
     system.begin_shutdown()
-    assert system.requeue("dropped").refused is Admission.SHUTTING_DOWN
+    assert system.requeue_async("dropped").get(timeout=ANSWER_S).refused is Admission.SHUTTING_DOWN
     gate.open()
 
 
@@ -324,32 +332,36 @@ def test_delete_forgets_a_finished_task_and_its_id_can_be_used_again(
 ) -> None:
     system = start(Recorder())
     for task_id in ("a", "b", "c"):
-        system.submit(task(task_id))
+        system.submit_async(task(task_id)).get(timeout=ANSWER_S)
     wait_until(lambda: status_of(system, "c") == DONE)
-    system.list_page(limit=1)  # builds the paging index, which the delete must not confuse
+    system.list_page_async(limit=1).get(
+        timeout=ANSWER_S
+    )  # builds the paging index, which the delete must not confuse
 
-    assert system.delete("b").task is not None
+    assert system.delete_async("b").get(timeout=ANSWER_S).task is not None
 
-    assert system.get("b") is None
-    assert system.delete("b") == (None, None, None)
-    assert system.submit(task("b")) is Admission.ACCEPTED
+    assert system.get_async("b").get(timeout=ANSWER_S) is None
+    assert system.delete_async("b").get(timeout=ANSWER_S) == (None, None, None)
+    assert system.submit_async(task("b")).get(timeout=ANSWER_S) is Admission.ACCEPTED
     wait_until(lambda: status_of(system, "b") == DONE)
-    page = system.list_page(limit=10)
+    page = system.list_page_async(limit=10).get(timeout=ANSWER_S)
     assert page is not None and [t.id for t in page.tasks] == ["a", "c", "b"]
-    newest = system.list_page(limit=10, newest_first=True)
+    newest = system.list_page_async(limit=10, newest_first=True).get(timeout=ANSWER_S)
     assert newest is not None and [t.id for t in newest.tasks] == ["b", "c", "a"]
-    assert system.stats().counts[DONE] == 3
+    assert system.stats_async().get(timeout=ANSWER_S).counts[DONE] == 3
 
 
 def test_an_unfinished_task_cannot_be_deleted(start: Callable[..., TaskSystem]) -> None:
     system, gate, _ = blocked(start)
-    system.submit(task("waiting"))
+    system.submit_async(task("waiting")).get(timeout=ANSWER_S)
 
     assert (
-        system.delete("blocker").conflict == "task is running; only a finished task can be deleted"
+        system.delete_async("blocker").get(timeout=ANSWER_S).conflict
+        == "task is running; only a finished task can be deleted"
     )
     assert (
-        system.delete("waiting").conflict == "task is queued; only a finished task can be deleted"
+        system.delete_async("waiting").get(timeout=ANSWER_S).conflict
+        == "task is queued; only a finished task can be deleted"
     )
     assert status_of(system, "waiting") == QUEUED
     gate.open()
@@ -362,10 +374,10 @@ def test_a_batch_is_stored_whole_in_input_order(start: Callable[..., TaskSystem]
     system, gate, handler = blocked(start)
     batch = [task(f"b{n}") for n in range(5)] + [task("delayed", delay_s=3600)]
 
-    assert system.submit_batch(batch).admission is Admission.ACCEPTED
+    assert system.submit_batch_async(batch).get(timeout=ANSWER_S).admission is Admission.ACCEPTED
 
-    assert [t.id for t in system.list()] == ["blocker", "b0", "b1", "b2", "b3", "b4", "delayed"]
-    stats = system.stats()
+    assert [t.id for t in all_tasks(system)] == ["blocker", "b0", "b1", "b2", "b3", "b4", "delayed"]
+    stats = system.stats_async().get(timeout=ANSWER_S)
     assert (stats.waiting, stats.scheduled, stats.enqueued) == (5, 1, 7)
     gate.open()
     wait_until(lambda: len(handler.runs) == 6)
@@ -380,14 +392,14 @@ def test_a_batch_with_a_taken_or_repeated_id_stores_nothing(
     start: Callable[..., TaskSystem], ids: list[str], position: int
 ) -> None:
     system, gate, _ = blocked(start)
-    system.submit(task("taken"))
-    before = system.stats()
+    system.submit_async(task("taken")).get(timeout=ANSWER_S)
+    before = system.stats_async().get(timeout=ANSWER_S)
 
-    answer = system.submit_batch([task(task_id) for task_id in ids])
+    answer = system.submit_batch_async([task(task_id) for task_id in ids]).get(timeout=ANSWER_S)
 
     assert answer == (Admission.DUPLICATE, position)
-    assert [t.id for t in system.list()] == ["blocker", "taken"]
-    after = system.stats()
+    assert [t.id for t in all_tasks(system)] == ["blocker", "taken"]
+    after = system.stats_async().get(timeout=ANSWER_S)
     assert after.waiting == before.waiting == 1
     assert after.enqueued == before.enqueued
     assert after.rejected_duplicate == before.rejected_duplicate + 1
@@ -398,14 +410,17 @@ def test_a_batch_the_line_cannot_hold_stores_nothing_and_frees_its_places(
     start: Callable[..., TaskSystem],
 ) -> None:
     system, gate, _ = blocked(start, queue_size=3)
-    system.submit(task("one"))
+    system.submit_async(task("one")).get(timeout=ANSWER_S)
 
-    assert system.submit_batch([task(f"b{n}") for n in range(3)]).admission is Admission.QUEUE_FULL
-    assert system.get("b0") is None
+    assert (
+        system.submit_batch_async([task(f"b{n}") for n in range(3)]).get(timeout=ANSWER_S).admission
+        is Admission.QUEUE_FULL
+    )
+    assert system.get_async("b0").get(timeout=ANSWER_S) is None
     # Delayed tasks take no place: with room for two, two plus any delayed ones get in.
     fits = [task("c0"), task("c1"), task("c2", delay_s=3600), task("c3", delay_s=3600)]
-    assert system.submit_batch(fits).admission is Admission.ACCEPTED
-    assert system.submit(task("over")) is Admission.QUEUE_FULL
+    assert system.submit_batch_async(fits).get(timeout=ANSWER_S).admission is Admission.ACCEPTED
+    assert system.submit_async(task("over")).get(timeout=ANSWER_S) is Admission.QUEUE_FULL
     gate.open()
 
 
@@ -426,14 +441,16 @@ def test_batches_are_atomic_against_concurrent_single_enqueues(
     def singles(share: list[str]) -> None:
         go.wait()
         for task_id in share:
-            if system.submit(task(task_id)) is Admission.ACCEPTED:
+            if system.submit_async(task(task_id)).get(timeout=ANSWER_S) is Admission.ACCEPTED:
                 with lock:
                     accepted_singles.append(task_id)
 
     def send_batches() -> None:
         go.wait()
         for b, ids in enumerate(batches):
-            batch_answers[b] = tuple(system.submit_batch([task(i) for i in ids]))  # type: ignore[assignment]
+            batch_answers[b] = tuple(
+                system.submit_batch_async([task(i) for i in ids]).get(timeout=ANSWER_S)
+            )  # type: ignore[assignment]
 
     threads = [threading.Thread(target=singles, args=(contested[k::4],)) for k in range(4)]
     threads.append(threading.Thread(target=send_batches))
@@ -442,7 +459,7 @@ def test_batches_are_atomic_against_concurrent_single_enqueues(
     for thread in threads:
         thread.join(30)
 
-    stored = [t.id for t in system.list()]
+    stored = [t.id for t in all_tasks(system)]
     assert len(stored) == len(set(stored))
     stored_set = set(stored)
     singles_set = set(accepted_singles)

@@ -35,6 +35,7 @@ from actors.messages import (
 from actors.reply import Reply
 from actors.repository import RepositoryActor
 from actors.task import DONE, FAILED, QUEUED, Task, new_task
+from tests.support import ask
 
 TIMEOUT_S = 5.0
 
@@ -282,7 +283,7 @@ def test_begin_shutdown_refuses_new_tasks_without_storing_them(
 ) -> None:
     line = Line(queue_size=5, workers=1, repository=repository)
 
-    line.dispatcher.ask(BeginShutdown(), timeout=TIMEOUT_S)
+    ask(line.dispatcher, BeginShutdown, TIMEOUT_S)
 
     assert line.submit("late") is Admission.SHUTTING_DOWN
     assert line.stored("late") is None
@@ -295,7 +296,7 @@ def test_begin_shutdown_stops_handing_out_queued_tasks_and_retries(
     line.submit("task-0")
     line.submit("task-1")
 
-    line.dispatcher.ask(BeginShutdown(), timeout=TIMEOUT_S)
+    ask(line.dispatcher, BeginShutdown, TIMEOUT_S)
     line.finish(0)
     line.dispatcher.tell(RetriesDue((new_task("retry-0", b"null", 3),)))
 
@@ -395,7 +396,7 @@ def test_readiness_is_shutting_down_once_shutdown_began_even_with_room(
 ) -> None:
     line = Line(queue_size=2, workers=1, repository=repository)
 
-    line.dispatcher.ask(BeginShutdown(), timeout=TIMEOUT_S)
+    ask(line.dispatcher, BeginShutdown, TIMEOUT_S)
 
     assert readiness(line) is Readiness.SHUTTING_DOWN
 
@@ -428,7 +429,7 @@ def test_shutting_down_outranks_a_store_that_is_down(repository: pykka.ActorRef)
     line = Line(queue_size=2, workers=1, repository=repository)
     line.dispatcher.tell(StoreAvailability(False))
 
-    line.dispatcher.ask(BeginShutdown(), timeout=TIMEOUT_S)
+    ask(line.dispatcher, BeginShutdown, TIMEOUT_S)
 
     assert readiness(line) is Readiness.SHUTTING_DOWN
     assert line.submit("new") is Admission.SHUTTING_DOWN

@@ -327,7 +327,7 @@ def test_a_scrape_after_the_actors_stopped_is_a_503_not_a_crash() -> None:
     result = client.simulate_get("/metrics")
 
     assert result.status_code == 503
-    assert result.json == {"error": "shutting down"}
+    assert result.json == {"error": "task system stopped"}
 
 
 def test_each_app_has_a_registry_of_its_own(serve: Callable[..., Served]) -> None:

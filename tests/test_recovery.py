@@ -28,7 +28,7 @@ from actors.recovery import INTERRUPTED, plan_recovery
 from actors.sqlite_store import SqliteStore
 from actors.store import StoreError
 from actors.worker import RetryPolicy
-from tests.support import no_jitter, starting_systems, wait_until
+from tests.support import ANSWER_S, all_tasks, no_jitter, starting_systems, wait_until
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
@@ -177,7 +177,7 @@ def start(db: Path) -> Iterator[Callable[..., TaskSystem]]:
 
 def settled(system: TaskSystem, task_id: str) -> Task:
     def final() -> Task | None:
-        task = system.get(task_id)
+        task = system.get_async(task_id).get(timeout=ANSWER_S)
         return task if task is not None and task.is_final else None
 
     task = wait_until(final, TIMEOUT_S)
@@ -203,7 +203,7 @@ def test_a_task_waiting_for_a_retry_runs_at_its_next_attempt_time_not_before(
     runs = Runs()
 
     system = start(runs)
-    waiting = system.get("waiting")
+    waiting = system.get_async("waiting").get(timeout=ANSWER_S)
     done = settled(system, "waiting")
 
     assert waiting is not None and waiting.status == QUEUED
@@ -231,7 +231,7 @@ def test_an_interrupted_attempt_is_stored_as_failed_and_waits_for_its_retry(
     before = time.time()
 
     system = start(runs, retry_base_ms=60_000, retry_max_ms=60_000)
-    waiting = system.get("running")
+    waiting = system.get_async("running").get(timeout=ANSWER_S)
     system.stop(deadline=time.monotonic() + TIMEOUT_S)
 
     assert waiting is not None
@@ -263,7 +263,7 @@ def test_an_interrupted_last_attempt_is_failed_and_never_runs(
 
     system = start(runs, workers=1)
     settled(system, "marker")
-    failed = system.get("last")
+    failed = system.get_async("last").get(timeout=ANSWER_S)
     system.stop(deadline=time.monotonic() + TIMEOUT_S)
 
     assert failed is not None
@@ -285,8 +285,8 @@ def test_done_and_failed_tasks_never_run_again_and_stay_as_they_were(
     settled(system, "marker")
 
     assert runs.ids() == ["marker"]
-    assert system.get("done") == done
-    assert system.get("failed") == failed
+    assert system.get_async("done").get(timeout=ANSWER_S) == done
+    assert system.get_async("failed").get(timeout=ANSWER_S) == failed
 
 
 def test_recovered_tasks_run_ahead_of_new_work(start: Callable[..., TaskSystem], db: Path) -> None:
@@ -295,7 +295,7 @@ def test_recovered_tasks_run_ahead_of_new_work(start: Callable[..., TaskSystem],
     runs = Runs(lambda view: release.wait(TIMEOUT_S))
 
     system = start(runs, workers=1, queue_size=10)
-    accepted = system.submit(new_task("new", b"null", max_retries=0))
+    accepted = system.submit_async(new_task("new", b"null", max_retries=0)).get(timeout=ANSWER_S)
     release.set()
 
     assert accepted is Admission.ACCEPTED
@@ -312,7 +312,7 @@ def test_recovered_tasks_all_get_in_line_even_past_its_bound(
 
     system = start(runs, workers=1, queue_size=2)
     # They fill the line, so new work is refused until it drains; none of them was refused.
-    refused = system.submit(new_task("new", b"null", max_retries=0))
+    refused = system.submit_async(new_task("new", b"null", max_retries=0)).get(timeout=ANSWER_S)
     release.set()
 
     assert refused is Admission.QUEUE_FULL
@@ -325,15 +325,21 @@ def test_creation_order_and_duplicate_ids_survive_a_restart(
 ) -> None:
     first = start(Runs())
     for task_id in ("c", "a", "b"):
-        assert first.submit(new_task(task_id, b"null", max_retries=0)) is Admission.ACCEPTED
+        assert (
+            first.submit_async(new_task(task_id, b"null", max_retries=0)).get(timeout=ANSWER_S)
+            is Admission.ACCEPTED
+        )
     before = [settled(first, task_id) for task_id in ("c", "a", "b")]
     first.stop(deadline=time.monotonic() + TIMEOUT_S)
 
     second = start(Runs())
 
-    assert second.list() == before
-    assert second.submit(new_task("a", b'"again"', max_retries=5)) is Admission.DUPLICATE
-    assert second.list() == before
+    assert all_tasks(second) == before
+    assert (
+        second.submit_async(new_task("a", b'"again"', max_retries=5)).get(timeout=ANSWER_S)
+        is Admission.DUPLICATE
+    )
+    assert all_tasks(second) == before
 
 
 def test_a_stop_keeps_queued_and_waiting_tasks_for_the_next_start(
@@ -350,12 +356,17 @@ def test_a_stop_keeps_queued_and_waiting_tasks_for_the_next_start(
 
     runs = Runs(handler)
     first = start(runs, workers=1, retry_base_ms=60_000, retry_max_ms=60_000)
-    first.submit(new_task("fails-once", b"null", max_retries=1))
-    wait_until(lambda: (task := first.get("fails-once")) and task.next_attempt_at is not None)
-    first.submit(new_task("blocker", b"null", max_retries=0))
+    first.submit_async(new_task("fails-once", b"null", max_retries=1)).get(timeout=ANSWER_S)
+    wait_until(
+        lambda: (
+            (task := first.get_async("fails-once").get(timeout=ANSWER_S))
+            and task.next_attempt_at is not None
+        )
+    )
+    first.submit_async(new_task("blocker", b"null", max_retries=0)).get(timeout=ANSWER_S)
     assert started.wait(TIMEOUT_S)
-    first.submit(new_task("in-line-1", b"null", max_retries=0))
-    first.submit(new_task("in-line-2", b"null", max_retries=0))
+    first.submit_async(new_task("in-line-1", b"null", max_retries=0)).get(timeout=ANSWER_S)
+    first.submit_async(new_task("in-line-2", b"null", max_retries=0)).get(timeout=ANSWER_S)
     first.begin_shutdown()
     release.set()
     summary = first.stop(deadline=time.monotonic() + TIMEOUT_S)
@@ -367,7 +378,7 @@ def test_a_stop_keeps_queued_and_waiting_tasks_for_the_next_start(
     second = start(runs, workers=1, retry_base_ms=1, retry_max_ms=10)
     for task_id in ("in-line-1", "in-line-2"):
         assert settled(second, task_id).status == DONE
-    waiting = second.get("fails-once")
+    waiting = second.get_async("fails-once").get(timeout=ANSWER_S)
     assert waiting is not None and waiting.status == QUEUED  # its retry is a minute away
     assert runs.ids() == ["fails-once", "blocker", "in-line-1", "in-line-2"]
 
@@ -410,9 +421,11 @@ def test_tasks_recovered_waiting_for_their_retry_count_against_scheduled_max(
     seed(db, *(a_task(f"waiting-{n}", attempts=1, next_attempt_at=later) for n in range(2)))
 
     system = start(Runs(), scheduled_max=2)
-    refused = system.submit(new_task("delayed", b"null", max_retries=0, delay_s=60))
-    undelayed = system.submit(new_task("now", b"null", max_retries=0))
+    refused = system.submit_async(new_task("delayed", b"null", max_retries=0, delay_s=60)).get(
+        timeout=ANSWER_S
+    )
+    undelayed = system.submit_async(new_task("now", b"null", max_retries=0)).get(timeout=ANSWER_S)
 
     assert refused == Admission.TOO_MANY_SCHEDULED
     assert undelayed == Admission.ACCEPTED
-    assert system.stats().scheduled == 2
+    assert system.stats_async().get(timeout=ANSWER_S).scheduled == 2

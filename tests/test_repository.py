@@ -24,7 +24,6 @@ from actors.messages import (
     InsertBatch,
     Inserted,
     ListPage,
-    ListTasks,
     Outcome,
     PlacesReleased,
     Recover,
@@ -32,6 +31,7 @@ from actors.messages import (
     RepositoryStats,
     RequeueTask,
     Save,
+    Stock,
     StoreAvailability,
     TakeStock,
     WatchStore,
@@ -42,7 +42,7 @@ from actors.repository import BATCH_CAP, RepositoryActor
 from actors.sqlite_store import SqliteStore
 from actors.store import MemoryStore, Store, StoreError
 from actors.task import CANCELLED, DONE, FAILED, QUEUED, RUNNING, Task, new_task
-from tests.support import FlakyStore, wait_until
+from tests.support import FlakyStore, ask, wait_until
 
 TIMEOUT_S = 5.0
 
@@ -84,9 +84,9 @@ def get(repository: pykka.ActorRef, task_id: str) -> Task | None:
 
 
 def list_all(repository: pykka.ActorRef) -> list[Task]:
-    reply: Reply[list[Task]] = Reply()
-    repository.tell(ListTasks(reply))
-    return reply.get(timeout=TIMEOUT_S)
+    page = ask(repository, ListPage, TIMEOUT_S)
+    assert page is not None
+    return page.tasks
 
 
 def insert(
@@ -206,7 +206,7 @@ def test_counts_cover_every_status_including_empty_ones(repository: pykka.ActorR
     for task_id, status in [("a", QUEUED), ("b", DONE), ("c", DONE), ("d", FAILED)]:
         repository.tell(Save(msgspec.structs.replace(base, id=task_id, status=status)))
 
-    counts = repository.ask(TakeStock(), timeout=TIMEOUT_S).counts
+    counts = ask(repository, TakeStock, TIMEOUT_S).counts
 
     assert counts == {QUEUED: 1, RUNNING: 0, DONE: 2, FAILED: 1, CANCELLED: 0}
 
@@ -286,7 +286,7 @@ def store_heard(dispatcher: TellRecorder) -> list[bool]:
 def flaky_repository(store: FlakyStore) -> tuple[pykka.ActorRef, TellRecorder]:
     """A repository over ``store``, recovered, telling a recorder of the store's ups and downs."""
     repository = RepositoryActor.start(lambda: store)
-    repository.ask(Recover(), timeout=TIMEOUT_S)
+    ask(repository, Recover, TIMEOUT_S)
     dispatcher = TellRecorder()
     repository.tell(WatchStore(dispatcher))  # type: ignore[arg-type]
     return repository, dispatcher
@@ -310,7 +310,7 @@ def gated(tmp_path: Path) -> Iterator[tuple[pykka.ActorRef, GatedStore]]:
         return stores[0]
 
     ref = RepositoryActor.start(open_store)
-    assert ref.ask(Recover(), timeout=TIMEOUT_S) == ()
+    assert ask(ref, Recover, TIMEOUT_S) == ()
     yield ref, stores[0]
     ref.stop(block=False)
     for _ in range(BATCH_CAP):  # let any commit still waiting through
@@ -421,9 +421,7 @@ def test_a_steady_stream_of_changes_is_committed_at_least_every_batch_cap(
         repository.tell(Save(new_task(f"task-{n}", b"null", max_retries=0)))
     for _ in range(3):
         store.proceed.release()
-    count = ListTasks(Reply())
-    repository.tell(count)
-    count.reply.get(timeout=TIMEOUT_S)
+    ask(repository, ListPage, TIMEOUT_S)
 
     assert [len(batch) for batch in store.batches] == [1, BATCH_CAP, 10]
 
@@ -436,19 +434,19 @@ def test_counts_asked_at_shutdown_are_of_committed_tasks(
     repository.tell(Save(task))
     store.wait_entered()
     repository.tell(Save(msgspec.structs.replace(task, status=DONE, attempts=1)))
-    stock = repository.ask(TakeStock(), block=False)
+    stock: Reply[Stock] = Reply()
+    repository.tell(TakeStock(stock))
     # Something behind the question, so the inbox is not empty when it is answered.
     repository.tell(Save(new_task("task-2", b"null", max_retries=0)))
     store.proceed.release()
     store.wait_entered()
 
+    # Held back like any answer, until the commit of what it counts (and what came after).
     with pytest.raises(pykka.Timeout):
         stock.get(timeout=0.05)
     store.proceed.release()
     assert stock.get(timeout=TIMEOUT_S).counts[DONE] == 1
-    store.proceed.release()
-    wait_until(lambda: len(store.batches) == 3, TIMEOUT_S)
-    assert store.batches == [["task-1"], ["task-1"], ["task-2"]]
+    assert store.batches == [["task-1"], ["task-1", "task-2"]]
 
 
 def test_stopping_commits_what_is_staged_then_closes_the_store(
@@ -476,7 +474,7 @@ def test_a_store_that_cannot_be_opened_is_reported_to_the_asker() -> None:
 
     repository = RepositoryActor.start(refuse)
 
-    found = repository.ask(Recover(), timeout=TIMEOUT_S)
+    found = ask(repository, Recover, TIMEOUT_S)
 
     assert isinstance(found, StoreError)
     assert str(found) == "is not an SQLite database"
@@ -488,7 +486,7 @@ def test_recover_loads_every_stored_task_in_creation_order() -> None:
     store.commit(tasks)
     repository = RepositoryActor.start(lambda: store)
 
-    assert repository.ask(Recover(), timeout=TIMEOUT_S) == tuple(tasks)
+    assert ask(repository, Recover, TIMEOUT_S) == tuple(tasks)
     assert list_all(repository) == tasks
     assert insert(repository, new_task("task-1", b"1", max_retries=0)) is Admission.DUPLICATE
 
@@ -587,10 +585,9 @@ def test_reads_held_for_a_commit_that_fails_never_show_the_work_it_refused() -> 
     repository.tell(Insert(new_task("a", b"null", 0), first, dispatcher))  # type: ignore[arg-type]
     assert store.entered.wait(TIMEOUT_S)
     # Behind the commit of "a", in one batch: "b" inserted, then read about, then the commit.
-    refused, listed, found = Reply[Admission](), Reply[list[Task]](), Reply[Task | None]()
+    refused, found = Reply[Admission](), Reply[Task | None]()
     page, stats = Reply[Page | None](), Reply[RepositoryStats]()
     repository.tell(Insert(new_task("b", b"null", 0), refused, dispatcher))  # type: ignore[arg-type]
-    repository.tell(ListTasks(listed))
     repository.tell(GetTask("b", found))
     repository.tell(ListPage(page))
     repository.tell(GetRepositoryStats(stats))
@@ -599,7 +596,6 @@ def test_reads_held_for_a_commit_that_fails_never_show_the_work_it_refused() -> 
 
     assert first.get(timeout=TIMEOUT_S) is Admission.ACCEPTED
     assert refused.get(timeout=TIMEOUT_S) is Admission.STORE_UNAVAILABLE
-    assert [task.id for task in listed.get(timeout=TIMEOUT_S)] == ["a"]
     assert found.get(timeout=TIMEOUT_S) is None
     shown = page.get(timeout=TIMEOUT_S)
     assert shown is not None
@@ -673,7 +669,7 @@ def test_a_batch_whose_commit_fails_is_refused_whole_and_leaves_no_trace() -> No
 
 
 def test_without_a_store_nothing_is_held_back(repository: pykka.ActorRef) -> None:
-    assert repository.ask(Recover(), timeout=TIMEOUT_S) == ()
+    assert ask(repository, Recover, TIMEOUT_S) == ()
     dispatcher = TellRecorder()
 
     assert insert(repository, new_task("task-1", b"null", 0), dispatcher) is Admission.ACCEPTED
@@ -726,7 +722,7 @@ def test_stats_count_tasks_per_status_as_they_change(repository: pykka.ActorRef)
     counts = repository_stats(repository).counts
 
     assert counts == {QUEUED: 1, RUNNING: 0, DONE: 1, FAILED: 1, CANCELLED: 0}
-    assert counts == repository.ask(TakeStock(), timeout=TIMEOUT_S).counts
+    assert counts == ask(repository, TakeStock, TIMEOUT_S).counts
 
 
 def test_stats_count_every_intake_answer_by_how_it_ended(repository: pykka.ActorRef) -> None:
@@ -757,7 +753,7 @@ def test_stats_count_the_recovered_tasks_per_status() -> None:
         ]
     )
     repository = RepositoryActor.start(lambda: store)
-    repository.ask(Recover(), timeout=TIMEOUT_S)
+    ask(repository, Recover, TIMEOUT_S)
 
     stats = repository_stats(repository)
 
@@ -873,7 +869,7 @@ def test_pages_cover_the_tasks_recovered_from_the_store() -> None:
     store.commit([new_task(f"old-{n}", b"null", max_retries=1, now=float(n)) for n in range(3)])
     repository = RepositoryActor.start(lambda: store)
     try:
-        assert len(repository.ask(Recover(), timeout=TIMEOUT_S)) == 3
+        assert len(ask(repository, Recover, TIMEOUT_S)) == 3
         insert(repository, new_task("new", b"null", max_retries=1))
 
         page = list_page(repository, limit=2, after="old-1")

@@ -22,7 +22,7 @@ from actors import (
 )
 from actors.retention import FinishedOrder
 from tests.handlers import Gate
-from tests.support import starting_systems, wait_until
+from tests.support import ANSWER_S, all_tasks, starting_systems, wait_until
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
@@ -121,31 +121,31 @@ def test_finished_tasks_beyond_the_count_are_evicted_oldest_first_and_counted(
 ) -> None:
     system = start(lambda task: None, retention=Retention(max_finished=2, ttl_s=0))
     for n in range(5):
-        system.submit(new_task(f"t{n}", b"null", 0))
+        system.submit_async(new_task(f"t{n}", b"null", 0)).get(timeout=ANSWER_S)
 
-    wait_until(lambda: system.stats().evicted == 3)
+    wait_until(lambda: system.stats_async().get(timeout=ANSWER_S).evicted == 3)
 
-    assert [system.get(f"t{n}") for n in range(3)] == [None, None, None]
-    kept = [system.get(f"t{n}") for n in (3, 4)]
+    assert [system.get_async(f"t{n}").get(timeout=ANSWER_S) for n in range(3)] == [None, None, None]
+    kept = [system.get_async(f"t{n}").get(timeout=ANSWER_S) for n in (3, 4)]
     assert [task.status for task in kept if task is not None] == [DONE, DONE]
-    stats = system.stats()
+    stats = system.stats_async().get(timeout=ANSWER_S)
     assert stats.counts[DONE] == 2
-    assert [task.id for task in system.list()] == ["t3", "t4"]
+    assert [task.id for task in all_tasks(system)] == ["t3", "t4"]
 
 
 def test_unfinished_tasks_are_never_evicted_by_count(start: Callable[..., TaskSystem]) -> None:
     gate = Gate()
     system = start(gate, retention=Retention(max_finished=1, ttl_s=0), queue_size=10)
     for n in range(4):
-        system.submit(new_task(f"t{n}", b"null", 0))
+        system.submit_async(new_task(f"t{n}", b"null", 0)).get(timeout=ANSWER_S)
     wait_until(lambda: gate.entered == 1)
 
     # One running and three queued, over a limit of one finished task: none goes.
-    assert len(system.list()) == 4
-    assert system.stats().evicted == 0
+    assert len(all_tasks(system)) == 4
+    assert system.stats_async().get(timeout=ANSWER_S).evicted == 0
     gate.open()
-    wait_until(lambda: system.stats().evicted == 3)
-    assert [task.id for task in system.list()] == ["t3"]
+    wait_until(lambda: system.stats_async().get(timeout=ANSWER_S).evicted == 3)
+    assert [task.id for task in all_tasks(system)] == ["t3"]
 
 
 def test_finished_tasks_older_than_the_ttl_are_evicted_by_the_clock(
@@ -153,31 +153,43 @@ def test_finished_tasks_older_than_the_ttl_are_evicted_by_the_clock(
 ) -> None:
     clock = FakeClock()
     system = start(lambda task: None, retention=Retention(max_finished=0, ttl_s=60), clock=clock)
-    system.submit(new_task("old", b"null", 0))
-    wait_until(lambda: (task := system.get("old")) is not None and task.status == DONE)
+    system.submit_async(new_task("old", b"null", 0)).get(timeout=ANSWER_S)
+    wait_until(
+        lambda: (
+            (task := system.get_async("old").get(timeout=ANSWER_S)) is not None
+            and task.status == DONE
+        )
+    )
 
     clock.advance(59)
     # Every finish applies the rules too: once "probe" is done, they have seen the clock at +59.
-    system.submit(new_task("probe", b"null", 0))
-    wait_until(lambda: (task := system.get("probe")) is not None and task.status == DONE)
-    assert system.get("old") is not None
-    assert system.stats().evicted == 0
+    system.submit_async(new_task("probe", b"null", 0)).get(timeout=ANSWER_S)
+    wait_until(
+        lambda: (
+            (task := system.get_async("probe").get(timeout=ANSWER_S)) is not None
+            and task.status == DONE
+        )
+    )
+    assert system.get_async("old").get(timeout=ANSWER_S) is not None
+    assert system.stats_async().get(timeout=ANSWER_S).evicted == 0
 
     clock.advance(2)  # past the TTL: the sweep alarm finds it within a second, nothing else runs
-    wait_until(lambda: system.get("old") is None)
-    assert system.stats().evicted == 2  # "probe" finished with the clock at +59 too
+    wait_until(lambda: system.get_async("old").get(timeout=ANSWER_S) is None)
+    assert (
+        system.stats_async().get(timeout=ANSWER_S).evicted == 2
+    )  # "probe" finished with the clock at +59 too
 
 
 def test_an_old_unfinished_task_outlives_the_ttl(start: Callable[..., TaskSystem]) -> None:
     clock = FakeClock()
     system = start(lambda task: None, retention=Retention(max_finished=0, ttl_s=1), clock=clock)
     # Delayed for a minute: queued all along, created long before the TTL.
-    system.submit(new_task("later", b"null", 0, delay_s=60))
-    system.submit(new_task("now", b"null", 0))
+    system.submit_async(new_task("later", b"null", 0, delay_s=60)).get(timeout=ANSWER_S)
+    system.submit_async(new_task("now", b"null", 0)).get(timeout=ANSWER_S)
     clock.advance(10)
 
-    wait_until(lambda: system.get("now") is None)
-    later = system.get("later")
+    wait_until(lambda: system.get_async("now").get(timeout=ANSWER_S) is None)
+    later = system.get_async("later").get(timeout=ANSWER_S)
     assert later is not None and later.status == QUEUED
 
 
@@ -188,9 +200,9 @@ def test_eviction_and_deletion_remove_the_tasks_from_the_store() -> None:
         handler, workers=1, open_store=lambda: store, retention=Retention(2, 0)
     )
     for n in range(4):
-        system.submit(new_task(f"t{n}", b"null", 0))
-    wait_until(lambda: system.stats().evicted == 2)
-    assert system.delete("t3").task is not None
+        system.submit_async(new_task(f"t{n}", b"null", 0)).get(timeout=ANSWER_S)
+    wait_until(lambda: system.stats_async().get(timeout=ANSWER_S).evicted == 2)
+    assert system.delete_async("t3").get(timeout=ANSWER_S).task is not None
     system.stop()
 
     assert [task.id for task in store.load()] == ["t2"]
@@ -209,8 +221,8 @@ def test_recovery_applies_retention_to_what_the_store_holds() -> None:
         lambda task: None, workers=1, open_store=lambda: store, retention=Retention(2, 0)
     )
     try:
-        assert [task.id for task in system.list()] == ["t3", "t4"]
-        assert system.stats().evicted == 3
+        assert [task.id for task in all_tasks(system)] == ["t3", "t4"]
+        assert system.stats_async().get(timeout=ANSWER_S).evicted == 3
     finally:
         system.stop()
     assert [task.id for task in store.load()] == ["t3", "t4"]
@@ -225,7 +237,7 @@ def test_recovery_evicts_what_is_older_than_the_ttl() -> None:
         lambda task: None, workers=1, open_store=lambda: store, retention=Retention(0, 3600)
     )
     try:
-        assert [task.id for task in system.list()] == ["recent"]
-        assert system.stats().evicted == 1
+        assert [task.id for task in all_tasks(system)] == ["recent"]
+        assert system.stats_async().get(timeout=ANSWER_S).evicted == 1
     finally:
         system.stop()

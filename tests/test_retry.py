@@ -22,7 +22,7 @@ from actors.messages import (
 from actors.reply import Reply
 from actors.retry import COMPACT_AT, RetryActor
 from actors.task import Task, new_task
-from tests.support import wait_until
+from tests.support import ask, wait_until
 
 TIMEOUT_S = 5.0
 LATER_S = 60.0
@@ -73,7 +73,7 @@ class Retries:
         return self.received.empty()
 
     def cancel(self) -> int:
-        waiting: int = self.actor.ask(CancelRetries(), block=False).get(timeout=TIMEOUT_S)
+        waiting: int = ask(self.actor, CancelRetries, TIMEOUT_S)
         return waiting
 
 

@@ -143,9 +143,6 @@ class StopsThenWaits:
         self._ref = ref
         self._after_stop = after_stop
 
-    def ask(self, *args: Any, **kwargs: Any) -> Any:
-        return self._ref.ask(*args, **kwargs)
-
     def tell(self, *args: Any, **kwargs: Any) -> Any:
         return self._ref.tell(*args, **kwargs)
 
@@ -169,7 +166,12 @@ def test_an_attempt_ending_between_the_retry_actors_stop_and_the_dispatchers_is_
 
     def attempt_ends_now() -> None:
         release.set()
-        wait_until(lambda: (task := system.get("late")) is not None and task.status == QUEUED)
+        wait_until(
+            lambda: (
+                (task := system.get_async("late").get(timeout=ANSWER_S)) is not None
+                and task.status == QUEUED
+            )
+        )
 
     system._retry = StopsThenWaits(system._retry, attempt_ends_now)  # type: ignore[assignment]
     summary = system.stop(time.monotonic() + 0.05)

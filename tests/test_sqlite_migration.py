@@ -10,7 +10,7 @@ import msgspec
 
 from actors import CANCELLED, DONE, QUEUED, SqliteStore, TaskSystem, new_task
 from actors.sqlite_store import APPLICATION_ID, SCHEMA_VERSION
-from tests.support import wait_until
+from tests.support import ANSWER_S, wait_until
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -124,17 +124,24 @@ def test_priority_cancel_and_delay_survive_a_restart(tmp_path: Path) -> None:
         runs.append(task.id)
 
     first = TaskSystem.start(handler, workers=1, open_store=lambda: SqliteStore.open(path))
-    first.submit(new_task("urgent-later", b"null", 0, priority=9, delay_s=0.3))
-    first.submit(new_task("cancelled", b"null", 0, delay_s=3600))
-    assert first.cancel("cancelled").task is not None
+    first.submit_async(new_task("urgent-later", b"null", 0, priority=9, delay_s=0.3)).get(
+        timeout=ANSWER_S
+    )
+    first.submit_async(new_task("cancelled", b"null", 0, delay_s=3600)).get(timeout=ANSWER_S)
+    assert first.cancel_async("cancelled").get(timeout=ANSWER_S).task is not None
     first.stop()
     assert runs == []
 
     second = TaskSystem.start(handler, workers=1, open_store=lambda: SqliteStore.open(path))
     try:
-        wait_until(lambda: (t := second.get("urgent-later")) is not None and t.status == DONE)
-        urgent = second.get("urgent-later")
-        cancelled = second.get("cancelled")
+        wait_until(
+            lambda: (
+                (t := second.get_async("urgent-later").get(timeout=ANSWER_S)) is not None
+                and t.status == DONE
+            )
+        )
+        urgent = second.get_async("urgent-later").get(timeout=ANSWER_S)
+        cancelled = second.get_async("cancelled").get(timeout=ANSWER_S)
         assert urgent is not None and urgent.priority == 9
         assert cancelled is not None and cancelled.status == CANCELLED
         assert runs == ["urgent-later"]

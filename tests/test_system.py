@@ -27,7 +27,7 @@ from actors import system as system_module
 from actors.dispatcher import DispatcherActor
 from actors.store import MemoryStore
 from actors.system import ShutdownSummary
-from tests.support import starting_systems, wait_until
+from tests.support import ANSWER_S, all_tasks, starting_systems, wait_until
 
 TIMEOUT_S = 5.0
 
@@ -58,12 +58,14 @@ def start() -> Iterator[Callable[..., TaskSystem]]:
 
 
 def submit(system: TaskSystem, task_id: str, max_retries: int = 3) -> Admission:
-    return system.submit(new_task(task_id, b'"data"', max_retries=max_retries))
+    return system.submit_async(new_task(task_id, b'"data"', max_retries=max_retries)).get(
+        timeout=ANSWER_S
+    )
 
 
 def final(system: TaskSystem, task_id: str) -> Task:
     def settled() -> Task | None:
-        task = system.get(task_id)
+        task = system.get_async(task_id).get(timeout=ANSWER_S)
         return task if task is not None and task.is_final else None
 
     task = wait_until(settled, TIMEOUT_S)
@@ -73,7 +75,7 @@ def final(system: TaskSystem, task_id: str) -> Task:
 
 def reaches(system: TaskSystem, task_id: str, status: str, attempts: int) -> Task:
     def there() -> Task | None:
-        task = system.get(task_id)
+        task = system.get_async(task_id).get(timeout=ANSWER_S)
         ok = task is not None and task.status == status and task.attempts == attempts
         return task if ok else None
 
@@ -88,8 +90,8 @@ def test_an_accepted_task_is_found_at_once_as_accepted(start: Callable[..., Task
     submit(system, "busy")
     task = new_task("task-1", b'{"a": 1}', max_retries=2)
 
-    assert system.submit(task) is Admission.ACCEPTED
-    assert system.get("task-1") == task
+    assert system.submit_async(task).get(timeout=ANSWER_S) is Admission.ACCEPTED
+    assert system.get_async("task-1").get(timeout=ANSWER_S) == task
     release.set()
 
 
@@ -135,9 +137,12 @@ def test_a_duplicate_id_is_refused_and_the_stored_task_is_unchanged(
 ) -> None:
     system = start(lambda view: None)
     original = new_task("task-1", b'"first"', max_retries=1)
-    system.submit(original)
+    system.submit_async(original).get(timeout=ANSWER_S)
 
-    assert system.submit(new_task("task-1", b'"second"', max_retries=5)) is Admission.DUPLICATE
+    assert (
+        system.submit_async(new_task("task-1", b'"second"', max_retries=5)).get(timeout=ANSWER_S)
+        is Admission.DUPLICATE
+    )
     stored = final(system, "task-1")
     assert (stored.payload, stored.max_retries) == (b'"first"', 1)
 
@@ -152,12 +157,12 @@ def test_a_full_line_refuses_new_tasks_and_stores_none_of_them(
     assert [submit(system, "waiting-1"), submit(system, "waiting-2")] == [Admission.ACCEPTED] * 2
 
     assert submit(system, "refused") is Admission.QUEUE_FULL
-    assert system.get("refused") is None
+    assert system.get_async("refused").get(timeout=ANSWER_S) is None
 
     release.set()
     for task_id in ["running", "waiting-1", "waiting-2"]:
         assert final(system, task_id).status == DONE
-    assert [task.id for task in system.list()] == ["running", "waiting-1", "waiting-2"]
+    assert [task.id for task in all_tasks(system)] == ["running", "waiting-1", "waiting-2"]
 
 
 def test_stop_counts_every_status_and_the_tasks_it_abandons(

@@ -15,7 +15,7 @@ from actors import DONE, FAILED, HandlerLoadError, Task, TaskSystem, new_task
 from actors.handlers import HandlerSpec
 from actors.runners import process_runners, thread_runners
 from tests.handlers import steered
-from tests.support import starting_systems, wait_until
+from tests.support import ANSWER_S, starting_systems, wait_until
 from tests.test_runners import alive
 
 SPEC = HandlerSpec("tests.handlers:steered")
@@ -43,12 +43,12 @@ def runners_for(kind: str, **options: Any) -> Any:
 def submit(system: TaskSystem, task_id: str, payload: Any, **options: Any) -> None:
     max_retries = options.pop("max_retries", 3)
     task = new_task(task_id, msgspec.json.encode(payload), max_retries, **options)
-    assert system.submit(task).value == "accepted"
+    assert system.submit_async(task).get(timeout=ANSWER_S).value == "accepted"
 
 
 def final(system: TaskSystem, task_id: str) -> Task:
     def settled() -> Task | None:
-        task = system.get(task_id)
+        task = system.get_async(task_id).get(timeout=ANSWER_S)
         return task if task is not None and task.is_final else None
 
     task = wait_until(settled, TIMEOUT_S)
@@ -74,7 +74,7 @@ def test_a_timed_out_attempt_is_retried_and_counted(
         "timed out after 200 ms",
         b"7",
     )
-    stats = system.stats()
+    stats = system.stats_async().get(timeout=ANSWER_S)
     if kind == "thread":
         assert (stats.threads_abandoned, stats.processes_replaced["timeout"]) == (1, 0)
     else:
@@ -117,7 +117,7 @@ def test_a_crash_costs_one_attempt_and_the_worker_serves_on(
     assert (crashed.status, crashed.attempts) == (DONE, 2)
     assert crashed.last_error == "worker process exited with code 3"
     assert final(system, "after").result == b'"ok"'
-    assert system.stats().processes_replaced["crash"] == 1
+    assert system.stats_async().get(timeout=ANSWER_S).processes_replaced["crash"] == 1
 
 
 def test_a_handler_its_worker_processes_cannot_load_stops_the_start() -> None:

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Final
 import pytest
 
 from actors import QUEUED, RUNNING, Admission, TaskSystem, new_task
+from tests.support import ANSWER_S, all_tasks
 
 if TYPE_CHECKING:
     from actors import TaskView
@@ -53,7 +54,7 @@ def test_every_task_reaches_a_final_state_under_millisecond_retries_delays_and_c
         cancels = random.Random(seed + 2)
         while offering.is_set():
             if accepted:
-                system.cancel(cancels.choice(accepted))
+                system.cancel_async(cancels.choice(accepted)).get(timeout=ANSWER_S)
 
     canceller = threading.Thread(target=cancel_some, name="stress-canceller")
     canceller.start()
@@ -64,7 +65,7 @@ def test_every_task_reaches_a_final_state_under_millisecond_retries_delays_and_c
             number += 1
             delay_s = rng.choice((0.0, 0.0, 0.001, 0.002))
             task = new_task(f"t{number}", b"null", rng.randint(0, 4), delay_s=delay_s)
-            answer = system.submit(task)
+            answer = system.submit_async(task).get(timeout=ANSWER_S)
             if answer is Admission.ACCEPTED:
                 accepted.append(task.id)
             else:
@@ -77,7 +78,7 @@ def test_every_task_reaches_a_final_state_under_millisecond_retries_delays_and_c
     try:
         settle_by = time.monotonic() + SETTLE_S
         while True:
-            left = [t for t in system.list() if t.status in (QUEUED, RUNNING)]
+            left = [t for t in all_tasks(system) if t.status in (QUEUED, RUNNING)]
             if not left or time.monotonic() > settle_by:
                 break
             time.sleep(0.01)

@@ -24,6 +24,7 @@ from actors.store import MemoryStore
 from actors.task import DONE, FAILED, QUEUED, RUNNING, Task, TaskView, new_task
 from actors.thread_runner import ThreadRunner
 from actors.worker import AttemptPolicy, RetryPolicy, WorkerActor
+from tests.support import ask
 
 TIMEOUT_S = 5.0
 POLICY = AttemptPolicy(RetryPolicy(base_ms=10, max_ms=1_000), task_timeout_ms=7_000)
@@ -79,7 +80,7 @@ class Bench:
         self.reports: queue.Queue[AttemptFinished] = queue.Queue()
         self.repository = RepositoryActor.start(None if store is None else lambda: store)
         if store is not None:
-            self.repository.ask(Recover(), timeout=TIMEOUT_S)
+            ask(self.repository, Recover, TIMEOUT_S)
             policy = msgspec.structs.replace(policy, durable=True)
         self.worker = WorkerActor.start(
             3, runner, Outbox.start(self.reports), self.repository, policy, upper_bound, observer
