@@ -414,3 +414,24 @@ def test_the_shutdown_summary_lines_of_the_readme_are_those_the_service_writes()
         )
         assert describe_summary(summary) == match.group("line")
         assert tuple(counts) == STATUSES, "every status, in the order the repository counts them"
+
+
+def test_the_readme_python_example_runs_as_shown() -> None:
+    # "Using the actors without HTTP": the one Python block, run as a reader would paste it.
+    found = re.search(
+        r"Using the actors without HTTP:\n\n```python\n(.*?)```", README.read_text(), re.S
+    )
+    assert found is not None, "the README's Python example is gone"
+    ran = subprocess.run(
+        [sys.executable, "-c", found.group(1)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+    assert ran.returncode == 0, ran.stderr
+    # The handler's print and the example's own race; stop() waits for the attempt.
+    assert "world" in ran.stdout.splitlines()
+    assert "Task(id='hello'" in ran.stdout
