@@ -382,8 +382,8 @@ class AllowList(msgspec.Struct, frozen=True):
     ``target_of`` does. "Under" follows segment boundaries: the entry ``/hooks`` allows
     ``/hooks``, ``/hooks/`` and ``/hooks/a`` but not ``/hooksmith``; an entry ending in ``/``
     (``/hooks/``) allows only what starts with it. Under an entry with a path, a URL whose
-    path holds an escaped slash or backslash (``%2F``, ``%5C``) is refused: a receiver may
-    decode it into a separator and a ``..`` beside it.
+    path holds an escaped slash or backslash (``%2F``, ``%5C``) past the entry's path is
+    refused: a receiver may decode it into a separator and a ``..`` beside it.
     """
 
     entries: tuple[AllowEntry, ...] = ()
@@ -429,8 +429,10 @@ def _under(parts: _Parts, entry: AllowEntry) -> bool:
         return False
     if entry.path == "/":
         return True
-    if _ESCAPED_SEPARATOR.search(parts.path):
+    if parts.path == entry.path:
+        return True
+    prefix = entry.path if entry.path.endswith("/") else entry.path + "/"
+    if not parts.path.startswith(prefix):
         return False
-    if entry.path.endswith("/"):
-        return parts.path.startswith(entry.path)
-    return parts.path == entry.path or parts.path.startswith(entry.path + "/")
+    # Only what follows the entry's path can climb out of it.
+    return _ESCAPED_SEPARATOR.search(parts.path, len(prefix)) is None
