@@ -23,8 +23,9 @@ from typing import TYPE_CHECKING, Final, Literal
 
 import msgspec
 import urllib3
-from urllib3.exceptions import HTTPError, NewConnectionError
+from urllib3.exceptions import HTTPError, NameResolutionError, NewConnectionError
 from urllib3.exceptions import TimeoutError as ClientTimeout
+from urllib3.util import parse_url
 
 from actors.attempt import AttemptReport, cap, encode_result
 from actors.signing import SIGNATURE_HEADER, sign
@@ -116,6 +117,9 @@ def deliver(
             redirect=False,
             preload_content=False,
         )
+    except NameResolutionError as exc:
+        host = parse_url(target.url).host
+        return _no_answer(task_id, f"target unreachable: cannot resolve {host} ({_reason(exc)})")
     except NewConnectionError as exc:  # before ClientTimeout: urllib3 makes it a subclass
         return _no_answer(task_id, f"target unreachable: {_reason(exc)}")
     except ClientTimeout:

@@ -380,7 +380,7 @@ def test_an_unresolvable_host_is_unreachable_and_retried(pool: urllib3.PoolManag
 
     assert outcome.kind == "retry"
     assert outcome.error is not None
-    assert outcome.error.startswith("target unreachable: ")
+    assert outcome.error.startswith("target unreachable: cannot resolve no-such-host.invalid (")
 
 
 # The pure parts
