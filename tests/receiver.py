@@ -28,6 +28,8 @@ class Answer(NamedTuple):
     connection without an answer."""
     head_after_s: float = 0.0
     """Wait this long (or until released) before sending the head."""
+    body_after_s: float = 0.0
+    """Then this long before sending the body."""
 
 
 class Received(NamedTuple):
@@ -126,6 +128,9 @@ class Receiver:
         if answer.stall is None:
             handler.send_header("Content-Length", str(len(answer.body)))
             handler.end_headers()
+            if answer.body_after_s:
+                handler.wfile.flush()
+                self._release.wait(answer.body_after_s)
             handler.wfile.write(answer.body)
             return
         handler.send_header("Content-Length", "1000000")

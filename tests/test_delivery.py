@@ -343,6 +343,23 @@ def test_a_body_that_stalls_after_a_late_head_is_cut_at_the_deadline(
     assert 2.0 <= elapsed < 2.9
 
 
+def test_a_deadline_nearly_spent_on_one_answer_does_not_shorten_the_next_on_its_connection(
+    pool: urllib3.PoolManager, receiver: Receiver
+) -> None:
+    # The first body ends with about 0.3 s of its 1 s left, the socket's timeout shortened to
+    # match; the next delivery on that connection must get its own full time limit back.
+    first = receiver.answer("/first", Answer(200, b"[1]", body_after_s=0.7))
+    second = receiver.answer("/second", Answer(200, b"[2]", head_after_s=0.6))
+
+    outcomes = [send(pool, first, timeout_ms=1000), send(pool, second, timeout_ms=5000)]
+
+    assert [result_of(outcome) for outcome in outcomes] == [
+        {"status": 200, "body": [1]},
+        {"status": 200, "body": [2]},
+    ]
+    assert len({got.client_port for got in receiver.requests()}) == 1
+
+
 @pytest.mark.parametrize(("status", "kind"), [(200, "done"), (503, "retry")])
 def test_a_body_dripping_past_the_deadline_is_cut_there(
     pool: urllib3.PoolManager, receiver: Receiver, status: int, kind: str

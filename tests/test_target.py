@@ -84,6 +84,7 @@ def test_method_defaults_to_post_and_headers_to_none() -> None:
 )
 def test_a_url_is_kept_in_one_canonical_spelling(given: str, canonical: str) -> None:
     assert target(url=given).url == canonical
+    assert target(url=canonical).url == canonical
 
 
 @pytest.mark.parametrize(
@@ -340,6 +341,12 @@ def test_a_url_under_an_entry_is_allowed(url: str) -> None:
         "https://127.0.0.1:8080/",
         "http://127.0.0.1/",
         "http://localhost:8080/",
+        # another spelling of an allowed host: names are compared, not resolved
+        "https://billing.internal./hooks",
+        "http://127.1:8080/",
+        "http://2130706433:8080/",
+        "http://0x7f.0.0.1:8080/",
+        "http://[::ffff:127.0.0.1]:8080/",
         # an allowed host named as user info
         "https://billing.internal@evil.example/hooks",
         "https://billing.internal:443@evil.example/hooks",
