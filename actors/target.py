@@ -149,10 +149,6 @@ def _parse(url: str) -> _Parts:
         parts = urlsplit(url)
     except ValueError:  # "Invalid IPv6 URL", or a host that NFKC normalization changes
         raise _Unreadable("is not a valid URL") from None
-    try:
-        port = parts.port
-    except ValueError:  # not a number, or out of range
-        raise _Unreadable("has an invalid port") from None
     scheme = parts.scheme.lower()
     if scheme not in DEFAULT_PORTS:
         raise _Unreadable("must be an http or https URL")
@@ -161,6 +157,10 @@ def _parse(url: str) -> _Parts:
     if "@" in parts.netloc:
         raise _Unreadable("must not carry user info (user:pass@)")
     host = _host(parts.netloc, parts.hostname)
+    try:
+        port = parts.port
+    except ValueError:  # not a number, or out of range
+        raise _Unreadable("has an invalid port") from None
     if port == 0:
         raise _Unreadable("has an invalid port")
     for text in (parts.path, parts.query):

@@ -16,6 +16,9 @@ from actors.target import (
     InvalidTarget,
     Target,
     TargetBody,
+    _check_client_agrees,
+    _Parts,
+    _Unreadable,
     decode_stored,
     decode_target,
     describe_target_error,
@@ -111,6 +114,16 @@ def test_a_url_is_kept_in_one_canonical_spelling(given: str, canonical: str) -> 
 )
 def test_a_url_that_is_not_a_plain_http_url_is_refused(url: str, message: str) -> None:
     assert refusal({"url": url}) == message
+
+
+def test_a_url_the_http_client_would_read_differently_is_refused() -> None:
+    # No URL that reaches this check is known to trip it: it guards against the day urllib3's
+    # parser and ours part ways. So it is tried with parts urllib3 would send re-encoded.
+    parts = _Parts(scheme="https", host="billing.internal", port=443, path="/a b", query="")
+
+    with pytest.raises(_Unreadable, match="is not a valid URL"):
+        _check_client_agrees(parts)
+    _check_client_agrees(parts._replace(path="/a%20b"))
 
 
 def test_a_url_of_2048_characters_is_accepted_and_one_more_refused() -> None:
