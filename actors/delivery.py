@@ -71,10 +71,17 @@ def new_pool(max_connections: int) -> urllib3.PoolManager:
     """The HTTP client deliveries share: ``max_connections`` kept per target host (one per
     worker is enough), no retries and no redirects of its own.
 
-    Unlike some clients, a PoolManager ignores HTTP_PROXY and the like: a target is reached
-    directly, as the allow list checked it.
+    Certificates are verified against the system's trust store. Unlike some clients, a
+    PoolManager ignores HTTP_PROXY and the like: a target is reached directly, as the allow
+    list checked it.
     """
-    return urllib3.PoolManager(num_pools=64, maxsize=max_connections, block=False, retries=False)
+    return urllib3.PoolManager(
+        # Hosts whose connections are kept; past that, the least recently used are closed.
+        num_pools=64,
+        maxsize=max_connections,
+        block=False,
+        retries=False,
+    )
 
 
 def deliver(

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import socket
+import ssl
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Literal, NamedTuple
@@ -44,7 +45,10 @@ class Received(NamedTuple):
 
 
 class Receiver:
-    def __init__(self) -> None:
+    """Serves plain HTTP, or HTTPS with ``tls`` (a server-side context holding its
+    certificate)."""
+
+    def __init__(self, tls: ssl.SSLContext | None = None) -> None:
         self.answers: dict[str, Answer] = {}
         self.received: list[Received] = []
         self._lock = threading.Lock()
@@ -64,6 +68,10 @@ class Receiver:
 
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True
+        self._scheme = "http"
+        if tls is not None:
+            self._server.socket = tls.wrap_socket(self._server.socket, server_side=True)
+            self._scheme = "https"
         # A client that gave up mid-answer is expected here: no tracebacks on stderr.
         self._server.handle_error = lambda request, client_address: None  # type: ignore[method-assign]
         # A short poll: shutdown() waits for the loop to notice, once per test.
@@ -77,7 +85,7 @@ class Receiver:
         return int(self._server.server_address[1])
 
     def url(self, path: str) -> str:
-        return f"http://127.0.0.1:{self.port}{path}"
+        return f"{self._scheme}://127.0.0.1:{self.port}{path}"
 
     def answer(self, path: str, answer: Answer) -> str:
         """Script ``path``'s answer; returns its URL."""

@@ -4,6 +4,9 @@ its absence) means for the task."""
 from __future__ import annotations
 
 import logging
+import shutil
+import ssl
+import subprocess
 import time
 from datetime import UTC, datetime
 from email.utils import format_datetime
@@ -11,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 import pytest
+import urllib3
 
 from actors.attempt import AttemptReport
 from actors.delivery import (
@@ -28,8 +32,7 @@ from tests.receiver import Answer, Receiver, closed_port
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
-
-    import urllib3
+    from pathlib import Path
 
 NOW = 1_800_000_000.0
 KEYS = (b"old-key-0123456789abcdef", b"new-key-fedcba9876543210")
@@ -398,6 +401,61 @@ def test_an_unresolvable_host_is_unreachable_and_retried(pool: urllib3.PoolManag
     assert outcome.kind == "retry"
     assert outcome.error is not None
     assert outcome.error.startswith("target unreachable: cannot resolve no-such-host.invalid (")
+
+
+@pytest.fixture(scope="module")
+def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """A self-signed certificate for 127.0.0.1 and its key, made with the openssl tool."""
+    if shutil.which("openssl") is None:
+        pytest.skip("needs the openssl command to make a certificate")
+    folder = tmp_path_factory.mktemp("tls")
+    cert, key = folder / "cert.pem", folder / "key.pem"
+    command = "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2"
+    subprocess.run(
+        [
+            *command.split(),
+            *("-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"),
+            *("-keyout", str(key), "-out", str(cert)),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
+    return cert, key
+
+
+@pytest.fixture
+def tls_receiver(certificate: tuple[Path, Path]) -> Iterator[Receiver]:
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(*certificate)
+    receiver = Receiver(tls=context)
+    yield receiver
+    receiver.close()
+
+
+def test_an_https_target_s_certificate_is_verified(
+    pool: urllib3.PoolManager, tls_receiver: Receiver
+) -> None:
+    outcome = send(pool, tls_receiver.answer("/x", Answer(200, b"[1]")))
+
+    assert outcome.kind == "retry"
+    assert outcome.error is not None
+    assert outcome.error.startswith("target unreachable: ")
+    assert "CERTIFICATE_VERIFY_FAILED" in outcome.error
+    assert tls_receiver.requests() == []
+
+
+def test_an_https_target_with_a_trusted_certificate_is_delivered_to(
+    certificate: tuple[Path, Path], tls_receiver: Receiver
+) -> None:
+    trusting = urllib3.PoolManager(ca_certs=str(certificate[0]), retries=False)
+
+    outcome = send(trusting, tls_receiver.answer("/x", Answer(200, b"[1]")), signing_keys=KEYS)
+
+    assert result_of(outcome) == {"status": 200, "body": [1]}
+    [got] = tls_receiver.requests()
+    assert verify(got.headers["task-signature"], KEYS, "task-1", got.body, now=NOW)
+    trusting.clear()
 
 
 # The pure parts
