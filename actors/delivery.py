@@ -33,7 +33,8 @@ from actors.signing import SIGNATURE_HEADER, sign
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
 
-    from actors.target import AllowList, Target
+    from actors.allow_list import AllowList
+    from actors.target import Target
 
 logger = logging.getLogger(__name__)
 
