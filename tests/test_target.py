@@ -244,6 +244,22 @@ def test_a_target_reads_back_from_the_store_as_it_was_kept() -> None:
     assert decode_stored(stored) == kept
 
 
+def test_a_stored_target_past_today_s_limits_still_reads_back() -> None:
+    # Written when the limits were looser (or by hand): reading a task must not fail on it.
+    stored = msgspec.json.encode(
+        {
+            "url": "https://billing.internal/" + "a" * MAX_URL_CHARS,
+            "method": "POST",
+            "headers": {f"X-{i}": "v" for i in range(MAX_HEADERS + 1)},
+        }
+    )
+
+    kept = decode_stored(stored)
+
+    assert len(kept.headers) == MAX_HEADERS + 1
+    assert encode_stored(kept) == stored
+
+
 def test_an_answer_shows_the_url_method_and_header_names_but_no_value() -> None:
     kept = target(headers={"Authorization": SECRET, "X-Tenant": "7"})
 
