@@ -229,7 +229,7 @@ def _done(
     kept; sending again to get a better answer would do the work twice."""
     status = response.status
     # Parsed JSON can be smaller than its text (whitespace), so read past the result's limit
-    # before calling an answer too big; past this, it is too big however it is read.
+    # before calling an answer too big; past twice the limit, stop reading and call it so.
     limit = 2 * result_max_bytes + 1024
     try:
         data = _read(response, limit, deadline)
