@@ -161,9 +161,11 @@ def main(environ: Mapping[str, str] = os.environ) -> int:
 
 
 def safe_config(config: Config) -> dict[str, object]:
-    """The effective configuration by variable name, with API_TOKEN said as set or unset."""
+    """The effective configuration by variable name, with API_TOKEN and TARGET_SIGNING_KEYS
+    said as set or unset."""
     settings: dict[str, object] = msgspec.to_builtins(config)
     settings["API_TOKEN"] = "set" if config.api_token else "unset"
+    settings["TARGET_SIGNING_KEYS"] = "set" if config.target_signing_keys else "unset"
     return settings
 
 

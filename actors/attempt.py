@@ -51,6 +51,9 @@ class AttemptReport(msgspec.Struct, frozen=True):
     ``returned``, set only when the result was dropped."""
     traceback: str | None = None
     """``raised`` and ``permanent``: the handler's traceback, its message capped, for the log."""
+    retry_after_s: float | None = None
+    """``raised``: the least wait before the next attempt that the attempt asked for (a
+    target's ``Retry-After``), at most a day; None: the backoff alone decides."""
 
 
 class AttemptRunner(Protocol):

@@ -348,13 +348,14 @@ def retry_after_s(value: str | None, now: float) -> float | None:
 
 
 def attempt_report(outcome: DeliveryOutcome) -> AttemptReport:
-    """The AttemptReport a worker takes for this delivery: ``done`` returned, ``retry`` raised,
-    ``fail`` permanent.
+    """The AttemptReport a worker takes for this delivery: ``done`` returned, ``retry`` raised
+    (with the target's ``Retry-After``), ``fail`` permanent.
 
     A timeout is ``raised`` rather than ``timed_out``: no handler ran past its limit, so there
-    is no process to replace. ``retry_after_s`` has no field there yet; the worker takes it
-    from the outcome until AttemptReport grows one.
+    is no process to replace.
     """
     if outcome.kind == "done":
         return AttemptReport("returned", result=outcome.result, error=outcome.error)
-    return AttemptReport("raised" if outcome.kind == "retry" else "permanent", error=outcome.error)
+    if outcome.kind == "retry":
+        return AttemptReport("raised", error=outcome.error, retry_after_s=outcome.retry_after_s)
+    return AttemptReport("permanent", error=outcome.error)

@@ -524,7 +524,7 @@ def test_an_answer_body_is_json_when_it_is_json_and_text_otherwise(
         ),
         (
             DeliveryOutcome("retry", status=503, error="HTTP 503 from target", retry_after_s=5),
-            AttemptReport("raised", error="HTTP 503 from target"),
+            AttemptReport("raised", error="HTTP 503 from target", retry_after_s=5),
         ),
         (
             DeliveryOutcome("retry", error="target timed out after 500 ms"),
