@@ -94,7 +94,9 @@ def task_of_row(row: Sequence[Any]) -> Task:
     """The Task of a row ``sound`` passed."""
     if row[-1] is None:
         return Task(*row)
-    return Task(*row[:-1], decode_stored(row[-1]))
+    fields: list[Any] = list(row)
+    fields[-1] = decode_stored(row[-1])
+    return Task(*fields)
 
 
 def decode_row(row: Sequence[object]) -> Task:

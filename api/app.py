@@ -65,7 +65,9 @@ def create_app(
     app.add_route(
         "/enqueue",
         EnqueueResource(
-            system, max_body_bytes=max_body_bytes, timeout_s=request_timeout_s,
+            system,
+            max_body_bytes=max_body_bytes,
+            timeout_s=request_timeout_s,
             invalid=invalid,
             allow=target_allow,
         ),
@@ -73,7 +75,9 @@ def create_app(
     app.add_route(
         "/enqueue/batch",
         BatchEnqueueResource(
-            system, max_body_bytes=max_body_bytes, timeout_s=request_timeout_s,
+            system,
+            max_body_bytes=max_body_bytes,
+            timeout_s=request_timeout_s,
             invalid=invalid,
             allow=target_allow,
         ),

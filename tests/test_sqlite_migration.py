@@ -1,5 +1,5 @@
-"""The store's schemas 2 (priorities), 3 (timeouts, results) and 4 (targets) and deletions: older files are
-brought up to date."""
+"""The store's schemas 2 (priorities), 3 (timeouts, results) and 4 (targets) and deletions:
+older files are brought up to date."""
 
 from __future__ import annotations
 
