@@ -50,6 +50,8 @@ class Receiver:
 
     def __init__(self, tls: ssl.SSLContext | None = None) -> None:
         self.answers: dict[str, Answer] = {}
+        # Per path, answers given one per request before ``answers`` takes over.
+        self._turns: dict[str, list[Answer]] = {}
         self.received: list[Received] = []
         self._lock = threading.Lock()
         self._release = threading.Event()
@@ -92,6 +94,14 @@ class Receiver:
         self.answers[path] = answer
         return self.url(path)
 
+    def answer_in_turn(self, path: str, *answers: Answer) -> str:
+        """Script ``path`` to answer its requests with ``answers`` in order, the last one for
+        every request after; returns its URL."""
+        with self._lock:
+            self._turns[path] = list(answers[:-1])
+            self.answers[path] = answers[-1]
+        return self.url(path)
+
     def requests(self) -> list[Received]:
         with self._lock:
             return list(self.received)
@@ -115,7 +125,8 @@ class Receiver:
                     client_port=handler.client_address[1],
                 )
             )
-        answer = self.answers.get(handler.path, Answer(status=404))
+            turns = self._turns.get(handler.path)
+            answer = turns.pop(0) if turns else self.answers.get(handler.path, Answer(status=404))
         with contextlib.suppress(OSError):  # the client hung up: nothing left to answer
             self._respond(handler, answer)
 
