@@ -47,9 +47,6 @@ class Deliveries:
         # Connections kept per target host: one per worker, the most that can be in use.
         self.pool: urllib3.PoolManager = new_pool(workers)
 
-    def close(self) -> None:
-        self.pool.clear()
-
 
 class TargetRunner:
     """An AttemptRunner that delivers a task with a target itself and gives every other task to

@@ -209,8 +209,9 @@ _PATHS: Final[dict[str, dict[str, Any]]] = {
                 ),
                 "400": _json(
                     {"anyOf": [_ITEM_ERROR, _ERROR]},
-                    "A task is invalid (`index` says which, from 0), or the body is not a JSON"
-                    " array of 1 to 1000 items (no `index`). Nothing is stored.",
+                    "A task is invalid or its target outside `TARGET_ALLOW` (`index` says which,"
+                    " from 0), or the body is not a JSON array of 1 to 1000 items (no `index`)."
+                    " Nothing is stored.",
                 ),
                 "409": _json(
                     _ITEM_ERROR,
