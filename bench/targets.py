@@ -29,8 +29,10 @@ from typing import Any, Final
 
 from common import (
     HOST,
+    cpu_seconds,
     free_port,
     http_request,
+    own_cpu_seconds,
     percentile,
     start_service,
     stop,
@@ -149,6 +151,7 @@ def run_targets(receiver: Receiver, count: int, workers: int, mode: str) -> dict
             {"id": f"t{i}", "payload": {"i": i}, "target": {"url": receiver.url}}
             for i in range(count)
         ]
+        cpu_before, own_before = cpu_seconds(process.pid), own_cpu_seconds()
         started = time.monotonic()
         sent = enqueue_batches(port, tasks)
         if not receiver.all_in.wait(DONE_TIMEOUT_S):
@@ -156,10 +159,14 @@ def run_targets(receiver: Receiver, count: int, workers: int, mode: str) -> dict
         seconds = max(receiver.arrived.values()) - started
         while done_count(port) < count:  # the last answers are being recorded
             time.sleep(POLL_S)
+        service_cpu = cpu_seconds(process.pid) - cpu_before
         return {
             "tasks": count,
             "seconds": seconds,
             "tasks_per_s": count / seconds,
+            "service_cpu_ms_per_task": service_cpu * 1000 / count,
+            # This process: the receiver, plus the client's batches and polls.
+            "bench_cpu_ms_per_task": (own_cpu_seconds() - own_before) * 1000 / count,
             "requests_received": receiver.count,
             "latency_ms": latency_ms(sent, receiver.arrived),
         }
@@ -171,6 +178,7 @@ def run_noop(count: int, workers: int, mode: str) -> dict[str, Any]:
     process, port = serve("noop", workers, mode, "")
     try:
         tasks = [{"id": f"n{i}", "payload": {"i": i}} for i in range(count)]
+        cpu_before = cpu_seconds(process.pid)
         started = time.monotonic()
         enqueue_batches(port, tasks)
         deadline = started + DONE_TIMEOUT_S
@@ -179,7 +187,12 @@ def run_noop(count: int, workers: int, mode: str) -> dict[str, Any]:
                 raise RuntimeError("no-op tasks not done in time")
             time.sleep(POLL_S)
         seconds = time.monotonic() - started
-        return {"tasks": count, "seconds": seconds, "tasks_per_s": count / seconds}
+        return {
+            "tasks": count,
+            "seconds": seconds,
+            "tasks_per_s": count / seconds,
+            "service_cpu_ms_per_task": (cpu_seconds(process.pid) - cpu_before) * 1000 / count,
+        }
     finally:
         stop(process)
 
@@ -237,11 +250,12 @@ def main() -> None:
         receiver.close()
 
     rows = [
-        ["target (batches)", target["tasks"], target["seconds"], target["tasks_per_s"]],
-        ["no-op (batches)", noop["tasks"], noop["seconds"], noop["tasks_per_s"]],
+        [name, run["tasks"], run["seconds"], run["tasks_per_s"], run["service_cpu_ms_per_task"]]
+        for name, run in (("target (batches)", target), ("no-op (batches)", noop))
     ]
     print(f"WORKERS={args.workers} WORKER_MODE={args.mode}")
-    print(table(["run", "tasks", "seconds", "tasks/s"], rows))
+    print(table(["run", "tasks", "seconds", "tasks/s", "service CPU ms/task"], rows))
+    print(f"receiver and client CPU: {target['bench_cpu_ms_per_task']:.2f} ms per delivery")
     lat = [["target (batches): enqueue to arrival", *target["latency_ms"].values()]]
     if paced is not None:
         lat.append([f"paced at {args.rate:.0f}/s: send to arrival", *paced["latency_ms"].values()])
