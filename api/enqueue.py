@@ -125,7 +125,7 @@ def task_of(
 ) -> Task:
     """The new task ``request`` asks for; InvalidBody when its target is invalid or not under
     ``allow`` (None allows no target)."""
-    target = None if request.target is None else _target(request.target, allow)
+    target = None if request.target is UNSET else _target(request.target, allow)
     return new_task(
         request.id,
         bytes(request.payload),

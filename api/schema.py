@@ -80,8 +80,9 @@ class EnqueueRequest(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     delay_ms: DelayMs = 0
     # UNSET rather than None: `null` is refused like any other value that is not an integer.
     timeout_ms: TimeoutMs | UnsetType = UNSET
-    # Where attempts are sent instead of TASK_HANDLER; checked further by enqueue's target_of.
-    target: TargetBody | None = None
+    # Where attempts are sent instead of TASK_HANDLER; checked further by enqueue's task_of.
+    # UNSET, as timeout_ms: `null` is refused rather than read as "no target".
+    target: TargetBody | UnsetType = UNSET
 
 
 BatchRequest = Annotated[

@@ -158,6 +158,7 @@ def test_with_target_allow_empty_no_target_is_accepted(
         ({"url": "http://x/", "method": "HEAD"}, "target.method must be one of GET, POST"),
         ({"url": "http://x/", "headers": {"a": 1}}, "target.headers must be an object"),
         ("http://x/", "target must be a JSON object"),
+        (None, "target must be a JSON object"),
         ({"url": "ftp://x/"}, "target.url must be an http or https URL"),
     ],
 )
