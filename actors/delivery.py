@@ -27,7 +27,7 @@ from urllib3.exceptions import HTTPError, NameResolutionError, NewConnectionErro
 from urllib3.exceptions import TimeoutError as ClientTimeout
 from urllib3.util import parse_url
 
-from actors.attempt import AttemptReport, cap, encode_result
+from actors.attempt import MAX_RETRY_AFTER_S, AttemptReport, cap, encode_result
 from actors.signing import SIGNATURE_HEADER, sign
 
 if TYPE_CHECKING:
@@ -38,8 +38,6 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-MAX_RETRY_AFTER_S: Final = 86_400.0
-"""The longest a ``Retry-After`` may hold a task back: one day, whatever the target asks."""
 RETRYABLE_STATUSES: Final = frozenset({408, 429})
 """Besides every 5xx: the answers that say "not now" rather than "never"."""
 DRAIN_LIMIT_BYTES: Final = 65_536

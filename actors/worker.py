@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any, Final
 import msgspec
 import pykka
 
+from actors.attempt import MAX_RETRY_AFTER_S
 from actors.backoff import compute_backoff_ms, should_retry
 from actors.base import Actor
 from actors.messages import AttemptFinished, Run, Save, SaveRunning
@@ -29,9 +30,6 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_TASK_TIMEOUT_MS: Final = 600_000
 """An attempt's time limit when neither the task nor the service sets one (TASK_TIMEOUT_MS)."""
-
-MAX_RETRY_AFTER_MS: Final = 86_400_000.0
-"""The longest an attempt's ``retry_after_s`` may hold its task back: one day."""
 
 COMMIT_CHECK_S: Final = 1.0
 """How often a worker waiting for its "running" to be committed checks the repository lives."""
@@ -225,7 +223,8 @@ class WorkerActor(Actor):
         )
         if report.retry_after_s is not None:
             # The target said when to come back: never sooner, never later than a day.
-            delay_ms = max(delay_ms, min(report.retry_after_s * 1000, MAX_RETRY_AFTER_MS))
+            wait_s = min(report.retry_after_s, MAX_RETRY_AFTER_S)
+            delay_ms = max(delay_ms, wait_s * 1000)
         logger.warning(
             "task %r attempt %d failed, retrying in %.0f ms: %s",
             running.id,
