@@ -29,9 +29,12 @@ from actors import (
     load_handler,
     simulation,
 )
+from actors.allow_list import AllowList
 from actors.handlers import HandlerSpec
 from actors.runners import process_runners, thread_runners
+from actors.signing import parse_signing_keys
 from actors.system import STOP_GRACE_S
+from actors.target_runner import Deliveries
 from api import ConfigError, create_app, load_config
 from api.logs import configure_logging
 from api.metrics import Metrics
@@ -73,6 +76,14 @@ def main(environ: Mapping[str, str] = os.environ) -> int:
         return _bad_handler(exc)
 
     metrics = Metrics() if config.metrics else None
+    # Checked by load_config already: these cannot raise here.
+    allow = AllowList.parse(config.target_allow)
+    deliveries = Deliveries(
+        allow,
+        workers=config.workers,
+        result_max_bytes=config.result_max_bytes,
+        signing_keys=parse_signing_keys(config.target_signing_keys or ""),
+    )
     try:
         system = TaskSystem.start(
             runners=runners,
@@ -86,6 +97,7 @@ def main(environ: Mapping[str, str] = os.environ) -> int:
             observer=metrics.tasks if metrics else None,
             task_timeout_ms=config.task_timeout_ms,
             result_max_bytes=config.result_max_bytes,
+            deliveries=deliveries,
         )
     except HandlerLoadError as exc:  # from a worker process, which loads it itself
         return _bad_handler(exc)
@@ -101,6 +113,7 @@ def main(environ: Mapping[str, str] = os.environ) -> int:
                 metrics=metrics or False,
                 metrics_public=config.metrics_public,
                 listings_max=config.listings_max,
+                target_allow=allow,
             ),
             host=config.host,
             port=config.port,
@@ -161,9 +174,11 @@ def main(environ: Mapping[str, str] = os.environ) -> int:
 
 
 def safe_config(config: Config) -> dict[str, object]:
-    """The effective configuration by variable name, with API_TOKEN said as set or unset."""
+    """The effective configuration by variable name, with API_TOKEN and TARGET_SIGNING_KEYS
+    said as set or unset."""
     settings: dict[str, object] = msgspec.to_builtins(config)
     settings["API_TOKEN"] = "set" if config.api_token else "unset"
+    settings["TARGET_SIGNING_KEYS"] = "set" if config.target_signing_keys else "unset"
     return settings
 
 

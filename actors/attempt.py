@@ -23,6 +23,10 @@ logger = logging.getLogger(__name__)
 MAX_ERROR_CHARS: Final = 2000
 """The longest error text kept for a task or written to a log line; longer text is cut."""
 
+MAX_RETRY_AFTER_S: Final = 86_400.0
+"""The longest an attempt may ask its task to wait before the next one (``retry_after_s``, a
+target's ``Retry-After``): one day, whatever it asks."""
+
 CUT_MARK: Final = "… [cut]"
 """Ends an error text that was cut to MAX_ERROR_CHARS, so nobody mistakes it for the whole."""
 
@@ -51,6 +55,9 @@ class AttemptReport(msgspec.Struct, frozen=True):
     ``returned``, set only when the result was dropped."""
     traceback: str | None = None
     """``raised`` and ``permanent``: the handler's traceback, its message capped, for the log."""
+    retry_after_s: float | None = None
+    """``raised``: the least wait before the next attempt that the attempt asked for (a
+    target's ``Retry-After``), at most MAX_RETRY_AFTER_S; None: the backoff alone decides."""
 
 
 class AttemptRunner(Protocol):

@@ -13,10 +13,13 @@ from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 import msgspec
 
+from actors.target import decode_stored, encode_stored
 from actors.task import MAX_PRIORITY, STATUSES, Task
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
+
+    from actors.target import Target
 
 T = TypeVar("T")
 
@@ -41,6 +44,7 @@ def sound(row: Sequence[Any]) -> bool:
         priority,
         timeout_ms,
         result,
+        target,
     ) = row
     try:
         payload.isascii() or payload.decode()  # UTF-8, or UnicodeDecodeError
@@ -48,7 +52,9 @@ def sound(row: Sequence[Any]) -> bool:
         if result is not None:
             result.isascii() or result.decode()
             _SYNTAX.decode(result)
-    except (msgspec.DecodeError, UnicodeDecodeError, RecursionError, AttributeError):
+        if target is not None:
+            decode_stored(target)
+    except (msgspec.DecodeError, UnicodeDecodeError, RecursionError, AttributeError, TypeError):
         return False
     return (
         type(task_id) is str
@@ -69,7 +75,28 @@ def sound(row: Sequence[Any]) -> bool:
         and 0 <= priority <= MAX_PRIORITY
         and (timeout_ms is None or (type(timeout_ms) is int and timeout_ms > 0))
         and (result is None or type(result) is bytes)
+        and (target is None or type(target) is bytes)
     )
+
+
+_astuple: Final = msgspec.structs.astuple
+
+
+def row_of(task: Task) -> tuple[Any, ...]:
+    """The row that keeps ``task``: its fields in order, its target as JSON text."""
+    row = _astuple(task)
+    if task.target is None:
+        return row
+    return (*row[:-1], encode_stored(task.target))
+
+
+def task_of_row(row: Sequence[Any]) -> Task:
+    """The Task of a row ``sound`` passed."""
+    if row[-1] is None:
+        return Task(*row)
+    fields: list[Any] = list(row)
+    fields[-1] = decode_stored(row[-1])
+    return Task(*fields)
 
 
 def decode_row(row: Sequence[object]) -> Task:
@@ -92,6 +119,7 @@ def decode_row(row: Sequence[object]) -> Task:
         priority,
         timeout_ms,
         result,
+        target,
     ) = row
     status_text = _text(status, "status")
     if status_text not in STATUSES:
@@ -109,7 +137,19 @@ def decode_row(row: Sequence[object]) -> Task:
         priority=_bounded(priority, "priority", MAX_PRIORITY),
         timeout_ms=_optional(_positive, timeout_ms, "timeout_ms"),
         result=_optional(_json, result, "result"),
+        target=_optional(_target, target, "target"),
     )
+
+
+def _target(value: object, name: str) -> Target:
+    if isinstance(value, str):
+        value = value.encode()
+    if not isinstance(value, bytes):
+        raise ValueError(f"{name} is not JSON text")
+    try:
+        return decode_stored(value)
+    except (msgspec.DecodeError, UnicodeDecodeError, RecursionError) as exc:
+        raise ValueError(f"{name} is not a target ({exc})") from None
 
 
 def _optional(check: Callable[[object, str], T], value: object, name: str) -> T | None:

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 import msgspec
 
-from actors.rows import decode_row, shown_id, sound
+from actors.rows import decode_row, row_of, shown_id, sound, task_of_row
 from actors.store import StoreError
 from actors.task import Task
 
@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-SCHEMA_VERSION: Final = 3
+SCHEMA_VERSION: Final = 4
 """Kept in ``PRAGMA user_version``. A file with a higher one was written by newer code: refused;
 one with a lower one is brought up to date at open (``_MIGRATIONS``)."""
 
@@ -54,7 +54,8 @@ CREATE TABLE tasks (
     next_attempt_at REAL,
     priority INTEGER NOT NULL DEFAULT 0,
     timeout_ms INTEGER,         -- the task's own attempt time limit; NULL: the service's
-    result BLOB                 -- what the handler returned, as JSON text; NULL: nothing yet
+    result BLOB,                -- what the handler returned, as JSON text; NULL: nothing yet
+    target BLOB                 -- where attempts are sent, as JSON text; NULL: the handler
 )
 """
 
@@ -63,7 +64,7 @@ CREATE TABLE IF NOT EXISTS quarantine (
     -- rows of tasks that did not decode at a start, as they were, and why; never read back.
     -- A migration that adds a column to tasks adds it here too.
     seq INTEGER, id, payload, max_retries, status, attempts, created_at, updated_at,
-    last_error, next_attempt_at, priority, timeout_ms, result,
+    last_error, next_attempt_at, priority, timeout_ms, result, target,
     reason TEXT NOT NULL,
     quarantined_at REAL NOT NULL   -- seconds since the epoch
 )
@@ -76,23 +77,24 @@ _MIGRATIONS: Final = {
         "ALTER TABLE tasks ADD COLUMN timeout_ms INTEGER",
         "ALTER TABLE tasks ADD COLUMN result BLOB",
     ),
+    3: ("ALTER TABLE tasks ADD COLUMN target BLOB",),
 }
 
 MAX_ROWS_PER_STATEMENT: Final = 512
 """Most task states one INSERT carries (a power of two, as every statement's row count is)."""
 
-# The columns in the order of Task's fields, so a row is a Task's positional arguments and a
-# Task's astuple() is a row.
+# The columns in the order of Task's fields, so a row is a Task's positional arguments (its
+# target as JSON text: actors/rows.py's row_of and task_of_row).
 _FIELDS: Final = tuple(field.name for field in msgspec.structs.fields(Task))
 _COLUMNS: Final = ", ".join(_FIELDS)
 _LOAD: Final = f"SELECT {_COLUMNS} FROM tasks ORDER BY seq"
 _SEQS: Final = "SELECT seq FROM tasks ORDER BY seq"
 _SET_ASIDE: Final = (
-    f"INSERT INTO quarantine SELECT seq, {_COLUMNS}, ?, ? FROM tasks WHERE seq = ?",
+    # Columns named: a quarantine table made by older code gains new columns at its end.
+    f"INSERT INTO quarantine (seq, {_COLUMNS}, reason, quarantined_at) "
+    f"SELECT seq, {_COLUMNS}, ?, ? FROM tasks WHERE seq = ?",
     "DELETE FROM tasks WHERE seq = ?",
 )
-
-astuple = msgspec.structs.astuple
 
 
 @functools.cache
@@ -157,14 +159,14 @@ class SqliteStore:
             # so that one such row does not fail the rest.
             rows = self._fetch(bytes)
         # The usual case: every row sound, checked in one pass at about half a microsecond each.
-        tasks = [Task(*row) for row in rows if sound(row)]
+        tasks = [task_of_row(row) for row in rows if sound(row)]
         if len(tasks) == len(rows):
             return tasks
         tasks = []
         broken: list[tuple[int, object, str]] = []
         for index, row in enumerate(rows):
             if sound(row):
-                tasks.append(Task(*row))
+                tasks.append(task_of_row(row))
                 continue
             try:
                 tasks.append(decode_row(row))
@@ -242,8 +244,8 @@ class SqliteStore:
         a handful of prepared statements serve every batch size.
         """
         rows = 1 << (len(tasks) - 1).bit_length()
-        values = list(itertools.chain.from_iterable(map(astuple, tasks)))
-        values.extend(astuple(tasks[-1]) * (rows - len(tasks)))
+        values = list(itertools.chain.from_iterable(map(row_of, tasks)))
+        values.extend(row_of(tasks[-1]) * (rows - len(tasks)))
         self._connection.execute(_upsert(rows), values)
 
     def _restore(self) -> None:
@@ -383,12 +385,22 @@ def _prepare(connection: sqlite3.Connection) -> None:
             for from_version in range(version, SCHEMA_VERSION):
                 for statement in _MIGRATIONS[from_version]:
                     connection.execute(statement)
+            if "quarantine" in tables:
+                _complete_quarantine(connection)
         # A real write at start, so a file or directory we cannot write to fails now and not at
         # the first commit, after tasks were already offered to clients.
         connection.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
         connection.execute("COMMIT")
     except sqlite3.Error as exc:
         raise _open_error(exc) from None
+
+
+def _complete_quarantine(connection: sqlite3.Connection) -> None:
+    """Give a quarantine table made by older code the columns ``tasks`` has gained since."""
+    present = {row[1] for row in connection.execute("PRAGMA table_info(quarantine)")}
+    for name in _FIELDS:
+        if name not in present:
+            connection.execute(f"ALTER TABLE quarantine ADD COLUMN {name}")
 
 
 def _check_ours(application_id: int, version: int, tables: list[str]) -> None:

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, NamedTuple, TypeVar
 
 import pykka
 
+from actors.allow_list import AllowList
 from actors.base import tell_or_fail
 from actors.dispatcher import DEFAULT_SCHEDULED_MAX, DispatcherActor
 from actors.messages import (
@@ -46,6 +47,7 @@ from actors.retention import DEFAULT_RETENTION
 from actors.retry import RetryActor
 from actors.runners import RunnerCounts, StartsWarm, thread_runners
 from actors.store import StoreError
+from actors.target_runner import Deliveries, with_targets
 from actors.worker import DEFAULT_TASK_TIMEOUT_MS, AttemptPolicy, RetryPolicy, WorkerActor
 
 if TYPE_CHECKING:
@@ -243,6 +245,7 @@ class TaskSystem:
         runners: RunnerFactory | None = None,
         task_timeout_ms: int = DEFAULT_TASK_TIMEOUT_MS,
         result_max_bytes: int = DEFAULT_RESULT_MAX_BYTES,
+        deliveries: Deliveries | None = None,
     ) -> TaskSystem:
         """Start the actors; with ``open_store``, over a durable store, recovering its tasks.
 
@@ -250,7 +253,9 @@ class TaskSystem:
         mode: a handler that outlives its timeout is abandoned, not stopped), or, instead of a
         handler, whatever ``runners`` makes for each worker (a child process each, in process
         mode). An attempt's time limit is its task's ``timeout_ms``, else ``task_timeout_ms``;
-        a result longer than ``result_max_bytes`` as JSON is dropped.
+        a result longer than ``result_max_bytes`` as JSON is dropped. A task with a target is
+        sent there instead, by its worker, as ``deliveries`` says (None: no target is allowed,
+        so such a task fails).
 
         ``open_store`` is called on the repository's thread. Raises StoreError (with nothing
         left running) when the store cannot be used. ``retention`` bounds the finished tasks
@@ -265,6 +270,9 @@ class TaskSystem:
         if runners is None:
             assert handler is not None
             runners = thread_runners(handler, result_max_bytes)
+        if deliveries is None:
+            deliveries = Deliveries(AllowList(), workers=workers, result_max_bytes=result_max_bytes)
+        runners = with_targets(runners, deliveries)
         policy = RetryPolicy(base_ms=retry_base_ms, max_ms=retry_max_ms)
         attempt_policy = AttemptPolicy(
             policy, task_timeout_ms=task_timeout_ms, durable=open_store is not None

@@ -7,6 +7,8 @@ from typing import Any, Final
 
 import msgspec
 
+from actors.target import Target
+
 QUEUED: Final = "queued"
 """Waiting in line, or (with ``next_attempt_at`` set) waiting for its next attempt."""
 RUNNING: Final = "running"
@@ -53,6 +55,8 @@ class Task(msgspec.Struct, frozen=True, gc=False):
     # what its handler returned, as JSON text (None until an attempt returns something).
     timeout_ms: int | None = None
     result: bytes | None = None
+    # Schema 4: where attempts are sent instead of the handler (None: the handler runs them).
+    target: Target | None = None
 
     @property
     def is_final(self) -> bool:
@@ -68,6 +72,7 @@ def new_task(
     priority: int = 0,
     delay_s: float = 0.0,
     timeout_ms: int | None = None,
+    target: Target | None = None,
 ) -> Task:
     """A freshly accepted task: queued, no attempts yet; with ``delay_s``, due that much later."""
     created = time.time() if now is None else now
@@ -82,6 +87,7 @@ def new_task(
         next_attempt_at=created + delay_s if delay_s > 0 else None,
         priority=priority,
         timeout_ms=timeout_ms,
+        target=target,
     )
 
 

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any, Final
 import msgspec
 import pykka
 
+from actors.attempt import MAX_RETRY_AFTER_S
 from actors.backoff import compute_backoff_ms, should_retry
 from actors.base import Actor
 from actors.messages import AttemptFinished, Run, Save, SaveRunning
@@ -220,6 +221,10 @@ class WorkerActor(Actor):
             max_ms=self._policy.retry.max_ms,
             uniform=self._uniform,
         )
+        if report.retry_after_s is not None:
+            # The target said when to come back: never sooner, never later than a day.
+            wait_s = min(report.retry_after_s, MAX_RETRY_AFTER_S)
+            delay_ms = max(delay_ms, wait_s * 1000)
         logger.warning(
             "task %r attempt %d failed, retrying in %.0f ms: %s",
             running.id,

@@ -21,6 +21,7 @@ from api.stats import InvalidCount, ReadinessResource, StatsResource
 from api.tasks import DEFAULT_LISTINGS_MAX, TaskListResource, TaskResource
 
 if TYPE_CHECKING:
+    from actors.allow_list import AllowList
     from actors.system import TaskSystem
 
 DEFAULT_MAX_BODY_BYTES = 1_048_576
@@ -35,6 +36,7 @@ def create_app(
     metrics: Metrics | bool = True,
     metrics_public: bool = False,
     listings_max: int = DEFAULT_LISTINGS_MAX,
+    target_allow: AllowList | None = None,
 ) -> RequestIds:
     """The REST API over ``system``; every response, errors included, is JSON (but /metrics and
     the dashboard's page and assets).
@@ -42,7 +44,8 @@ def create_app(
     ``metrics``: a Metrics whose ``tasks`` the system's workers observe, True for a fresh one
     (its attempt histograms then stay empty), or False for no /metrics and no measuring at all.
     ``metrics_public`` opens /metrics to scrapers without ``api_token``. ``listings_max``
-    bounds the unpaged ``GET /tasks`` answers streamed at once.
+    bounds the unpaged ``GET /tasks`` answers streamed at once. ``target_allow``: the URL
+    prefixes a task's target may point at (TARGET_ALLOW); None allows none.
     """
     if metrics is True:
         metrics = Metrics()
@@ -65,13 +68,21 @@ def create_app(
     app.add_route(
         "/enqueue",
         EnqueueResource(
-            system, max_body_bytes=max_body_bytes, timeout_s=request_timeout_s, invalid=invalid
+            system,
+            max_body_bytes=max_body_bytes,
+            timeout_s=request_timeout_s,
+            invalid=invalid,
+            allow=target_allow,
         ),
     )
     app.add_route(
         "/enqueue/batch",
         BatchEnqueueResource(
-            system, max_body_bytes=max_body_bytes, timeout_s=request_timeout_s, invalid=invalid
+            system,
+            max_body_bytes=max_body_bytes,
+            timeout_s=request_timeout_s,
+            invalid=invalid,
+            allow=target_allow,
         ),
     )
     app.add_route("/task", TaskResource(system, timeout_s=request_timeout_s))

@@ -9,6 +9,9 @@ from typing import Annotated, Final, Literal, cast, get_args
 import msgspec
 from msgspec import Meta
 
+from actors.allow_list import AllowList, InvalidAllowList
+from actors.signing import InvalidSigningKeys, parse_signing_keys
+
 
 class ConfigError(Exception):
     """An environment variable has a value the service cannot run with."""
@@ -76,6 +79,12 @@ class Config(msgspec.Struct, frozen=True, rename="upper", kw_only=True):
     scheduled_max: Annotated[int, Meta(ge=1, le=100_000_000)] = 100_000
     # Unpaged GET /tasks answers streamed at once; more are refused with 503 (api/tasks.py).
     listings_max: Annotated[int, Meta(ge=1, le=1024)] = 4
+    # URL prefixes a task's target may point at, comma-separated; empty: no target is allowed
+    # (actors/allow_list.py).
+    target_allow: str = ""
+    # Keys that sign every delivery to a target (actors/signing.py), comma-separated; unset:
+    # deliveries go unsigned. Never logged.
+    target_signing_keys: str | None = None
 
 
 CONFIG_VARIABLES = tuple(field.encode_name for field in msgspec.structs.fields(Config))
@@ -156,6 +165,11 @@ def load_config(environ: Mapping[str, str]) -> Config:
                     f"{name}={given[name]} needs WORKER_MODE=process: a thread cannot be "
                     "replaced while it runs, so it cannot be recycled"
                 )
+    try:
+        AllowList.parse(config.target_allow)
+        parse_signing_keys(config.target_signing_keys or "")
+    except (InvalidAllowList, InvalidSigningKeys) as exc:
+        raise ConfigError(str(exc)) from None
     return config
 
 

@@ -10,6 +10,7 @@ import falcon
 from msgspec import UNSET
 
 from actors.messages import Admission
+from actors.target import InvalidTarget, target_of
 from actors.task import log_fields, new_task
 from api.errors import ItemError, service_unavailable
 from api.options import JsonOptions
@@ -17,7 +18,9 @@ from api.reply import wait_for
 from api.schema import InvalidBody, decode_batch, decode_enqueue, encoder, task_body
 
 if TYPE_CHECKING:
+    from actors.allow_list import AllowList
     from actors.system import TaskSystem
+    from actors.target import Target, TargetBody
     from actors.task import Task
     from api.schema import EnqueueRequest
     from api.stats import InvalidCount
@@ -28,6 +31,9 @@ RETRY_AFTER_FULL_S: Final = 1
 """What ``Retry-After`` tells a client refused because the line is full, or because too many
 tasks wait for their time."""
 TOO_MANY_SCHEDULED: Final = "too many scheduled tasks"
+TARGET_NOT_ALLOWED: Final = "target not allowed"
+"""The 400 for a target outside TARGET_ALLOW: it says no more, so the list cannot be probed
+for what it holds."""
 
 RETRY_AFTER_STORE_S: Final = 5
 """What ``Retry-After`` tells a client refused because the store cannot be written: a full disk
@@ -44,8 +50,10 @@ class _Intake(JsonOptions):
         max_body_bytes: int,
         timeout_s: float,
         invalid: InvalidCount | None = None,
+        allow: AllowList | None = None,
     ) -> None:
         self._system = system
+        self._allow = allow
         self._invalid = invalid
         self._max_body_bytes = max_body_bytes
         self._timeout_s = timeout_s
@@ -67,7 +75,10 @@ class EnqueueResource(_Intake):
             request = decode_enqueue(body)
         except InvalidBody as exc:
             raise self._invalid_body(exc) from None
-        task = task_of(request)
+        try:
+            task = task_of(request, allow=self._allow)
+        except InvalidBody as exc:
+            raise self._invalid_body(exc) from None
         admission = wait_for(self._system.submit_async(task), self._timeout_s)
         if admission is Admission.ACCEPTED:
             # Logged on the request's thread: the line that ties its request id to the task id.
@@ -92,7 +103,12 @@ class BatchEnqueueResource(_Intake):
             raise self._invalid_body(exc) from None
         # One clock reading for the batch: its tasks are created together, in input order.
         now = time.time()
-        tasks = [task_of(request, now) for request in requests]
+        tasks: list[Task] = []
+        for index, request in enumerate(requests):
+            try:
+                tasks.append(task_of(request, now, allow=self._allow))
+            except InvalidBody as exc:
+                raise self._invalid_body(InvalidBody(str(exc), index)) from None
         answer = wait_for(self._system.submit_batch_async(tasks), self._timeout_s)
         if answer.admission is Admission.ACCEPTED:
             resp.status = falcon.HTTP_201
@@ -104,7 +120,12 @@ class BatchEnqueueResource(_Intake):
             raise refused(answer.admission, "queue cannot hold the whole batch")
 
 
-def task_of(request: EnqueueRequest, now: float | None = None) -> Task:
+def task_of(
+    request: EnqueueRequest, now: float | None = None, *, allow: AllowList | None = None
+) -> Task:
+    """The new task ``request`` asks for; InvalidBody when its target is invalid or not under
+    ``allow`` (None allows no target)."""
+    target = None if request.target is UNSET else _target(request.target, allow)
     return new_task(
         request.id,
         bytes(request.payload),
@@ -113,7 +134,19 @@ def task_of(request: EnqueueRequest, now: float | None = None) -> Task:
         priority=request.priority,
         delay_s=request.delay_ms / 1000,
         timeout_ms=None if request.timeout_ms is UNSET else request.timeout_ms,
+        target=target,
     )
+
+
+def _target(body: TargetBody, allow: AllowList | None) -> Target:
+    try:
+        target = target_of(body)
+    except InvalidTarget as exc:
+        raise InvalidBody(str(exc)) from None
+    # The canonical URL is the one checked, and the one that will be sent.
+    if allow is None or not allow.allows(target.url):
+        raise InvalidBody(TARGET_NOT_ALLOWED)
+    return target
 
 
 def refused(admission: Admission, full: str = "queue is full") -> falcon.HTTPError:

@@ -76,6 +76,20 @@ _ENQUEUE_TWIN: Final = _schema_twin(EnqueueRequest)
 _COMPONENTS["TaskBody"]["properties"]["status"]["enum"] = list(STATUSES)
 _COMPONENTS["ReadinessBody"]["properties"]["status"]["enum"] = [r.value for r in Readiness]
 
+_TARGET_TEXT: Final = (
+    "With `target`, each attempt is one HTTP request to `target.url` instead of a call of"
+    " `TASK_HANDLER`: allowed only under a prefix of `TARGET_ALLOW` (else 400"
+    ' `"target not allowed"`). The request carries the payload as its JSON body (none for'
+    " `GET`), `Content-Type: application/json`, the target's headers, `Task-Id` (the id's"
+    " UTF-8 bytes), `Task-Attempt` (1 on the first) and, with `TARGET_SIGNING_KEYS`,"
+    " `Task-Signature: t=<unix seconds>,v1=<hex>[,v1=...]`: per key, the hex HMAC-SHA256 of"
+    " `<t>.<task id>.` followed by the exact body bytes. A 2xx answer makes the task done"
+    ' with the result `{"status": <code>, "body": <JSON or text>}`; 408, 429, 5xx, a timeout'
+    " or a connection failure is a failed attempt, retried with backoff and never sooner than"
+    " its `Retry-After` (at most a day); any other status fails the task at once. Redirects are"
+    ' not followed. Answers show the header names with every value `"***"`.'
+)
+
 _HEALTH: Final = {
     "type": "object",
     "properties": {"status": {"const": "ok"}},
@@ -154,13 +168,16 @@ _PATHS: Final[dict[str, dict[str, Any]]] = {
                     "Parsed as JSON whatever the `Content-Type` header says. `payload` is any JSON"
                     " value. Any field not named here is refused. `max_retries`, `priority`,"
                     " `delay_ms` and `timeout_ms` must be written as integers: `3.0` is refused"
-                    " with 400, though JSON Schema counts it as an integer."
+                    " with 400, though JSON Schema counts it as an integer.\n\n" + _TARGET_TEXT
                 ),
                 "content": {"application/json": {"schema": _ENQUEUE}},
             },
             "responses": {
                 "201": _json(_TASK, "The task, exactly as accepted."),
-                "400": _error("The body is not JSON, or not a valid task."),
+                "400": _error(
+                    "The body is not JSON, or not a valid task, or its target is outside"
+                    ' `TARGET_ALLOW` (`"target not allowed"`; nothing is stored).'
+                ),
                 "409": _error("A task with this id already exists; it is unchanged."),
                 "413": _error("The body is larger than `MAX_BODY_BYTES`."),
                 "503": _error(
@@ -193,8 +210,9 @@ _PATHS: Final[dict[str, dict[str, Any]]] = {
                 ),
                 "400": _json(
                     {"anyOf": [_ITEM_ERROR, _ERROR]},
-                    "A task is invalid (`index` says which, from 0), or the body is not a JSON"
-                    " array of 1 to 1000 items (no `index`). Nothing is stored.",
+                    "A task is invalid or its target outside `TARGET_ALLOW` (`index` says which,"
+                    " from 0), or the body is not a JSON array of 1 to 1000 items (no `index`)."
+                    " Nothing is stored.",
                 ),
                 "409": _json(
                     _ITEM_ERROR,

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Annotated, Final
 import msgspec
 from msgspec import UNSET, Meta, Raw, UnsetType
 
+from actors.target import TargetBody, describe_target_error, redacted
 from actors.task import MAX_PRIORITY, NULL_PAYLOAD
 
 if TYPE_CHECKING:
@@ -79,6 +80,9 @@ class EnqueueRequest(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     delay_ms: DelayMs = 0
     # UNSET rather than None: `null` is refused like any other value that is not an integer.
     timeout_ms: TimeoutMs | UnsetType = UNSET
+    # Where attempts are sent instead of TASK_HANDLER; checked further by enqueue's task_of.
+    # UNSET, as timeout_ms: `null` is refused rather than read as "no target".
+    target: TargetBody | UnsetType = UNSET
 
 
 BatchRequest = Annotated[
@@ -115,6 +119,15 @@ class TaskBody(msgspec.Struct, frozen=True):
             description=(
                 "What the handler returned, as JSON; null until an attempt returns something"
                 " other than None, or when the result was dropped (last_error says why)."
+            )
+        ),
+    ]
+    target: Annotated[
+        TargetBody | None,
+        Meta(
+            description=(
+                "Where each attempt is sent instead of the handler: the URL, the method and"
+                ' the header names, every header value shown as "***"; null when none.'
             )
         ),
     ]
@@ -159,6 +172,7 @@ def task_body(task: Task) -> TaskBody:
         priority=task.priority,
         timeout_ms=task.timeout_ms,
         result=None if task.result is None else Raw(task.result),
+        target=None if task.target is None else redacted(task.target),
     )
 
 
@@ -187,6 +201,7 @@ _FIELD_RULES: Final = {
 }
 _AT_FIELD: Final = re.compile(r" - at `\$\.(\w+)`$")
 _AT_ITEM: Final = re.compile(r" - at `\$\[(\d+)\](?:\.(\w+))?`$")
+_ITEM: Final = re.compile(r" - at `\$\[(\d+)\]")
 _BATCH_SHAPE: Final = f"the body must be a JSON array of 1 to {MAX_BATCH} task objects"
 
 
@@ -212,6 +227,10 @@ def decode_batch(body: bytes) -> list[EnqueueRequest]:
     except msgspec.ValidationError as exc:
         _check_syntax(body)
         message = str(exc)
+        about_target = describe_target_error(message)
+        item = _ITEM.search(message)
+        if about_target is not None and item is not None:
+            raise InvalidBody(about_target, int(item.group(1))) from None
         match = _AT_ITEM.search(message)
         if match is None:  # the body itself: not an array, empty, or too long
             raise InvalidBody(_BATCH_SHAPE) from None
@@ -242,6 +261,9 @@ def _check_syntax(body: bytes) -> None:
 
 
 def _describe(message: str) -> str:
+    about_target = describe_target_error(message)
+    if about_target is not None:
+        return about_target
     match = _AT_FIELD.search(message)
     if match is not None and match.group(1) in _FIELD_RULES:
         return _FIELD_RULES[match.group(1)]

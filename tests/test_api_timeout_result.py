@@ -159,7 +159,7 @@ def test_the_result_is_written_out_verbatim_as_stored() -> None:
 
     encoded = encoder.encode(task_body(task))
 
-    assert encoded.endswith(b',"timeout_ms":null,"result":' + stored + b"}")
+    assert encoded.endswith(b',"timeout_ms":null,"result":' + stored + b',"target":null}')
 
 
 def test_without_a_result_it_is_null_and_the_timeout_is_the_tasks_own() -> None:

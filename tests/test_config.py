@@ -73,6 +73,8 @@ def test_every_variable_is_read_and_parsed() -> None:
         "CLIENT_TIMEOUT_S": "2.5",
         "SCHEDULED_MAX": "5000",
         "LISTINGS_MAX": "2",
+        "TARGET_ALLOW": "https://hooks.example/in, http://127.0.0.1:9000",
+        "TARGET_SIGNING_KEYS": "a-signing-key-of-length",
     }
 
     config = load_config(environ)
@@ -108,6 +110,8 @@ def test_every_variable_is_read_and_parsed() -> None:
         client_timeout_s=2.5,
         scheduled_max=5000,
         listings_max=2,
+        target_allow="https://hooks.example/in, http://127.0.0.1:9000",
+        target_signing_keys="a-signing-key-of-length",
     )
 
 
@@ -332,3 +336,25 @@ def test_recycling_in_thread_mode_is_an_error_naming_both_variables(name: str) -
 
 def test_thread_mode_without_recycling_is_allowed() -> None:
     assert load_config({"WORKER_MODE": "THREAD"}).worker_mode == "thread"
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "said"),
+    [
+        ("TARGET_ALLOW", "ftp://files.example", "ftp://files.example"),
+        ("TARGET_ALLOW", "https://a.example,,https://b.example", "an empty entry"),
+        ("TARGET_ALLOW", "https://a.example/in?x=1", "without a query"),
+        ("TARGET_SIGNING_KEYS", "k3y-abc", "key 1 is too short"),
+        ("TARGET_SIGNING_KEYS", "a-long-enough-signing-key,", "key 2 is empty"),
+    ],
+)
+def test_a_target_setting_the_service_cannot_use_is_an_error_naming_it(
+    name: str, value: str, said: str
+) -> None:
+    with pytest.raises(ConfigError) as raised:
+        load_config({name: value})
+
+    assert name in str(raised.value)
+    assert said in str(raised.value)
+    if name == "TARGET_SIGNING_KEYS":
+        assert value.strip(",") not in str(raised.value)  # a key is never repeated

@@ -599,6 +599,8 @@ def test_a_second_signal_during_shutdown_exits_at_once_with_a_non_zero_code(
         ("SHUTDOWN_TIMEOUT_S", "-1"),
         ("SIM_FAILURE_RATE", "2"),
         ("LOG_LEVEL", "loud"),
+        ("TARGET_ALLOW", "hooks.example"),
+        ("TARGET_SIGNING_KEYS", "too-short"),
     ],
 )
 def test_a_bad_configuration_value_exits_2_naming_the_variable(variable: str, value: str) -> None:

@@ -483,3 +483,41 @@ def test_the_detail_view_shows_the_result_as_text(
         lambda: browser.find_element(By.ID, "detail-id").text == "nothing", timeout_s=PAGE_TIMEOUT_S
     )
     assert browser.find_element(By.ID, "detail-result").text == NOT_YET
+
+
+def test_the_form_enqueues_a_task_with_a_target_and_the_detail_shows_only_header_names(
+    start_service: Callable[..., Service], browser: WebDriver
+) -> None:
+    service = start_service("record_run", TARGET_ALLOW="https://hooks.example/in")
+    secret = "Bearer form-s3cret"
+
+    open_dashboard(browser, service)
+    fields = {
+        "enqueue-id": "to a target",
+        "enqueue-payload": '{"n": 1}',
+        "enqueue-delay": "600000",  # ten minutes: nothing is sent while the test runs
+        "enqueue-target-url": "https://hooks.example/in/a",
+        "enqueue-target-headers": json.dumps({"Authorization": secret}),
+    }
+    for field, value in fields.items():
+        browser.find_element(By.ID, field).send_keys(value)
+    Select(browser.find_element(By.ID, "enqueue-target-method")).select_by_visible_text("PUT")
+    browser.find_element(By.CSS_SELECTOR, "#enqueue button[type=submit]").click()
+
+    wait_until(lambda: row_status(browser, "to a target") == "queued", timeout_s=PAGE_TIMEOUT_S)
+    created = service.task("to a target")
+    assert created["target"] == {
+        "url": "https://hooks.example/in/a",
+        "method": "PUT",
+        "headers": {"Authorization": "***"},
+    }
+    wait_until(
+        lambda: click(browser, 'button[aria-label="show task to a target"]'),
+        timeout_s=PAGE_TIMEOUT_S,
+    )
+    wait_until(
+        lambda: browser.find_elements(By.CSS_SELECTOR, ".field-target"), timeout_s=PAGE_TIMEOUT_S
+    )
+    shown = browser.find_element(By.CSS_SELECTOR, ".field-target").text
+    assert shown == "PUT https://hooks.example/in/a (headers: Authorization)"
+    assert "s3cret" not in browser.page_source

@@ -101,7 +101,8 @@ def test_the_bounds_are_the_decoders_own() -> None:
     assert enqueue["properties"]["max_retries"]["minimum"] == 0
     assert enqueue["properties"]["max_retries"]["maximum"] == MAX_RETRIES_LIMIT == 100
     assert enqueue["properties"]["payload"] == {"default": None}  # any JSON value
-    validator = jsonschema_rs.Draft202012Validator(enqueue)
+    # The target's schema is a component of its own: resolved from the document's components.
+    validator = jsonschema_rs.Draft202012Validator({**enqueue, "components": {"schemas": schemas}})
     assert validator.is_valid({"id": "x" * 256, "payload": [1, {"a": None}], "max_retries": 100})
     assert not validator.is_valid({"id": "x" * 257})
     assert not validator.is_valid({"id": "a\x1fb"})
@@ -113,6 +114,12 @@ def test_the_bounds_are_the_decoders_own() -> None:
     assert enqueue["properties"]["timeout_ms"]["maximum"] == MAX_TIMEOUT_MS == 86_400_000
     assert validator.is_valid({"id": "a", "timeout_ms": 100})
     assert validator.is_valid({"id": "a", "timeout_ms": 86_400_000})
+    target = {"url": "https://h.example/in", "method": "PUT", "headers": {"X-A": "b"}}
+    assert validator.is_valid({"id": "a", "target": target})
+    assert not validator.is_valid({"id": "a", "target": {**target, "method": "HEAD"}})
+    assert not validator.is_valid({"id": "a", "target": {**target, "extra": 1}})
+    assert not validator.is_valid({"id": "a", "target": {"method": "GET"}})
+    assert not validator.is_valid({"id": "a", "target": {"url": "x" * 2049}})
     assert not validator.is_valid({"id": "a", "timeout_ms": 99})
     assert not validator.is_valid({"id": "a", "timeout_ms": 86_400_001})
     assert not validator.is_valid({"id": "a", "timeout_ms": None})
@@ -126,8 +133,9 @@ def test_the_bounds_are_the_decoders_own() -> None:
 
 
 def test_a_task_always_has_a_timeout_and_a_result_each_an_integer_or_any_json_or_null() -> None:
-    task = openapi_document(bearer_auth=False)["components"]["schemas"]["TaskBody"]
-    assert {"timeout_ms", "result"} <= set(task["required"])
+    schemas = openapi_document(bearer_auth=False)["components"]["schemas"]
+    task = schemas["TaskBody"]
+    assert {"timeout_ms", "result", "target"} <= set(task["required"])
     base = {
         "id": "t",
         "payload": None,
@@ -139,12 +147,15 @@ def test_a_task_always_has_a_timeout_and_a_result_each_an_integer_or_any_json_or
         "updated_at": "2026-11-28T03:55:34.616802Z",
         "next_attempt_at": None,
         "priority": 0,
+        "target": None,
     }
-    validator = jsonschema_rs.Draft202012Validator(task)
+    validator = jsonschema_rs.Draft202012Validator({**task, "components": {"schemas": schemas}})
     for timeout_ms, result in [(None, None), (1000, {"rows": [1, 2]}), (100, "text"), (None, 0)]:
         assert validator.is_valid({**base, "timeout_ms": timeout_ms, "result": result})
     assert not validator.is_valid({**base, "timeout_ms": "1000", "result": None})
     assert not validator.is_valid({**base, "result": None})
+    shown = {"url": "https://h.example/", "method": "POST", "headers": {"X-Key": "***"}}
+    assert validator.is_valid({**base, "timeout_ms": None, "result": None, "target": shown})
 
 
 def test_every_route_of_the_app_is_in_the_document(system: TaskSystem) -> None:

@@ -1,5 +1,5 @@
-"""The store's schemas 2 (priorities) and 3 (timeouts, results) and deletions: older files are
-brought up to date."""
+"""The store's schemas 2 (priorities), 3 (timeouts, results) and 4 (targets) and deletions:
+older files are brought up to date."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import msgspec
 
 from actors import CANCELLED, DONE, QUEUED, SqliteStore, TaskSystem, new_task
 from actors.sqlite_store import APPLICATION_ID, SCHEMA_VERSION
+from actors.target import Target
 from tests.support import ANSWER_S, wait_until
 
 if TYPE_CHECKING:
@@ -66,7 +67,7 @@ def test_a_schema_1_file_is_migrated_and_its_tasks_get_priority_0(tmp_path: Path
     ]
     assert reloaded["new"].priority == 7
     version = sqlite3.connect(path).execute("PRAGMA user_version").fetchone()[0]
-    assert version == SCHEMA_VERSION == 3
+    assert version == SCHEMA_VERSION == 4
 
 
 def write_schema_2_file(path: Path) -> None:
@@ -100,7 +101,7 @@ def test_a_schema_2_file_gains_timeouts_and_results(tmp_path: Path) -> None:
     assert (old.id, old.priority, old.timeout_ms, old.result) == ("old", 4, None, None)
     assert reloaded["new"].timeout_ms == 1500
     assert reloaded["new"].result == b'{"n":1}'
-    assert sqlite3.connect(path).execute("PRAGMA user_version").fetchone()[0] == 3
+    assert sqlite3.connect(path).execute("PRAGMA user_version").fetchone()[0] == 4
 
 
 def test_deleted_rows_are_gone_and_a_reused_id_goes_last(tmp_path: Path) -> None:
@@ -147,3 +148,52 @@ def test_priority_cancel_and_delay_survive_a_restart(tmp_path: Path) -> None:
         assert runs == ["urgent-later"]
     finally:
         second.stop()
+
+
+def write_schema_3_file(path: Path) -> None:
+    """A store as the code before targets left it, with one task and a quarantined row."""
+    write_schema_2_file(path)
+    connection = sqlite3.connect(path)
+    connection.execute("ALTER TABLE tasks ADD COLUMN timeout_ms INTEGER")
+    connection.execute("ALTER TABLE tasks ADD COLUMN result BLOB")
+    connection.execute(
+        "CREATE TABLE quarantine (seq INTEGER, id, payload, max_retries, status, attempts,"
+        " created_at, updated_at, last_error, next_attempt_at, priority, timeout_ms, result,"
+        " reason TEXT NOT NULL, quarantined_at REAL NOT NULL)"
+    )
+    connection.execute("PRAGMA user_version = 3")
+    connection.commit()
+    connection.close()
+
+
+def test_a_schema_3_file_gains_targets_and_its_quarantine_the_column_too(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "tasks.db"
+    write_schema_3_file(path)
+    target = Target("https://hooks.example/in", "PUT", (("Authorization", "Bearer s3cret"),))
+
+    store = SqliteStore.open(path)
+    try:
+        (old,) = store.load()
+        store.commit([new_task("new", b"null", 0, target=target)])
+        reloaded = {task.id: task for task in store.load()}
+    finally:
+        store.close()
+    broken = sqlite3.connect(path)
+    broken.execute("UPDATE tasks SET target = '{\"url\": 5}' WHERE id = 'new'")
+    broken.commit()
+    broken.close()
+    store = SqliteStore.open(path)
+    try:
+        left = [task.id for task in store.load()]
+    finally:
+        store.close()
+
+    assert (old.id, old.target) == ("old", None)
+    assert reloaded["new"].target == target
+    assert left == ["old"]
+    check = sqlite3.connect(path)
+    assert check.execute("PRAGMA user_version").fetchone()[0] == 4
+    (reason,) = check.execute("SELECT reason FROM quarantine WHERE id = 'new'").fetchone()
+    assert reason.startswith("target is not a target")

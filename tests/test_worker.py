@@ -239,6 +239,24 @@ def test_a_failed_attempt_with_retries_left_waits_for_its_backoff(
     assert task.next_attempt_at == pytest.approx(task.updated_at + 0.045)
 
 
+@pytest.mark.parametrize(
+    ("retry_after_s", "delay_s"),
+    [(None, 0.045), (0.01, 0.045), (2.0, 2.0), (86_400.0, 86_400.0), (10**9, 86_400.0)],
+    ids=["none", "shorter than the backoff", "longer", "a day", "past a day"],
+)
+def test_a_retry_after_longer_than_the_backoff_is_waited_for_at_most_a_day(
+    retry_after_s: float | None, delay_s: float
+) -> None:
+    report = AttemptReport("raised", error="HTTP 503 from target", retry_after_s=retry_after_s)
+    bench = Bench(reporting(report))
+
+    finished = bench.run(a_task(max_retries=3, attempts=2))
+
+    assert finished.retry_delay_s == pytest.approx(delay_s)
+    task = finished.task
+    assert task.next_attempt_at == pytest.approx(task.updated_at + delay_s)
+
+
 @pytest.mark.parametrize(("max_retries", "attempts_before"), [(0, 0), (1, 1), (3, 3)])
 def test_the_last_allowed_attempt_failing_makes_the_task_failed(
     max_retries: int, attempts_before: int

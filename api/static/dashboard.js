@@ -384,6 +384,7 @@ async function refreshDetail() {
     ["attempts", `${task.attempts} (max_retries ${task.max_retries})`],
     ["priority", String(task.priority ?? 0)],
     ["timeout_ms", task.timeout_ms == null ? "service default (TASK_TIMEOUT_MS)" : `${task.timeout_ms} ms`],
+    ["target", describeTarget(task.target)],
     ["last_error", task.last_error ?? "–"],
     ["created_at", task.created_at],
     ["updated_at", task.updated_at],
@@ -422,7 +423,28 @@ function enqueueBody(form) {
     const value = form.elements[name].value.trim();
     if (value) body[name] = Number(value);
   }
+  const url = form.elements.target_url.value.trim();
+  if (url) {
+    body.target = { url, method: form.elements.target_method.value };
+    const headers = form.elements.target_headers.value.trim();
+    if (headers) {
+      try {
+        body.target.headers = JSON.parse(headers);
+      } catch {
+        throw new Error("target headers are not valid JSON");
+      }
+    }
+  } else if (form.elements.target_headers.value.trim()) {
+    throw new Error("target headers need a target URL");
+  }
   return body;
+}
+
+// The service shows every header value as "***": only the names say anything.
+function describeTarget(target) {
+  if (target == null) return "– (TASK_HANDLER)";
+  const names = Object.keys(target.headers ?? {});
+  return `${target.method} ${target.url}` + (names.length ? ` (headers: ${names.join(", ")})` : "");
 }
 
 async function enqueue(event) {
