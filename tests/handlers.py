@@ -177,8 +177,14 @@ def steered(task: TaskView) -> object:
     - ``"exit"``: ``os._exit(payload["code"])`` (default 3); ``"kill"``: SIGKILL itself
     - ``"grow"``: keep ``payload["mb"]`` more MiB allocated, then return the pid
     - ``"object"``: return something JSON cannot hold
+
+    With ``payload["gate"]``, wait for that file to exist (or BLOCK_LIMIT_S) before anything.
     """
     payload = task.payload
+    if "gate" in payload:
+        gate, deadline = Path(payload["gate"]), time.monotonic() + BLOCK_LIMIT_S
+        while not gate.exists() and time.monotonic() < deadline:
+            time.sleep(POLL_S)
     if "log" in payload:
         line = json.dumps({"id": task.id, "attempt": task.attempts, "pid": os.getpid()})
         with Path(payload["log"]).open("a", encoding="utf-8") as log:

@@ -317,13 +317,15 @@ def test_in_thread_mode_a_handler_that_ends_the_service_every_time_fails_its_tas
     # max_retries + 1 of them the task is failed, instead of running again on every start.
     db, runs = tmp_path / "tasks.db", tmp_path / "runs.jsonl"
     settings = {"DB_PATH": str(db), "WORKER_MODE": "thread", "WORKERS": 1, "RETRY_BASE_MS": 1}
-    payload = {"do": "exit", "code": 7, "log": str(runs)}
+    gate = tmp_path / "gate"
+    payload = {"do": "exit", "code": 7, "log": str(runs), "gate": str(gate)}
     services: list[Service] = []
     try:
         first = start_until_ended_or_healthy(tmp_path, **settings)
         services.append(first)
-        # Delayed a little, so that the 201 is out before the service goes.
-        first.accept({"id": "doom", "payload": payload, "max_retries": 2, "delay_ms": 200})
+        # The first attempt waits for the gate, so that the 201 is out before the service goes.
+        first.accept({"id": "doom", "payload": payload, "max_retries": 2})
+        gate.touch()
         for _ in range(5):
             assert services[-1].wait_exit() == 7, services[-1].log()
             service = start_until_ended_or_healthy(tmp_path, **settings)
