@@ -171,7 +171,8 @@ def steered(task: TaskView) -> object:
     attempt, pid), so an attempt that takes its process down is on record too.
 
     - ``"return"``: return ``payload["value"]`` (default None); ``"pid"``: return the pid
-    - ``"raise"``: raise HandlerFailure(``payload["message"]``, default "asked to fail")
+    - ``"raise"``: raise HandlerFailure(``payload["message"]``, default "asked to fail", repeated
+      ``payload["repeat"]`` times)
     - ``"permanent"``: raise PermanentError(``payload["message"]``, default "asked to stop")
     - ``"hang"``: block until the file ``payload["release"]`` exists (or BLOCK_LIMIT_S)
     - ``"exit"``: ``os._exit(payload["code"])`` (default 3); ``"kill"``: SIGKILL itself
@@ -197,7 +198,8 @@ def steered(task: TaskView) -> object:
         case "pid":
             return os.getpid()
         case "raise":
-            raise HandlerFailure(payload.get("message", "asked to fail"))
+            # ``repeat`` builds a message far larger than a request body may be.
+            raise HandlerFailure(payload.get("message", "asked to fail") * payload.get("repeat", 1))
         case "permanent":
             raise PermanentError(payload.get("message", "asked to stop"))
         case "hang":

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 import pytest
 
+from actors.attempt import CUT_MARK, MAX_ERROR_CHARS
 from tests.handlers import read_runs
 from tests.support import wait_until
 from tests.test_e2e import (
@@ -404,6 +405,26 @@ def test_each_failed_attempt_logs_its_traceback_at_warning_then_error(
         following = lines[n + 2 : n + 40]
         assert any("in steered" in line for line in following)
         assert any(line.endswith("HandlerFailure: no stock") for line in following)
+
+
+@pytest.mark.parametrize("mode", ["process", "thread"])
+def test_a_megabyte_exception_message_is_capped_in_the_task_and_in_every_log_line(
+    start_service: Callable[..., Service], mode: str
+) -> None:
+    service = start_service(WORKERS=1, WORKER_MODE=mode, RETRY_BASE_MS=1)
+    message = {"do": "raise", "message": "x", "repeat": 1_000_000}
+
+    service.accept({"id": "loud", "payload": message, "max_retries": 1})
+    task = final(service, "loud")
+
+    assert task["status"] == "failed"
+    error = task["last_error"]
+    assert error.startswith("HandlerFailure: xxx")
+    assert error.endswith(CUT_MARK)
+    assert len(error) == MAX_ERROR_CHARS
+    log = service.log()
+    assert max(len(line) for line in log.splitlines()) < 3 * MAX_ERROR_CHARS
+    assert len(log) < 100_000  # two failed attempts, each with its traceback
 
 
 def test_in_json_a_failed_attempts_traceback_is_its_lines_exception(
