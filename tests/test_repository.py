@@ -13,8 +13,9 @@ import msgspec
 import pykka
 import pytest
 
+from actors import group_commit as group_commit_module
 from actors import outage as outage_module
-from actors import repository as repository_module
+from actors.group_commit import BATCH_CAP
 from actors.messages import (
     Admission,
     BatchAdmission,
@@ -38,7 +39,7 @@ from actors.messages import (
 )
 from actors.paging import Page
 from actors.reply import Reply
-from actors.repository import BATCH_CAP, RepositoryActor
+from actors.repository import RepositoryActor
 from actors.sqlite_store import SqliteStore
 from actors.store import MemoryStore, Store, StoreError
 from actors.task import CANCELLED, DONE, FAILED, QUEUED, RUNNING, Task, new_task
@@ -683,7 +684,7 @@ def test_without_a_store_nothing_is_held_back(repository: pykka.ActorRef) -> Non
 def test_a_change_nobody_waits_on_shares_the_next_commit(
     gated: tuple[pykka.ActorRef, GatedStore], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(repository_module, "COMMIT_DELAY_S", 60.0)
+    monkeypatch.setattr(group_commit_module, "COMMIT_DELAY_S", 60.0)
     repository, store = gated
     store.proceed.release()
     repository.tell(Save(new_task("running", b"null", max_retries=0)))
@@ -696,7 +697,7 @@ def test_a_change_nobody_waits_on_shares_the_next_commit(
 def test_a_change_nobody_waits_on_is_committed_after_the_commit_delay(
     gated: tuple[pykka.ActorRef, GatedStore], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(repository_module, "COMMIT_DELAY_S", 0.01)
+    monkeypatch.setattr(group_commit_module, "COMMIT_DELAY_S", 0.01)
     repository, store = gated
     store.proceed.release()
 
