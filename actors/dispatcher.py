@@ -17,7 +17,6 @@ from actors.messages import (
     BeginShutdown,
     Cancel,
     Connect,
-    DispatcherStats,
     GetDispatcherStats,
     GetReadiness,
     GetRetryStats,
@@ -43,6 +42,7 @@ from actors.messages import (
     Unscheduled,
     WhenIdle,
 )
+from actors.stats import LineCounts, Workers
 from actors.task import DONE, FAILED, log_fields
 
 if TYPE_CHECKING:
@@ -287,12 +287,11 @@ class DispatcherActor(Actor):
         ``_refusal``."""
         return _READINESS[self._refusal(0, 1)]
 
-    def _totals(self) -> DispatcherStats:
+    def _totals(self) -> LineCounts:
         workers = len(self._workers)
-        return DispatcherStats(
+        return LineCounts(
             waiting=len(self._line),
-            busy=workers - len(self._idle),
-            workers=workers,
+            workers=Workers(total=workers, busy=workers - len(self._idle)),
             queue_size=self._queue_size,
             scheduled_max=self._scheduled_max,
             attempts=self._attempts,

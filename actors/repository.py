@@ -35,7 +35,6 @@ from actors.messages import (
     PlacesReleased,
     Recover,
     Refusal,
-    RepositoryStats,
     RequeueTask,
     Save,
     SaveRunning,
@@ -48,6 +47,7 @@ from actors.messages import (
 from actors.outage import StoreOutage
 from actors.paging import CreationOrder, Page
 from actors.retention import FinishedOrder, Retention
+from actors.stats import Rejected, StatusCounts, TaskCounts
 from actors.store import StoreError
 from actors.task import (
     CANCELLED,
@@ -477,17 +477,10 @@ class RepositoryActor(Actor):
         )
         return Stock(dict(self._counts), self._counts[QUEUED] - awaiting, awaiting)
 
-    def _stats(self) -> RepositoryStats:
-        return RepositoryStats(
-            counts=dict(self._counts),
-            enqueued=self._enqueued,
-            duplicate=self._refused[Admission.DUPLICATE],
-            full=self._refused[Admission.QUEUE_FULL],
-            shutting_down=self._refused[Admission.SHUTTING_DOWN],
-            store_unavailable=self._refused[Admission.STORE_UNAVAILABLE],
-            too_many_scheduled=self._refused[Admission.TOO_MANY_SCHEDULED],
-            cancelled=self._cancelled,
-            evicted=self._evicted,
+    def _stats(self) -> TaskCounts:
+        refused = self._refused
+        return TaskCounts(
+            tasks=StatusCounts(**self._counts),
             store=(
                 "none"
                 if self._group is None
@@ -495,6 +488,17 @@ class RepositoryActor(Actor):
                 if not self._outage.down
                 else "unavailable"
             ),
+            enqueued=self._enqueued,
+            rejected=Rejected(
+                full=refused[Admission.QUEUE_FULL],
+                duplicate=refused[Admission.DUPLICATE],
+                shutting_down=refused[Admission.SHUTTING_DOWN],
+                store_unavailable=refused[Admission.STORE_UNAVAILABLE],
+                too_many_scheduled=refused[Admission.TOO_MANY_SCHEDULED],
+                invalid=0,
+            ),
+            cancelled=self._cancelled,
+            evicted=self._evicted,
         )
 
     def _accept(self, acceptance: _Acceptance) -> None:
@@ -589,7 +593,7 @@ class RepositoryActor(Actor):
                 return _replaced(answer, withdrawn)
             case Page(tasks, more):
                 return Page(_replaced(tasks, withdrawn), more)
-            case RepositoryStats():
+            case TaskCounts():
                 return self._stats()
         return answer
 

@@ -123,13 +123,13 @@ def test_finished_tasks_beyond_the_count_are_evicted_oldest_first_and_counted(
     for n in range(5):
         system.submit(new_task(f"t{n}", b"null", 0))
 
-    wait_until(lambda: system.stats().evicted == 3)
+    wait_until(lambda: system.stats().totals.evicted == 3)
 
     assert [system.get(f"t{n}") for n in range(3)] == [None, None, None]
     kept = [system.get(f"t{n}") for n in (3, 4)]
     assert [task.status for task in kept if task is not None] == [DONE, DONE]
     stats = system.stats()
-    assert stats.counts[DONE] == 2
+    assert stats.tasks.done == 2
     assert [task.id for task in system.list()] == ["t3", "t4"]
 
 
@@ -142,9 +142,9 @@ def test_unfinished_tasks_are_never_evicted_by_count(start: Callable[..., TaskSy
 
     # One running and three queued, over a limit of one finished task: none goes.
     assert len(system.list()) == 4
-    assert system.stats().evicted == 0
+    assert system.stats().totals.evicted == 0
     gate.open()
-    wait_until(lambda: system.stats().evicted == 3)
+    wait_until(lambda: system.stats().totals.evicted == 3)
     assert [task.id for task in system.list()] == ["t3"]
 
 
@@ -161,11 +161,11 @@ def test_finished_tasks_older_than_the_ttl_are_evicted_by_the_clock(
     system.submit(new_task("probe", b"null", 0))
     wait_until(lambda: (task := system.get("probe")) is not None and task.status == DONE)
     assert system.get("old") is not None
-    assert system.stats().evicted == 0
+    assert system.stats().totals.evicted == 0
 
     clock.advance(2)  # past the TTL: the sweep alarm finds it within a second, nothing else runs
     wait_until(lambda: system.get("old") is None)
-    assert system.stats().evicted == 2  # "probe" finished with the clock at +59 too
+    assert system.stats().totals.evicted == 2  # "probe" finished with the clock at +59 too
 
 
 def test_an_old_unfinished_task_outlives_the_ttl(start: Callable[..., TaskSystem]) -> None:
@@ -189,7 +189,7 @@ def test_eviction_and_deletion_remove_the_tasks_from_the_store() -> None:
     )
     for n in range(4):
         system.submit(new_task(f"t{n}", b"null", 0))
-    wait_until(lambda: system.stats().evicted == 2)
+    wait_until(lambda: system.stats().totals.evicted == 2)
     assert system.delete("t3").task is not None
     system.stop()
 
@@ -210,7 +210,7 @@ def test_recovery_applies_retention_to_what_the_store_holds() -> None:
     )
     try:
         assert [task.id for task in system.list()] == ["t3", "t4"]
-        assert system.stats().evicted == 3
+        assert system.stats().totals.evicted == 3
     finally:
         system.stop()
     assert [task.id for task in store.load()] == ["t3", "t4"]
@@ -226,6 +226,6 @@ def test_recovery_evicts_what_is_older_than_the_ttl() -> None:
     )
     try:
         assert [task.id for task in system.list()] == ["recent"]
-        assert system.stats().evicted == 1
+        assert system.stats().totals.evicted == 1
     finally:
         system.stop()
