@@ -132,7 +132,8 @@ class GroupCommit:
     def send(self, send: Callable[[T], object], value: T) -> None:
         """Send now, or after the commit if anything staged could still be lost.
 
-        While the store is down nothing is held: the message goes out at once.
+        While the store is down nothing is held: an answer about what is in memory goes out at
+        once (it may show a change not written yet); the owner refuses new work meanwhile.
         """
         if (self._staged or self._deleted) and not self._outage.down:
             self._held.append((send, value))
