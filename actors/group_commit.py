@@ -18,7 +18,7 @@ import pykka
 from actors.store import StoreError
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterable
+    from collections.abc import Callable
 
     from actors.outage import Failure, StoreOutage
     from actors.store import Store
@@ -52,6 +52,14 @@ class Timer(Protocol):
     def close(self) -> None: ...
 
 
+class Acceptance(Protocol):
+    """New work applied to the owner's map: its tasks are staged, and it is granted (by the
+    owner's ``grant``) once they are committed, or handed back if the commit fails."""
+
+    @property
+    def tasks(self) -> tuple[Task, ...]: ...
+
+
 class Inbox(Protocol):
     """What GroupCommit needs of its owner's inbox: whether more messages wait."""
 
@@ -76,6 +84,7 @@ class GroupCommit:
         "_clock",
         "_deleted",
         "_failed",
+        "_grant",
         "_held",
         "_outage",
         "_staged",
@@ -88,6 +97,7 @@ class GroupCommit:
         alarm: Timer,
         outage: StoreOutage,
         *,
+        grant: Callable[[Any], object],
         failed: Callable[[StoreError, Failure, list[Held]], None],
         back: Callable[[], None],
         clock: Callable[[], float] = time.monotonic,
@@ -98,6 +108,7 @@ class GroupCommit:
         # thread, and once per commit that costs more than the commits it saves.
         self._alarm_set = False
         self._outage = outage
+        self._grant = grant
         self._failed = failed
         self._back = back
         self._clock = clock
@@ -121,13 +132,13 @@ class GroupCommit:
         self._staged.pop(task_id, None)
         self._deleted.append(task_id)
 
-    def stage_then(self, tasks: Iterable[Task], send: Callable[[T], object], value: T) -> None:
-        """Stage ``tasks`` and hold ``send(value)`` for their commit, even in an outage: on a
-        failure it is handed back, never sent."""
+    def accept(self, acceptance: Acceptance) -> None:
+        """Stage the acceptance's tasks and hold ``grant(acceptance)`` for their commit, even in
+        an outage: on a failure it is handed back, never granted."""
         staged = self._staged
-        for task in tasks:
+        for task in acceptance.tasks:
             staged[task.id] = task
-        self._held.append((send, value))
+        self._held.append((self._grant, acceptance))
 
     def send(self, send: Callable[[T], object], value: T) -> None:
         """Send now, or after the commit if anything staged could still be lost.

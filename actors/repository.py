@@ -117,6 +117,9 @@ class RepositoryActor(Actor):
 
     _send: Callable[[Callable[[Any], object], Any], None]
     """Send now, or (with a store) after the commit of what is staged: GroupCommit.send."""
+    _accept: Callable[[_Acceptance], None]
+    """New work is in the map: granted at once without a store, else after the commit
+    (GroupCommit.accept)."""
 
     def __init__(
         self,
@@ -134,6 +137,7 @@ class RepositoryActor(Actor):
         # With a store (from Recover on): what is not committed yet, and what waits for it.
         self._group: GroupCommit | None = None
         self._send = deliver
+        self._accept = self._grant
         # Tasks per status, kept up to date on every change so GET /stats never scans the map;
         # and every intake answer since start, by how it ended.
         self._counts: dict[str, int] = dict.fromkeys(STATUSES, 0)
@@ -501,14 +505,6 @@ class RepositoryActor(Actor):
             evicted=self._evicted,
         )
 
-    def _accept(self, acceptance: _Acceptance) -> None:
-        """New work is in the map: granted at once without a store, else after the commit."""
-        group = self._group
-        if group is None:
-            self._grant(acceptance)
-        else:
-            group.stage_then(acceptance.tasks, self._grant, acceptance)
-
     def _grant(self, acceptance: _Acceptance) -> None:
         """The dispatcher hears first and the client second. The dispatcher has stopped only at
         shutdown: then nobody would ever run the work, so it is withdrawn and refused."""
@@ -625,9 +621,15 @@ class RepositoryActor(Actor):
             return exc
         alarm = Alarm(self._ring, name="repository-commit-alarm")
         self._group = GroupCommit(
-            store, alarm, self._outage, failed=self._store_failed, back=self._store_back
+            store,
+            alarm,
+            self._outage,
+            grant=self._grant,
+            failed=self._store_failed,
+            back=self._store_back,
         )
         self._send = self._group.send
+        self._accept = self._group.accept
         self._tasks = {task.id: task for task in stored}
         self._counts = dict.fromkeys(STATUSES, 0)
         self._counts.update(Counter(task.status for task in self._tasks.values()))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Collection, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, NamedTuple
 
 import pykka
 import pytest
@@ -12,6 +12,9 @@ from actors.group_commit import BATCH_CAP, COMMIT_DELAY_S, GroupCommit, Held
 from actors.outage import Failure, StoreOutage
 from actors.store import MemoryStore, StoreError
 from actors.task import Task, new_task
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 
 class FakeStore(MemoryStore):
@@ -70,12 +73,27 @@ BUSY = Inbox(empty=False)
 NOW = 1000.0
 
 
+class Accepted(NamedTuple):
+    """An acceptance as GroupCommit sees one: tasks, and what granting it says."""
+
+    tasks: tuple[Task, ...]
+    said: object
+
+
 class Owner:
-    """What the repository does with a failed commit and a store that is back, recorded."""
+    """What the repository does with a granted acceptance, a failed commit and a store that is
+    back, recorded."""
 
     def __init__(self) -> None:
+        self.sent: list[object] = []
+        self.on_grant: Callable[[], object] | None = None
         self.failures: list[tuple[StoreError, Failure, list[Held]]] = []
         self.backs = 0
+
+    def grant(self, acceptance: Accepted) -> None:
+        self.sent.append(acceptance.said)
+        if self.on_grant is not None:
+            self.on_grant()
 
     def failed(self, exc: StoreError, failure: Failure, held: list[Held]) -> None:
         self.failures.append((exc, failure, held))
@@ -90,11 +108,12 @@ class Fixture:
         self.alarm = FakeAlarm()
         self.outage = StoreOutage(uniform=lambda low, high: high)
         self.owner = Owner()
-        self.sent: list[object] = []
+        self.sent = self.owner.sent
         self.group = GroupCommit(
             self.store,
             self.alarm,
             self.outage,
+            grant=self.owner.grant,
             failed=self.owner.failed,
             back=self.owner.back,
             clock=lambda: NOW,
@@ -128,7 +147,7 @@ def test_a_send_after_a_change_waits_for_the_commit_of_it(fx: Fixture) -> None:
 
 def test_changes_share_one_commit_while_more_messages_wait(fx: Fixture) -> None:
     for n in range(3):
-        fx.group.stage_then([task(f"t{n}")], fx.sent.append, f"accepted t{n}")
+        fx.group.accept(Accepted((task(f"t{n}"),), f"accepted t{n}"))
         fx.group.settle(BUSY)
     assert fx.store.batches == []
 
@@ -153,7 +172,7 @@ def test_held_sends_go_out_in_the_order_they_were_made(fx: Fixture) -> None:
     fx.group.stage(task("t1"))
     for n in range(5):
         fx.group.send(fx.sent.append, n)
-    fx.group.stage_then([task("t2")], fx.sent.append, "accepted")
+    fx.group.accept(Accepted((task("t2"),), "accepted"))
     fx.group.send(fx.sent.append, 5)
     fx.group.settle(EMPTY)
 
@@ -204,7 +223,8 @@ def test_the_alarm_is_set_again_only_after_it_rang(fx: Fixture) -> None:
 
 def test_a_failed_commit_keeps_the_changes_and_hands_back_what_was_held(fx: Fixture) -> None:
     fx.store.failing = True
-    fx.group.stage_then([task("t1")], fx.sent.append, "accepted")
+    accepted = Accepted((task("t1"),), "accepted")
+    fx.group.accept(accepted)
     fx.group.send(fx.sent.append, "answer")
     fx.group.settle(EMPTY)
 
@@ -212,7 +232,7 @@ def test_a_failed_commit_keeps_the_changes_and_hands_back_what_was_held(fx: Fixt
     [(exc, failure, held)] = fx.owner.failures
     assert "disk is full" in str(exc)
     assert failure.began
-    assert [value for _, value in held] == ["accepted", "answer"]
+    assert [value for _, value in held] == [accepted, "answer"]
     assert fx.outage.down
     assert fx.alarm.deadlines == [failure.retry_at]
     assert fx.group.pending
@@ -269,10 +289,8 @@ def test_a_dead_receiver_never_keeps_the_others_from_theirs(fx: Fixture) -> None
 
 
 def test_changes_staged_while_delivering_wait_for_the_alarm(fx: Fixture) -> None:
-    def withdraw(value: Any) -> None:
-        fx.group.delete("t1")
-
-    fx.group.stage_then([task("t1")], withdraw, None)
+    fx.owner.on_grant = lambda: fx.group.delete("t1")
+    fx.group.accept(Accepted((task("t1"),), "accepted"))
     fx.group.settle(EMPTY)
 
     assert fx.store.batches == [(["t1"], [])]
