@@ -73,8 +73,9 @@ class GroupCommit:
     message is held), or ``BATCH_CAP`` is reached, or, when nobody is waiting,
     ``COMMIT_DELAY_S`` after the first change (``alarm`` rings; the owner then calls ``due``).
     A failed commit keeps the staged changes for the next try, marks the store down in
-    ``outage``, sets the alarm for the retry, and hands every held message to ``failed``; while
-    the store is down nothing is held. Used from the owner's thread only.
+    ``outage``, sets the alarm for the retry, and hands every held message (granted acceptances
+    included) to ``failed``; while the store is down nothing is held, and the first commit that
+    succeeds again tells ``back``. Used from the owner's thread only.
     """
 
     __slots__ = (
