@@ -73,7 +73,7 @@ class GroupCommit:
     message is held), or ``BATCH_CAP`` is reached, or, when nobody is waiting,
     ``COMMIT_DELAY_S`` after the first change (``alarm`` rings; the owner then calls ``due``).
     A failed commit keeps the staged changes for the next try, marks the store down in
-    ``outage``, sets the alarm for the retry, and hands every held message (granted acceptances
+    ``outage``, sets the alarm for the retry, and hands every held message (the acceptances
     included) to ``failed``; while the store is down nothing is held, and the first commit that
     succeeds again tells ``back``. Used from the owner's thread only.
     """
