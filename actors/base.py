@@ -18,11 +18,11 @@ class Actor(pykka.ThreadingActor):
     """A ``pykka.ThreadingActor`` whose inbox is a ``queue.SimpleQueue``, and which never leaves
     a question (a message carrying a Reply) unanswered.
 
-    pykka's default inbox is ``queue.Queue``, written in Python with a condition variable; the
-    inbox is all pykka needs of it (``put``, ``get``, ``empty``), and ``SimpleQueue`` does those
-    in C. Measured on the in-process engine benchmark, it about doubles tasks per second.
-    pykka only ever calls ``get()`` without a timeout, the one use of it that cannot wait past
-    a deadline (actors/alarm.py says why a timed one can).
+    pykka's default inbox is ``queue.Queue``, written in Python with a condition variable, on
+    the path of every message; ``put``, ``get`` and ``empty`` are all pykka needs of it, and
+    ``SimpleQueue`` does those in C. pykka only ever calls
+    ``get()`` without a timeout, the one use of it that cannot wait past a deadline
+    (actors/alarm.py says why a timed one can).
 
     A question whose handling raises, and every question still in the inbox when the actor
     stops or crashes, is failed with SystemStopped at once: whoever asked hears now rather than

@@ -17,7 +17,6 @@ from actors.messages import (
     BeginShutdown,
     Cancel,
     Connect,
-    DispatcherStats,
     GetDispatcherStats,
     GetReadiness,
     GetRetryStats,
@@ -44,6 +43,7 @@ from actors.messages import (
     WhenIdle,
 )
 from actors.reply import SystemStopped
+from actors.stats import LineCounts, Workers
 from actors.task import DONE, FAILED, log_fields
 
 if TYPE_CHECKING:
@@ -305,12 +305,11 @@ class DispatcherActor(Actor):
         ``_refusal``."""
         return _READINESS[self._refusal(0, 1)]
 
-    def _totals(self) -> DispatcherStats:
+    def _totals(self) -> LineCounts:
         workers = len(self._workers)
-        return DispatcherStats(
+        return LineCounts(
             waiting=len(self._line),
-            busy=workers - len(self._idle),
-            workers=workers,
+            workers=Workers(total=workers, busy=workers - len(self._idle)),
             queue_size=self._queue_size,
             scheduled_max=self._scheduled_max,
             attempts=self._attempts,

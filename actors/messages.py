@@ -17,6 +17,7 @@ if TYPE_CHECKING:
 
     from actors.paging import Page
     from actors.reply import Reply
+    from actors.stats import LineCounts, TaskCounts
     from actors.store import StoreError
     from actors.task import Task
 
@@ -366,59 +367,20 @@ class GetReadiness(NamedTuple):
     reply: Reply[Readiness]
 
 
-class DispatcherStats(NamedTuple):
-    """What the dispatcher counts: its line and workers now, and attempts since start."""
-
-    waiting: int
-    busy: int
-    workers: int
-    queue_size: int
-    scheduled_max: int
-    attempts: int
-    """Attempts handed to a worker since start."""
-    retries: int
-    """Attempts that ended in a retry."""
-    done: int
-    failed: int
-
-
 class GetDispatcherStats(NamedTuple):
-    """Request thread -> dispatcher: reply with DispatcherStats; and, if ``retry_reply`` is
+    """Request thread -> dispatcher: reply with its LineCounts; and, if ``retry_reply`` is
     given, pass GetRetryStats on to the retry actor. Asked through the dispatcher, the retry
     actor answers after every task the dispatcher sent it before: a delayed task whose 201 the
     client has seen is already counted as scheduled."""
 
-    reply: Reply[DispatcherStats]
+    reply: Reply[LineCounts]
     retry_reply: Reply[int] | None = None
 
 
-class RepositoryStats(NamedTuple):
-    """What the repository counts: tasks per status now, and every intake answer since start.
-
-    Every Admission is decided here (a refusal of a known id becomes DUPLICATE here), so this
-    is where each enqueue is counted exactly once, by how it ended.
-    """
-
-    counts: dict[str, int]
-    """Tasks per status; a fresh dict, the asker's own."""
-    enqueued: int
-    duplicate: int
-    full: int
-    shutting_down: int
-    store_unavailable: int
-    too_many_scheduled: int
-    cancelled: int
-    """Tasks cancelled through the API since start."""
-    evicted: int
-    """Finished tasks the retention rules removed since start."""
-    store: str
-    """The durable store: ``available``, ``unavailable`` (cannot be written now) or ``none``."""
-
-
 class GetRepositoryStats(NamedTuple):
-    """Request thread -> repository: reply with RepositoryStats."""
+    """Request thread -> repository: reply with its TaskCounts."""
 
-    reply: Reply[RepositoryStats]
+    reply: Reply[TaskCounts]
 
 
 class GetRetryStats(NamedTuple):

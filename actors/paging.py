@@ -39,9 +39,9 @@ class Page(NamedTuple):
 class CreationOrder:
     """Ids in creation order, and each id's position: a page starts in O(1) wherever it is.
 
-    Memory: a list slot, a dict entry and an int per task, measured at about 100 bytes per task
-    (64-bit CPython), spent only once someone pages. Building it whole (first page, or after a
-    recovery) holds the repository for about 0.4 s per million tasks.
+    Memory: a list slot, a dict entry and an int per task, spent only once someone pages.
+    Building it whole (first page, or after a recovery) holds the repository for a pass over
+    the map, which is why it is not built before then.
     """
 
     __slots__ = ("_ids", "_indexed", "_position")

@@ -8,13 +8,14 @@ import logging
 import math
 import time
 from collections import Counter
-from typing import TYPE_CHECKING, Any, Final, NamedTuple, TypeVar
+from typing import TYPE_CHECKING, Any, Final, NamedTuple
 
 import msgspec
 import pykka
 
 from actors.alarm import Alarm
 from actors.base import Actor, fail_replies
+from actors.group_commit import GroupCommit, deliver
 from actors.messages import (
     Admission,
     BatchAdmission,
@@ -33,7 +34,6 @@ from actors.messages import (
     PlacesReleased,
     Recover,
     Refusal,
-    RepositoryStats,
     RequeueTask,
     Save,
     SaveRunning,
@@ -47,6 +47,7 @@ from actors.outage import StoreOutage
 from actors.paging import CreationOrder, Page
 from actors.reply import Reply, SystemStopped
 from actors.retention import FinishedOrder, Retention
+from actors.stats import Rejected, StatusCounts, TaskCounts
 from actors.store import StoreError
 from actors.task import (
     CANCELLED,
@@ -63,23 +64,11 @@ from actors.task import (
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from actors.store import OpenStore, Store
+    from actors.group_commit import Held
+    from actors.outage import Failure
+    from actors.store import OpenStore
 
 logger = logging.getLogger(__name__)
-
-T = TypeVar("T")
-
-BATCH_CAP: Final = 512
-"""Changes plus held-back messages that may wait on one commit. Under a steady load the inbox
-never empties; this bounds how long an answer waits for its commit (and what is held meanwhile)."""
-
-COMMIT_DELAY_S: Final = 0.05
-"""How long changes that nobody is waiting on (an attempt's end, a retry's wait) may wait to
-share a commit with later ones. Each commit is a trip into SQLite that lets go of the GIL, and under
-load getting it back costs more than the write itself; waiting like this halved the commits of
-the intake benchmark. A crash inside the delay loses only what nobody has seen: at worst an
-attempt that ended runs again, which at-least-once allows. An attempt's start is waited on
-(SaveRunning): a handler that takes the service down must still have its attempt counted."""
 
 RETENTION_SWEEP_S: Final = 1.0
 """The longest the retention alarm sleeps: a clock moved on (in tests) is seen within this."""
@@ -119,14 +108,17 @@ class RepositoryActor(Actor):
     nothing a caller gets can change under it. Callers only ever see these messages, whether a
     store sits under it or not.
 
-    With a store (group commit): each change is applied to the map at once and staged; every
-    message this actor sends while changes are staged (answers to reads included) is held back
-    until they are committed, in one transaction for all of them. The commit comes as soon as
-    the inbox is empty and someone is waiting on it, or ``BATCH_CAP`` is reached, or (when
-    nobody is waiting) ``COMMIT_DELAY_S`` after the first change. So nobody ever learns of a
-    state that a crash could still take back, and many changes share one commit. Without a
-    store nothing is staged and nothing is held: it answers at once, as a purely in-memory map.
+    With a store, each change is applied to the map at once and staged in a GroupCommit
+    (actors/group_commit.py), which holds back every message this actor sends (answers to reads
+    included) until the changes are committed, many in one transaction. Without a store nothing
+    is staged and nothing is held: it answers at once, as a purely in-memory map.
     """
+
+    _send: Callable[[Callable[[Any], object], Any], None]
+    """Send now, or (with a store) after the commit of what is staged: GroupCommit.send."""
+    _accept: Callable[[_Acceptance], None]
+    """New work is in the map: granted at once without a store, else after the commit
+    (GroupCommit.accept)."""
 
     def __init__(
         self,
@@ -141,16 +133,10 @@ class RepositoryActor(Actor):
         # Where each task stands in creation order, for GET /tasks?after=; follows the map lazily.
         self._order = CreationOrder()
         self._open_store = open_store
-        self._store: Store | None = None
-        # Changes not yet committed, latest state per id, in the order each id was first staged
-        # (so new tasks are stored in creation order), and the messages waiting for them.
-        self._staged: dict[str, Task] = {}
-        self._held: list[tuple[Callable[[Any], object], object]] = []
-        # Rings COMMIT_DELAY_S after a change nobody waits on; started with the store. Set at
-        # most once until it rings, even if a commit came first: setting it wakes its thread,
-        # and once per commit that cost more than the commits it saved.
-        self._alarm: Alarm | None = None
-        self._alarm_set = False
+        # With a store (from Recover on): what is not committed yet, and what waits for it.
+        self._group: GroupCommit | None = None
+        self._send = deliver
+        self._accept = self._grant
         # Tasks per status, kept up to date on every change so GET /stats never scans the map;
         # and every intake answer since start, by how it ended.
         self._counts: dict[str, int] = dict.fromkeys(STATUSES, 0)
@@ -168,8 +154,6 @@ class RepositoryActor(Actor):
         # No earlier than this (clock time) can the oldest finished task expire: until then a
         # finish need not look at the order. Lowered by each finish, set exactly by each sweep.
         self._next_expiry = math.inf
-        # Ids deleted or evicted since the last commit: their rows go in it.
-        self._deleted: list[str] = []
         # Whether the store cannot be written now. Meanwhile staged changes wait for the next
         # try, and nothing is held: new work is refused.
         self._outage = StoreOutage()
@@ -181,38 +165,18 @@ class RepositoryActor(Actor):
 
     def on_receive(self, message: Any) -> Any:
         answer = self._handle(message)
-        # In an outage the retry alarm is set, and only it commits.
-        if (self._staged or self._deleted) and not self._outage.down:
-            if len(self._staged) + len(self._deleted) + len(self._held) >= BATCH_CAP or (
-                self._held and self.actor_inbox.empty()
-            ):
-                self._commit()
-            else:
-                self._arm_commit_alarm()
+        group = self._group
+        if group is not None:
+            group.settle(self.actor_inbox)
         return answer
-
-    def _arm_commit_alarm(self) -> None:
-        if not self._alarm_set:
-            assert self._alarm is not None
-            self._alarm.set(time.monotonic() + COMMIT_DELAY_S)
-            self._alarm_set = True
 
     def on_stop(self) -> None:
         super().on_stop()
         try:
             if self._sweep_alarm is not None:
                 self._sweep_alarm.close()
-            if self._store is not None:
-                if self._staged or self._deleted:
-                    self._commit()  # releases what is held for it
-                if self._staged or self._deleted:
-                    logger.error(
-                        "stopping with %d task state(s) and %d deletion(s) the store never "
-                        "took: the next start finds those tasks as the store last had them",
-                        len(self._staged),
-                        len(self._deleted),
-                    )
-                self._close_store()
+            if self._group is not None:
+                self._group.close()  # a last commit releases what is held for it
         finally:
             self._fail_held("stopped")
 
@@ -221,13 +185,15 @@ class RepositoryActor(Actor):
         self._fail_held("crashed")
         if self._sweep_alarm is not None:
             self._sweep_alarm.close()
-        if self._store is not None:
+        if self._group is not None:
             with contextlib.suppress(Exception):
-                self._close_store()
+                self._group.release()
 
     def _fail_held(self, why: str) -> None:
         """Fail every question whose answer is still held for a commit that will never come."""
-        held, self._held = self._held, []
+        if self._group is None:
+            return
+        held = self._group.take_held()
         error = SystemStopped(f"the repository {why} before the commit its answer waited for")
         for send, value in held:
             answering = getattr(send, "__self__", None)  # a Reply's own set
@@ -272,9 +238,8 @@ class RepositoryActor(Actor):
             case GetRepositoryStats(reply):
                 self._send(reply.set, self._stats())
             case CommitDue():
-                self._alarm_set = False
-                if self._staged or self._deleted or self._outage.down:
-                    self._commit()
+                if self._group is not None:
+                    self._group.due()
             case WatchStore(dispatcher):
                 self._watcher = dispatcher
                 if self._outage.down:
@@ -291,8 +256,9 @@ class RepositoryActor(Actor):
         if old is not None:
             self._counts[old.status] -= 1
         self._counts[task.status] += 1
-        if self._store is not None:
-            self._staged[task.id] = task
+        group = self._group
+        if group is not None:
+            group.stage(task)
         if (
             self._retention is not None
             and task.status in FINAL_STATUSES
@@ -480,9 +446,8 @@ class RepositoryActor(Actor):
         del self._tasks[task.id]
         self._counts[task.status] -= 1
         self._order.invalidate()
-        if self._store is not None:
-            self._staged.pop(task.id, None)
-            self._deleted.append(task.id)
+        if self._group is not None:
+            self._group.delete(task.id)
 
     def _apply_retention(self) -> None:
         """Evict what the rules no longer keep, and have the sweep alarm set. Cheap when
@@ -529,45 +494,29 @@ class RepositoryActor(Actor):
         )
         return Stock(dict(self._counts), self._counts[QUEUED] - awaiting, awaiting)
 
-    def _stats(self) -> RepositoryStats:
-        return RepositoryStats(
-            counts=dict(self._counts),
-            enqueued=self._enqueued,
-            duplicate=self._refused[Admission.DUPLICATE],
-            full=self._refused[Admission.QUEUE_FULL],
-            shutting_down=self._refused[Admission.SHUTTING_DOWN],
-            store_unavailable=self._refused[Admission.STORE_UNAVAILABLE],
-            too_many_scheduled=self._refused[Admission.TOO_MANY_SCHEDULED],
-            cancelled=self._cancelled,
-            evicted=self._evicted,
+    def _stats(self) -> TaskCounts:
+        refused = self._refused
+        return TaskCounts(
+            tasks=StatusCounts(**self._counts),
             store=(
                 "none"
-                if self._store is None
+                if self._group is None
                 else "available"
                 if not self._outage.down
                 else "unavailable"
             ),
+            enqueued=self._enqueued,
+            rejected=Rejected(
+                full=refused[Admission.QUEUE_FULL],
+                duplicate=refused[Admission.DUPLICATE],
+                shutting_down=refused[Admission.SHUTTING_DOWN],
+                store_unavailable=refused[Admission.STORE_UNAVAILABLE],
+                too_many_scheduled=refused[Admission.TOO_MANY_SCHEDULED],
+                invalid=0,
+            ),
+            cancelled=self._cancelled,
+            evicted=self._evicted,
         )
-
-    def _send(self, send: Callable[[T], object], value: T) -> None:
-        """Send now, or after the commit if anything staged could still be lost.
-
-        While the store is down nothing is held: an answer about what is in memory goes out at
-        once (it may show a change not written yet), and new work is refused, never held.
-        """
-        if (self._staged or self._deleted) and not self._outage.down:
-            self._held.append((send, value))
-        else:
-            _deliver(send, value)
-
-    def _accept(self, acceptance: _Acceptance) -> None:
-        """New work is in the map: granted at once without a store, else after the commit."""
-        if self._store is None:
-            self._grant(acceptance)
-            return
-        for task in acceptance.tasks:
-            self._staged[task.id] = task
-        self._held.append((self._grant, acceptance))
 
     def _grant(self, acceptance: _Acceptance) -> None:
         """The dispatcher hears first and the client second. The dispatcher has stopped only at
@@ -595,16 +544,15 @@ class RepositoryActor(Actor):
                 new += 1
                 del self._tasks[task.id]
                 self._order.invalidate()
-                if self._store is not None:
-                    self._staged.pop(task.id, None)
+                if self._group is not None:
                     # Its row may be in the store already (a commit that reached the file and
                     # failed after it, or one before the dispatcher was found stopped): it goes
                     # at the next commit, so a refusal leaves no trace.
-                    self._deleted.append(task.id)
+                    self._group.delete(task.id)
             else:
                 self._tasks[task.id] = before
-                if self._store is not None:
-                    self._staged[task.id] = before
+                if self._group is not None:
+                    self._group.stage(before)
                 self._counts[before.status] += 1
                 if self._retention is not None and before.is_final:
                     self._finished_order.finished(task.id)
@@ -620,34 +568,10 @@ class RepositoryActor(Actor):
         """STORE_UNAVAILABLE while the store is down: the refusal of anything new."""
         return Admission.STORE_UNAVAILABLE if self._outage.down else None
 
-    def _commit(self) -> None:
-        """Write what is staged (in an outage, check the store first: it may repair itself),
-        then release what was held for it. A failure is an outage of the store, not of this
-        actor."""
-        assert self._store is not None
-        try:
-            if self._outage.down:
-                self._store.check()
-            if self._staged or self._deleted:
-                self._store.commit(tuple(self._staged.values()), self._deleted)
-        except StoreError as exc:
-            self._store_failed(exc)
-            return
-        self._staged.clear()
-        self._deleted = []
-        if self._outage.down:
-            self._store_back()
-        held, self._held = self._held, []
-        for send, value in held:
-            _deliver(send, value)
-        if self._staged or self._deleted:  # work withdrawn while delivering (shutdown)
-            self._arm_commit_alarm()
-
-    def _store_failed(self, exc: StoreError) -> None:
-        """Keep the staged changes of accepted tasks for the next try; withdraw new work whose
-        answer was held for this commit; release every other answer; try again later."""
+    def _store_failed(self, exc: StoreError, failure: Failure, held: list[Held]) -> None:
+        """A commit failed (GroupCommit keeps what was staged for the next try): withdraw new
+        work whose answer was held for it, and send every other answer held for it."""
         now = time.monotonic()
-        failure = self._outage.failed(exc, now)
         if failure.began:
             self._tell_watcher(available=False)
         logger.log(
@@ -658,7 +582,6 @@ class RepositoryActor(Actor):
             self._outage.failures,
             now - self._outage.began_at,
         )
-        held, self._held = self._held, []
         # Each task the failed commit was to accept, as it is now that it is not: None if new.
         withdrawn: dict[str, Task | None] = {}
         for _, value in held:
@@ -667,10 +590,7 @@ class RepositoryActor(Actor):
                 withdrawn.update((task.id, self._tasks.get(task.id)) for task in value.tasks)
         for send, value in held:
             if not isinstance(value, _Acceptance):
-                _deliver(send, self._without(withdrawn, value) if withdrawn else value)
-        if self._alarm is not None:
-            self._alarm.set(failure.retry_at)
-            self._alarm_set = True
+                deliver(send, self._without(withdrawn, value) if withdrawn else value)
 
     def _without(self, withdrawn: dict[str, Task | None], answer: object) -> object:
         """``answer``, held for a commit that failed, as if the work it withdrew never came:
@@ -680,7 +600,7 @@ class RepositoryActor(Actor):
                 return withdrawn[task_id]
             case Page(tasks, more):
                 return Page(_replaced(tasks, withdrawn), more)
-            case RepositoryStats():
+            case TaskCounts():
                 return self._stats()
             case Stock():
                 return self._stock()
@@ -693,7 +613,6 @@ class RepositoryActor(Actor):
             time.monotonic() - self._outage.began_at,
             self._outage.failures,
         )
-        self._outage.ended()
         self._tell_watcher(available=True)
 
     def _tell_watcher(self, *, available: bool) -> None:
@@ -713,8 +632,17 @@ class RepositoryActor(Actor):
                 raise
         except StoreError as exc:
             return exc
-        self._store = store
-        self._alarm = Alarm(self._ring, name="repository-commit-alarm")
+        alarm = Alarm(self._ring, name="repository-commit-alarm")
+        self._group = GroupCommit(
+            store,
+            alarm,
+            self._outage,
+            grant=self._grant,
+            failed=self._store_failed,
+            back=self._store_back,
+        )
+        self._send = self._group.send
+        self._accept = self._group.accept
         self._tasks = {task.id: task for task in stored}
         self._counts = dict.fromkeys(STATUSES, 0)
         self._counts.update(Counter(task.status for task in self._tasks.values()))
@@ -738,12 +666,6 @@ class RepositoryActor(Actor):
         with contextlib.suppress(pykka.ActorDeadError):
             self.actor_ref.tell(_SWEEP)
 
-    def _close_store(self) -> None:
-        assert self._store is not None
-        if self._alarm is not None:
-            self._alarm.close()
-        self._store.close()
-
 
 def _same(reason: Admission) -> Admission:
     return reason
@@ -751,19 +673,6 @@ def _same(reason: Admission) -> Admission:
 
 def _refused_outcome(reason: Admission) -> Outcome:
     return Outcome(None, refused=reason)
-
-
-def _deliver(send: Callable[[T], object], value: T) -> None:
-    """Send one held (or immediate) message on its own: one that cannot be delivered never
-    keeps the others from theirs, nor stops this actor, every task's owner."""
-    try:
-        send(value)
-    except pykka.ActorDeadError:
-        # Only at shutdown: a message for an actor already stopped (a place freed in a line
-        # that is gone). There is nobody left who needs it.
-        logger.debug("dropped %r: its receiver has stopped", value)
-    except Exception:
-        logger.exception("could not deliver %r", value)
 
 
 def _replaced(tasks: list[Task], withdrawn: dict[str, Task | None]) -> list[Task]:

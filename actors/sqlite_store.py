@@ -34,8 +34,8 @@ SYNCHRONOUS: Final = "NORMAL"
 """In WAL mode NORMAL writes each commit to the log before the answer goes out but leaves the
 fsync to checkpoints: a commit survives any end of the process (a crash, SIGKILL, the OOM
 killer), which is the promise a 201 makes, while a power cut or a kernel crash may take back the
-last commits (never corrupting the file). FULL, an fsync per commit, would cover those too, at
-about a quarter of a millisecond more per commit here; BENCHMARKS.md ("Durability") has both."""
+last commits (never corrupting the file). FULL would cover those too, at the price of an fsync
+per commit; BENCHMARKS.md ("Durability") measures both."""
 
 LOCK_TIMEOUT_S: Final = 0.5
 """How long opening waits for another process to let go of the file before giving up."""
@@ -158,7 +158,7 @@ class SqliteStore:
             # Text that is not UTF-8 somewhere: read it all again as bytes, decoded row by row,
             # so that one such row does not fail the rest.
             rows = self._fetch(bytes)
-        # The usual case: every row sound, checked in one pass at about half a microsecond each.
+        # The usual case: every row sound, checked in one pass.
         tasks = [task_of_row(row) for row in rows if sound(row)]
         if len(tasks) == len(rows):
             return tasks
@@ -238,8 +238,8 @@ class SqliteStore:
         """Store up to ``_max_rows`` states with one statement: one trip into SQLite for all.
 
         Not ``executemany``: it enters SQLite once per row, and each entry lets go of the GIL,
-        which under load takes far longer to get back than the row takes to write (measured:
-        half the commit time, twice the throughput of the engine). The row count is rounded up
+        which under load takes far longer to get back than the row takes to write. The row
+        count is rounded up
         to a power of two by repeating the last state, which writes it again to no effect, so
         a handful of prepared statements serve every batch size.
         """

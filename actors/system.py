@@ -20,7 +20,6 @@ from actors.messages import (
     CancelRetries,
     Connect,
     DeleteTask,
-    DispatcherStats,
     GetDispatcherStats,
     GetReadiness,
     GetRepositoryStats,
@@ -30,7 +29,6 @@ from actors.messages import (
     Readiness,
     Recover,
     Recovered,
-    RepositoryStats,
     Requeue,
     Save,
     Stock,
@@ -46,6 +44,7 @@ from actors.repository import RepositoryActor
 from actors.retention import DEFAULT_RETENTION
 from actors.retry import RetryActor
 from actors.runners import RunnerCounts, StartsWarm, thread_runners
+from actors.stats import StatsBody
 from actors.store import StoreError
 from actors.target_runner import Deliveries, with_targets
 from actors.worker import DEFAULT_TASK_TIMEOUT_MS, AttemptPolicy, RetryPolicy, WorkerActor
@@ -55,11 +54,11 @@ if TYPE_CHECKING:
 
     from actors.attempt import AttemptRunner
     from actors.backoff import Uniform
-    from actors.messages import DispatcherStats
     from actors.observer import AttemptObserver
     from actors.paging import Page
     from actors.retention import Retention
     from actors.runners import RunnerFactory
+    from actors.stats import LineCounts, TaskCounts
     from actors.store import OpenStore
     from actors.task import Task
     from actors.worker import Handler
@@ -99,45 +98,6 @@ class ShutdownSummary(NamedTuple):
     """The actors that were dead or stuck at shutdown: the counts they keep are missing."""
 
 
-class SystemStats(NamedTuple):
-    """The actors' counts gathered for ``GET /stats``: each from the actor that sees it."""
-
-    counts: dict[str, int]
-    """Tasks per status now."""
-    waiting: int
-    """Tasks waiting in line."""
-    scheduled: int
-    """Tasks waiting for their next attempt."""
-    workers: int
-    busy: int
-    queue_size: int
-    scheduled_max: int
-    enqueued: int
-    """Since start: tasks accepted."""
-    rejected_full: int
-    rejected_duplicate: int
-    rejected_shutting_down: int
-    rejected_store_unavailable: int
-    rejected_too_many_scheduled: int
-    attempts: int
-    """Since start: attempts handed to a worker."""
-    retries: int
-    """Since start: attempts that ended in a retry."""
-    done: int
-    failed: int
-    cancelled: int
-    """Since start: tasks cancelled through the API."""
-    evicted: int
-    """Since start: finished tasks the retention rules removed."""
-    uptime_s: float
-    store: str
-    """The durable store: ``available``, ``unavailable`` or ``none``."""
-    processes_replaced: dict[str, int]
-    """Since start: worker processes replaced, by reason (process mode)."""
-    threads_abandoned: int
-    """Since start: handler threads abandoned past their timeout (thread mode)."""
-
-
 class StatsAnswer:
     """The three actors' answers to one stats question, asked in parallel, awaited together."""
 
@@ -145,8 +105,8 @@ class StatsAnswer:
 
     def __init__(
         self,
-        repository: Reply[RepositoryStats],
-        dispatcher: Reply[DispatcherStats],
+        repository: Reply[TaskCounts],
+        dispatcher: Reply[LineCounts],
         retry: Reply[int],
         started_at: float,
         runner_counts: RunnerCounts,
@@ -157,7 +117,7 @@ class StatsAnswer:
         self._started_at = started_at
         self._runner_counts = runner_counts
 
-    def get(self, *, timeout: float | None = None) -> SystemStats:
+    def get(self, *, timeout: float | None = None) -> StatsBody:
         """All three answers within ``timeout`` in all; else ``pykka.Timeout``, or
         SystemStopped if one of the actors stopped before it answered."""
         deadline = None if timeout is None else time.monotonic() + timeout
@@ -165,35 +125,11 @@ class StatsAnswer:
         def left() -> float | None:
             return None if deadline is None else max(0.0, deadline - time.monotonic())
 
-        repository = self._repository.get(timeout=left())
+        tasks = self._repository.get(timeout=left())
         line = self._dispatcher.get(timeout=left())
         scheduled = self._retry.get(timeout=left())
-        replacements = self._runner_counts.read()
-        return SystemStats(
-            counts=repository.counts,
-            waiting=line.waiting,
-            scheduled=scheduled,
-            workers=line.workers,
-            busy=line.busy,
-            queue_size=line.queue_size,
-            scheduled_max=line.scheduled_max,
-            enqueued=repository.enqueued,
-            rejected_full=repository.full,
-            rejected_duplicate=repository.duplicate,
-            rejected_shutting_down=repository.shutting_down,
-            rejected_store_unavailable=repository.store_unavailable,
-            rejected_too_many_scheduled=repository.too_many_scheduled,
-            attempts=line.attempts,
-            retries=line.retries,
-            done=line.done,
-            failed=line.failed,
-            cancelled=repository.cancelled,
-            evicted=repository.evicted,
-            uptime_s=time.monotonic() - self._started_at,
-            store=repository.store,
-            processes_replaced=replacements.processes,
-            threads_abandoned=replacements.threads_abandoned,
-        )
+        uptime_s = time.monotonic() - self._started_at
+        return StatsBody.of(tasks, line, scheduled, self._runner_counts.read(), uptime_s)
 
 
 class TaskSystem:
@@ -381,8 +317,8 @@ class TaskSystem:
         """Counts from the repository, the dispatcher and the retry actor: the repository and
         the dispatcher asked at once, the retry actor through the dispatcher (see
         GetDispatcherStats)."""
-        repository: Reply[RepositoryStats] = Reply()
-        dispatcher: Reply[DispatcherStats] = Reply()
+        repository: Reply[TaskCounts] = Reply()
+        dispatcher: Reply[LineCounts] = Reply()
         retry: Reply[int] = Reply()
         tell_or_fail(self._repository, GetRepositoryStats(repository))
         tell_or_fail(self._dispatcher, GetDispatcherStats(dispatcher, retry))

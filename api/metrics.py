@@ -33,7 +33,6 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 from actors.observer import OUTCOMES
 from api.options import JsonOptions
 from api.reply import wait_for
-from api.stats import stats_body
 from api.tally import Tally
 
 if TYPE_CHECKING:
@@ -134,7 +133,7 @@ class StatsCollector:
     def collect(self) -> Iterator[Metric]:
         # Raises the API's 503 when the actors do not answer: the scrape fails, visibly.
         stats = wait_for(self._system.stats_async(), self._timeout_s)
-        body = stats_body(stats, self._invalid.value)
+        body = stats.with_invalid(self._invalid.value)
         totals = body.totals
 
         def counter(name: str, doc: str, value: int) -> CounterMetricFamily:

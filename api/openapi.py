@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Final, get_args
 import msgspec
 
 from actors.messages import Readiness
+from actors.stats import StatsBody
 from actors.task import STATUSES
 from api.auth import OPEN_PATHS
 from api.metrics import METRICS_PATH
@@ -25,7 +26,7 @@ from api.schema import (
     TaskBody,
     encoder,
 )
-from api.stats import ReadinessBody, StatsBody
+from api.stats import ReadinessBody
 from api.tasks import MAX_LIMIT, ORDERS
 
 if TYPE_CHECKING:

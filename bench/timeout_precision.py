@@ -79,8 +79,8 @@ def measure(mode: str, attempts: int, timeout_ms: int, workers: int) -> dict[str
         "overshoot_p50_ms": percentile(over_ms, 50),
         "overshoot_p90_ms": percentile(over_ms, 90),
         "overshoot_max_ms": max(over_ms),
-        "processes_replaced": stats.processes_replaced["timeout"],
-        "threads_abandoned": stats.threads_abandoned,
+        "processes_replaced": stats.totals.processes_replaced.timeout,
+        "threads_abandoned": stats.totals.threads_abandoned,
         "foreign_cores": watch.foreign_cores(),
     }
 

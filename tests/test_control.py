@@ -165,7 +165,7 @@ def test_a_task_cancelled_in_line_never_runs(start: Callable[..., TaskSystem]) -
     assert "victim" not in handler.runs
     assert status_of(system, "victim") == CANCELLED
     stats = system.stats_async().get(timeout=ANSWER_S)
-    assert (stats.cancelled, stats.counts[CANCELLED]) == (1, 1)
+    assert (stats.totals.cancelled, stats.tasks.cancelled) == (1, 1)
 
 
 def test_a_delayed_task_can_be_cancelled_and_leaves_the_schedule(
@@ -255,7 +255,7 @@ def test_cancel_racing_the_worker_pickup_either_wins_cleanly(
         else:
             assert outcome.conflict in ("task is running", "task is done"), outcome
             assert task_id in ran, task_id
-    assert len(ran) + system.stats_async().get(timeout=ANSWER_S).cancelled == 300
+    assert len(ran) + system.stats_async().get(timeout=ANSWER_S).totals.cancelled == 300
 
 
 # --- retry by hand -----------------------------------------------------------------------------
@@ -348,7 +348,7 @@ def test_delete_forgets_a_finished_task_and_its_id_can_be_used_again(
     assert page is not None and [t.id for t in page.tasks] == ["a", "c", "b"]
     newest = system.list_page_async(limit=10, newest_first=True).get(timeout=ANSWER_S)
     assert newest is not None and [t.id for t in newest.tasks] == ["b", "c", "a"]
-    assert system.stats_async().get(timeout=ANSWER_S).counts[DONE] == 3
+    assert system.stats_async().get(timeout=ANSWER_S).tasks.done == 3
 
 
 def test_an_unfinished_task_cannot_be_deleted(start: Callable[..., TaskSystem]) -> None:
@@ -378,7 +378,7 @@ def test_a_batch_is_stored_whole_in_input_order(start: Callable[..., TaskSystem]
 
     assert [t.id for t in all_tasks(system)] == ["blocker", "b0", "b1", "b2", "b3", "b4", "delayed"]
     stats = system.stats_async().get(timeout=ANSWER_S)
-    assert (stats.waiting, stats.scheduled, stats.enqueued) == (5, 1, 7)
+    assert (stats.waiting, stats.scheduled, stats.totals.enqueued) == (5, 1, 7)
     gate.open()
     wait_until(lambda: len(handler.runs) == 6)
     assert handler.runs == ["blocker", "b0", "b1", "b2", "b3", "b4"]
@@ -401,8 +401,8 @@ def test_a_batch_with_a_taken_or_repeated_id_stores_nothing(
     assert [t.id for t in all_tasks(system)] == ["blocker", "taken"]
     after = system.stats_async().get(timeout=ANSWER_S)
     assert after.waiting == before.waiting == 1
-    assert after.enqueued == before.enqueued
-    assert after.rejected_duplicate == before.rejected_duplicate + 1
+    assert after.totals.enqueued == before.totals.enqueued
+    assert after.totals.rejected.duplicate == before.totals.rejected.duplicate + 1
     gate.open()
 
 

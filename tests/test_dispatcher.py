@@ -16,7 +16,6 @@ from actors.messages import (
     BeginShutdown,
     Cancel,
     Connect,
-    DispatcherStats,
     GetDispatcherStats,
     GetReadiness,
     GetTask,
@@ -34,6 +33,7 @@ from actors.messages import (
 )
 from actors.reply import Reply
 from actors.repository import RepositoryActor
+from actors.stats import LineCounts, Workers
 from actors.task import DONE, FAILED, QUEUED, Task, new_task
 from tests.support import ask
 
@@ -87,7 +87,7 @@ class HoldingRepository(pykka.ThreadingActor):
 
 
 class LineView(NamedTuple):
-    """The dispatcher's line and workers now: the part of DispatcherStats these tests check."""
+    """The dispatcher's line and workers now: the part of LineCounts these tests check."""
 
     waiting: int
     busy: int
@@ -114,7 +114,7 @@ class Line:
 
     def stats(self) -> LineView:
         stats = dispatcher_stats(self)
-        return LineView(waiting=stats.waiting, busy=stats.busy, workers=stats.workers)
+        return LineView(waiting=stats.waiting, busy=stats.workers.busy, workers=stats.workers.total)
 
     def ran_by(self, worker: int) -> list[str]:
         """Ids of the tasks handed to a worker. Asking the dispatcher first flushes its inbox."""
@@ -335,8 +335,8 @@ def test_when_idle_answers_at_once_when_nothing_runs(repository: pykka.ActorRef)
 # --- stats and readiness ------------------------------------------------------------------------
 
 
-def dispatcher_stats(line: Line) -> DispatcherStats:
-    reply: Reply[DispatcherStats] = Reply()
+def dispatcher_stats(line: Line) -> LineCounts:
+    reply: Reply[LineCounts] = Reply()
     line.dispatcher.tell(GetDispatcherStats(reply))
     return reply.get(timeout=TIMEOUT_S)
 
@@ -361,10 +361,9 @@ def test_dispatcher_stats_count_attempts_handed_out_and_how_each_ended(
     failed = msgspec.structs.replace(last.task, status=FAILED, attempts=1)
     line.dispatcher.tell(AttemptFinished(0, failed, None))  # task-2 failed
 
-    assert dispatcher_stats(line) == DispatcherStats(
+    assert dispatcher_stats(line) == LineCounts(
         waiting=0,
-        busy=1,
-        workers=1,
+        workers=Workers(total=1, busy=1),
         queue_size=5,
         scheduled_max=DEFAULT_SCHEDULED_MAX,
         attempts=4,

@@ -13,8 +13,9 @@ import msgspec
 import pykka
 import pytest
 
+from actors import group_commit as group_commit_module
 from actors import outage as outage_module
-from actors import repository as repository_module
+from actors.group_commit import BATCH_CAP
 from actors.messages import (
     Admission,
     BatchAdmission,
@@ -28,7 +29,6 @@ from actors.messages import (
     PlacesReleased,
     Recover,
     Refusal,
-    RepositoryStats,
     RequeueTask,
     Save,
     Stock,
@@ -38,8 +38,9 @@ from actors.messages import (
 )
 from actors.paging import Page
 from actors.reply import Reply
-from actors.repository import BATCH_CAP, RepositoryActor
+from actors.repository import RepositoryActor
 from actors.sqlite_store import SqliteStore
+from actors.stats import StatusCounts, TaskCounts
 from actors.store import MemoryStore, Store, StoreError
 from actors.task import CANCELLED, DONE, FAILED, QUEUED, RUNNING, Task, new_task
 from tests.support import FlakyStore, ask, wait_until
@@ -503,8 +504,8 @@ def test_a_commit_that_fails_refuses_the_insert_it_held_at_once_and_leaves_no_tr
     assert get(repository, "task-1") is None
     assert dispatcher.told == [StoreAvailability(False), PlacesReleased(1)]
     stats = repository_stats(repository)
-    assert (stats.enqueued, stats.store_unavailable) == (0, 1)
-    assert stats.counts[QUEUED] == 0
+    assert (stats.enqueued, stats.rejected.store_unavailable) == (0, 1)
+    assert stats.tasks.queued == 0
 
 
 def test_while_the_store_is_down_new_work_is_refused_at_once_and_reads_answer() -> None:
@@ -586,7 +587,7 @@ def test_reads_held_for_a_commit_that_fails_never_show_the_work_it_refused() -> 
     assert store.entered.wait(TIMEOUT_S)
     # Behind the commit of "a", in one batch: "b" inserted, then read about, then the commit.
     refused, found = Reply[Admission](), Reply[Task | None]()
-    page, stats = Reply[Page | None](), Reply[RepositoryStats]()
+    page, stats = Reply[Page | None](), Reply[TaskCounts]()
     repository.tell(Insert(new_task("b", b"null", 0), refused, dispatcher))  # type: ignore[arg-type]
     repository.tell(GetTask("b", found))
     repository.tell(ListPage(page))
@@ -600,7 +601,7 @@ def test_reads_held_for_a_commit_that_fails_never_show_the_work_it_refused() -> 
     shown = page.get(timeout=TIMEOUT_S)
     assert shown is not None
     assert [task.id for task in shown.tasks] == ["a"]
-    assert stats.get(timeout=TIMEOUT_S).counts[QUEUED] == 1
+    assert stats.get(timeout=TIMEOUT_S).tasks.queued == 1
 
 
 def test_a_store_that_fails_with_nothing_to_write_is_checked_until_it_is_back(
@@ -651,7 +652,7 @@ def test_a_retry_by_hand_whose_commit_fails_is_refused_and_the_task_stays_failed
     assert reply.get(timeout=TIMEOUT_S) == Outcome(None, refused=Admission.STORE_UNAVAILABLE)
     assert get(repository, "t") == failed
     assert dispatcher.told == [StoreAvailability(False), PlacesReleased(1)]
-    assert repository_stats(repository).counts[FAILED] == 1
+    assert repository_stats(repository).tasks.failed == 1
 
 
 def test_a_batch_whose_commit_fails_is_refused_whole_and_leaves_no_trace() -> None:
@@ -679,7 +680,7 @@ def test_without_a_store_nothing_is_held_back(repository: pykka.ActorRef) -> Non
 def test_a_change_nobody_waits_on_shares_the_next_commit(
     gated: tuple[pykka.ActorRef, GatedStore], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(repository_module, "COMMIT_DELAY_S", 60.0)
+    monkeypatch.setattr(group_commit_module, "COMMIT_DELAY_S", 60.0)
     repository, store = gated
     store.proceed.release()
     repository.tell(Save(new_task("running", b"null", max_retries=0)))
@@ -692,7 +693,7 @@ def test_a_change_nobody_waits_on_shares_the_next_commit(
 def test_a_change_nobody_waits_on_is_committed_after_the_commit_delay(
     gated: tuple[pykka.ActorRef, GatedStore], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(repository_module, "COMMIT_DELAY_S", 0.01)
+    monkeypatch.setattr(group_commit_module, "COMMIT_DELAY_S", 0.01)
     repository, store = gated
     store.proceed.release()
 
@@ -704,8 +705,8 @@ def test_a_change_nobody_waits_on_is_committed_after_the_commit_delay(
 # --- stats --------------------------------------------------------------------------------------
 
 
-def repository_stats(repository: pykka.ActorRef) -> RepositoryStats:
-    reply: Reply[RepositoryStats] = Reply()
+def repository_stats(repository: pykka.ActorRef) -> TaskCounts:
+    reply: Reply[TaskCounts] = Reply()
     repository.tell(GetRepositoryStats(reply))
     return reply.get(timeout=TIMEOUT_S)
 
@@ -719,10 +720,10 @@ def test_stats_count_tasks_per_status_as_they_change(repository: pykka.ActorRef)
     repository.tell(Save(msgspec.structs.replace(second, status=FAILED)))
     repository.tell(Save(new_task("saved-only", b"null", 3)))
 
-    counts = repository_stats(repository).counts
+    counts = repository_stats(repository).tasks
 
-    assert counts == {QUEUED: 1, RUNNING: 0, DONE: 1, FAILED: 1, CANCELLED: 0}
-    assert counts == ask(repository, TakeStock, TIMEOUT_S).counts
+    assert counts == StatusCounts(queued=1, running=0, done=1, failed=1, cancelled=0)
+    assert counts == StatusCounts(**ask(repository, TakeStock, TIMEOUT_S).counts)
 
 
 def test_stats_count_every_intake_answer_by_how_it_ended(repository: pykka.ActorRef) -> None:
@@ -740,7 +741,8 @@ def test_stats_count_every_intake_answer_by_how_it_ended(repository: pykka.Actor
 
     stats = repository_stats(repository)
 
-    assert (stats.enqueued, stats.duplicate, stats.full, stats.shutting_down) == (2, 2, 2, 1)
+    refused = stats.rejected
+    assert (stats.enqueued, refused.duplicate, refused.full, refused.shutting_down) == (2, 2, 2, 1)
 
 
 def test_stats_count_the_recovered_tasks_per_status() -> None:
@@ -757,7 +759,7 @@ def test_stats_count_the_recovered_tasks_per_status() -> None:
 
     stats = repository_stats(repository)
 
-    assert stats.counts == {QUEUED: 1, RUNNING: 0, DONE: 2, FAILED: 0, CANCELLED: 0}
+    assert stats.tasks == StatusCounts(queued=1, running=0, done=2, failed=0, cancelled=0)
     assert stats.enqueued == 0
 
 

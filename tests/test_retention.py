@@ -123,13 +123,13 @@ def test_finished_tasks_beyond_the_count_are_evicted_oldest_first_and_counted(
     for n in range(5):
         system.submit_async(new_task(f"t{n}", b"null", 0)).get(timeout=ANSWER_S)
 
-    wait_until(lambda: system.stats_async().get(timeout=ANSWER_S).evicted == 3)
+    wait_until(lambda: system.stats_async().get(timeout=ANSWER_S).totals.evicted == 3)
 
     assert [system.get_async(f"t{n}").get(timeout=ANSWER_S) for n in range(3)] == [None, None, None]
     kept = [system.get_async(f"t{n}").get(timeout=ANSWER_S) for n in (3, 4)]
     assert [task.status for task in kept if task is not None] == [DONE, DONE]
     stats = system.stats_async().get(timeout=ANSWER_S)
-    assert stats.counts[DONE] == 2
+    assert stats.tasks.done == 2
     assert [task.id for task in all_tasks(system)] == ["t3", "t4"]
 
 
@@ -142,9 +142,9 @@ def test_unfinished_tasks_are_never_evicted_by_count(start: Callable[..., TaskSy
 
     # One running and three queued, over a limit of one finished task: none goes.
     assert len(all_tasks(system)) == 4
-    assert system.stats_async().get(timeout=ANSWER_S).evicted == 0
+    assert system.stats_async().get(timeout=ANSWER_S).totals.evicted == 0
     gate.open()
-    wait_until(lambda: system.stats_async().get(timeout=ANSWER_S).evicted == 3)
+    wait_until(lambda: system.stats_async().get(timeout=ANSWER_S).totals.evicted == 3)
     assert [task.id for task in all_tasks(system)] == ["t3"]
 
 
@@ -171,12 +171,12 @@ def test_finished_tasks_older_than_the_ttl_are_evicted_by_the_clock(
         )
     )
     assert system.get_async("old").get(timeout=ANSWER_S) is not None
-    assert system.stats_async().get(timeout=ANSWER_S).evicted == 0
+    assert system.stats_async().get(timeout=ANSWER_S).totals.evicted == 0
 
     clock.advance(2)  # past the TTL: the sweep alarm finds it within a second, nothing else runs
     wait_until(lambda: system.get_async("old").get(timeout=ANSWER_S) is None)
     assert (
-        system.stats_async().get(timeout=ANSWER_S).evicted == 2
+        system.stats_async().get(timeout=ANSWER_S).totals.evicted == 2
     )  # "probe" finished with the clock at +59 too
 
 
@@ -201,7 +201,7 @@ def test_eviction_and_deletion_remove_the_tasks_from_the_store() -> None:
     )
     for n in range(4):
         system.submit_async(new_task(f"t{n}", b"null", 0)).get(timeout=ANSWER_S)
-    wait_until(lambda: system.stats_async().get(timeout=ANSWER_S).evicted == 2)
+    wait_until(lambda: system.stats_async().get(timeout=ANSWER_S).totals.evicted == 2)
     assert system.delete_async("t3").get(timeout=ANSWER_S).task is not None
     system.stop()
 
@@ -222,7 +222,7 @@ def test_recovery_applies_retention_to_what_the_store_holds() -> None:
     )
     try:
         assert [task.id for task in all_tasks(system)] == ["t3", "t4"]
-        assert system.stats_async().get(timeout=ANSWER_S).evicted == 3
+        assert system.stats_async().get(timeout=ANSWER_S).totals.evicted == 3
     finally:
         system.stop()
     assert [task.id for task in store.load()] == ["t3", "t4"]
@@ -238,6 +238,6 @@ def test_recovery_evicts_what_is_older_than_the_ttl() -> None:
     )
     try:
         assert [task.id for task in all_tasks(system)] == ["recent"]
-        assert system.stats_async().get(timeout=ANSWER_S).evicted == 1
+        assert system.stats_async().get(timeout=ANSWER_S).totals.evicted == 1
     finally:
         system.stop()

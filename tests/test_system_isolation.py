@@ -76,9 +76,9 @@ def test_a_timed_out_attempt_is_retried_and_counted(
     )
     stats = system.stats_async().get(timeout=ANSWER_S)
     if kind == "thread":
-        assert (stats.threads_abandoned, stats.processes_replaced["timeout"]) == (1, 0)
+        assert (stats.totals.threads_abandoned, stats.totals.processes_replaced.timeout) == (1, 0)
     else:
-        assert (stats.threads_abandoned, stats.processes_replaced["timeout"]) == (0, 1)
+        assert (stats.totals.threads_abandoned, stats.totals.processes_replaced.timeout) == (0, 1)
 
 
 @BOTH
@@ -117,7 +117,7 @@ def test_a_crash_costs_one_attempt_and_the_worker_serves_on(
     assert (crashed.status, crashed.attempts) == (DONE, 2)
     assert crashed.last_error == "worker process exited with code 3"
     assert final(system, "after").result == b'"ok"'
-    assert system.stats_async().get(timeout=ANSWER_S).processes_replaced["crash"] == 1
+    assert system.stats_async().get(timeout=ANSWER_S).totals.processes_replaced.crash == 1
 
 
 def test_a_handler_its_worker_processes_cannot_load_stops_the_start() -> None:

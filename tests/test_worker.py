@@ -16,10 +16,11 @@ import pykka
 import pytest
 
 from actors.attempt import AttemptReport
+from actors.group_commit import COMMIT_DELAY_S
 from actors.messages import AttemptFinished, GetTask, Recover, Run, Save
 from actors.observer import AttemptObserver, AttemptOutcome
 from actors.reply import Reply
-from actors.repository import COMMIT_DELAY_S, RepositoryActor
+from actors.repository import RepositoryActor
 from actors.store import MemoryStore
 from actors.task import DONE, FAILED, QUEUED, RUNNING, Task, TaskView, new_task
 from actors.thread_runner import ThreadRunner
