@@ -92,8 +92,11 @@ def main(
     _die_with_service(service_pid)
     _let_the_forkserver_go()
     _let_stop_signals_pass()
-    # Line by line, so a handler's print() reaches the service's log before the child might be
-    # killed, and in order with what the service writes itself.
+    # A handler's output is part of the service's log, which is its stderr: print() too.
+    sys.stdout.flush()
+    os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
+    # Line by line, so a handler's print() reaches the log before the child might be killed,
+    # and in order with what the service writes itself.
     for stream in (sys.stdout, sys.stderr):
         if hasattr(stream, "reconfigure"):
             stream.reconfigure(line_buffering=True)
