@@ -432,6 +432,6 @@ def test_the_readme_python_example_runs_as_shown() -> None:
     )
 
     assert ran.returncode == 0, ran.stderr
-    # The handler's print and the example's own race; stop() waits for the attempt.
-    assert "world" in ran.stdout.splitlines()
+    # The handler's print and the example's own run on two threads: their words may interleave.
+    assert ran.stdout.count("world") == 2  # printed by the handler, and inside the task shown
     assert "Task(id='hello'" in ran.stdout
