@@ -28,9 +28,10 @@ _SYNTAX: Final = msgspec.json.Decoder(msgspec.Raw)
 """Checks JSON syntax without building the value (but not that strings are UTF-8)."""
 
 
-def sound(row: Sequence[Any]) -> bool:
-    """Whether a row read with text as str is a task as the service writes them: the fast,
-    silent check of every row at start (decode_row says what is wrong with one that is not)."""
+def task_if_sound(row: Sequence[Any]) -> Task | None:
+    """The Task a row read with text as str holds, if it is a task as the service writes them,
+    else None: the fast, silent check of every row at start, each value read once. It never
+    passes a row that decode_row, which says what is wrong with one, would refuse."""
     (
         task_id,
         payload,
@@ -52,11 +53,10 @@ def sound(row: Sequence[Any]) -> bool:
         if result is not None:
             result.isascii() or result.decode()
             _SYNTAX.decode(result)
-        if target is not None:
-            decode_stored(target)
+        stored_target = None if target is None else decode_stored(target)
     except (msgspec.DecodeError, UnicodeDecodeError, RecursionError, AttributeError, TypeError):
-        return False
-    return (
+        return None
+    sound = (
         type(task_id) is str
         and task_id != ""
         and type(payload) is bytes
@@ -65,18 +65,30 @@ def sound(row: Sequence[Any]) -> bool:
         and status in _STATUS_SET
         and type(attempts) is int
         and attempts >= 0
-        and type(created_at) is float
-        and math.isfinite(created_at)
-        and type(updated_at) is float
-        and math.isfinite(updated_at)
+        and _is_time(created_at)
+        and _is_time(updated_at)
         and (last_error is None or type(last_error) is str)
-        and (next_attempt_at is None or type(next_attempt_at) is float)
+        and (next_attempt_at is None or _is_time(next_attempt_at))
         and type(priority) is int
         and 0 <= priority <= MAX_PRIORITY
         and (timeout_ms is None or (type(timeout_ms) is int and timeout_ms > 0))
         and (result is None or type(result) is bytes)
         and (target is None or type(target) is bytes)
     )
+    if not sound:
+        return None
+    task = Task(*row)
+    return task if stored_target is None else msgspec.structs.replace(task, target=stored_target)
+
+
+def sound(row: Sequence[Any]) -> bool:
+    """Whether ``task_if_sound`` takes the row."""
+    return task_if_sound(row) is not None
+
+
+def _is_time(value: object) -> bool:
+    # The fast side of _time below: a float as the store writes it, else decode_row decides.
+    return type(value) is float and math.isfinite(value) and value >= 0
 
 
 _astuple: Final = msgspec.structs.astuple
@@ -88,15 +100,6 @@ def row_of(task: Task) -> tuple[Any, ...]:
     if task.target is None:
         return row
     return (*row[:-1], encode_stored(task.target))
-
-
-def task_of_row(row: Sequence[Any]) -> Task:
-    """The Task of a row ``sound`` passed."""
-    if row[-1] is None:
-        return Task(*row)
-    fields: list[Any] = list(row)
-    fields[-1] = decode_stored(row[-1])
-    return Task(*fields)
 
 
 def decode_row(row: Sequence[object]) -> Task:

@@ -9,11 +9,11 @@ import logging
 import os
 import sqlite3
 import time
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, cast
 
 import msgspec
 
-from actors.rows import decode_row, row_of, shown_id, sound, task_of_row
+from actors.rows import decode_row, row_of, shown_id, task_if_sound
 from actors.store import StoreError
 from actors.task import Task
 
@@ -84,7 +84,7 @@ MAX_ROWS_PER_STATEMENT: Final = 512
 """Most task states one INSERT carries (a power of two, as every statement's row count is)."""
 
 # The columns in the order of Task's fields, so a row is a Task's positional arguments (its
-# target as JSON text: actors/rows.py's row_of and task_of_row).
+# target as JSON text: actors/rows.py's row_of and task_if_sound).
 _FIELDS: Final = tuple(field.name for field in msgspec.structs.fields(Task))
 _COLUMNS: Final = ", ".join(_FIELDS)
 _LOAD: Final = f"SELECT {_COLUMNS} FROM tasks ORDER BY seq"
@@ -159,14 +159,14 @@ class SqliteStore:
             # so that one such row does not fail the rest.
             rows = self._fetch(bytes)
         # The usual case: every row sound, checked in one pass.
-        tasks = [task_of_row(row) for row in rows if sound(row)]
-        if len(tasks) == len(rows):
-            return tasks
-        tasks = []
+        sound = [task_if_sound(row) for row in rows]
+        if None not in sound:
+            return cast("list[Task]", sound)  # no None in it
+        tasks: list[Task] = []
         broken: list[tuple[int, object, str]] = []
-        for index, row in enumerate(rows):
-            if sound(row):
-                tasks.append(task_of_row(row))
+        for index, (row, task) in enumerate(zip(rows, sound, strict=True)):
+            if task is not None:
+                tasks.append(task)
                 continue
             try:
                 tasks.append(decode_row(row))

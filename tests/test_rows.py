@@ -33,6 +33,11 @@ BAD: dict[str, tuple[dict[str, Any], str]] = {
     "timeout_ms zero": ({"timeout_ms": 0}, "timeout_ms 0 is not a positive integer"),
     "created_at not a number": ({"created_at": "soon"}, "created_at 'soon' is not a time"),
     "updated_at infinite": ({"updated_at": float("inf")}, "updated_at inf is not a time"),
+    "created_at negative": ({"created_at": -1.0}, "created_at -1.0 is not a time"),
+    "next_attempt_at infinite": (
+        {"next_attempt_at": float("inf")},
+        "next_attempt_at inf is not a time",
+    ),
     "last_error not text": ({"last_error": 12}, "last_error is not text"),
 }
 
