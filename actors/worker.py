@@ -154,7 +154,9 @@ class WorkerActor(Actor):
                 committed.get(timeout=COMMIT_CHECK_S)
                 return
             except pykka.Timeout:
-                # A slow disk is waited for; a repository stopped by a failed store is not.
+                # A slow disk is waited for. A repository that stops fails this question at
+                # once (actors/base.py), but one told in the instant it stopped can be missed:
+                # hence the look, now and then, at whether it still lives.
                 if not self._repository.is_alive():
                     raise RuntimeError(
                         "the repository stopped before the start was committed"

@@ -142,15 +142,27 @@ class StatsCollector:
         def gauge(name: str, doc: str, value: float) -> GaugeMetricFamily:
             return GaugeMetricFamily(f"{PREFIX}_{name}", doc, value=value)
 
+        def by_label(
+            family: type[CounterMetricFamily | GaugeMetricFamily],
+            name: str,
+            doc: str,
+            label: str,
+            counts: msgspec.Struct,
+        ) -> CounterMetricFamily | GaugeMetricFamily:
+            """One sample per field of ``counts``, the field's name as ``label``."""
+            metric = family(f"{PREFIX}_{name}", doc, labels=[label])
+            for key, count in msgspec.structs.asdict(counts).items():
+                metric.add_metric([key], count)
+            return metric
+
         yield counter("tasks_enqueued", "Tasks accepted since start.", totals.enqueued)
-        rejected = CounterMetricFamily(
-            f"{PREFIX}_tasks_rejected",
+        yield by_label(
+            CounterMetricFamily,
+            "tasks_rejected",
             "Enqueues refused since start, by reason.",
-            labels=["reason"],
+            "reason",
+            totals.rejected,
         )
-        for reason, count in msgspec.structs.asdict(totals.rejected).items():
-            rejected.add_metric([reason], count)
-        yield rejected
         yield counter(
             "attempts_started", "Attempts handed to a worker since start.", totals.attempts
         )
@@ -164,24 +176,20 @@ class StatsCollector:
         yield outcomes
         yield counter("tasks_cancelled", "Tasks cancelled since start.", totals.cancelled)
         yield counter("tasks_evicted", "Final tasks evicted since start.", totals.evicted)
-        replaced = CounterMetricFamily(
-            f"{PREFIX}_worker_processes_replaced",
+        yield by_label(
+            CounterMetricFamily,
+            "worker_processes_replaced",
             "Worker processes replaced since start, by reason.",
-            labels=["reason"],
+            "reason",
+            totals.processes_replaced,
         )
-        for reason, count in msgspec.structs.asdict(totals.processes_replaced).items():
-            replaced.add_metric([reason], count)
-        yield replaced
         yield counter(
             "worker_threads_abandoned",
             "Handler threads abandoned past their time limit since start.",
             totals.threads_abandoned,
         )
 
-        tasks = GaugeMetricFamily(f"{PREFIX}_tasks", "Tasks per status now.", labels=["status"])
-        for status, count in msgspec.structs.asdict(body.tasks).items():
-            tasks.add_metric([status], count)
-        yield tasks
+        yield by_label(GaugeMetricFamily, "tasks", "Tasks per status now.", "status", body.tasks)
         yield gauge("tasks_waiting", "Tasks waiting in line for a worker.", body.waiting)
         yield gauge("tasks_scheduled", "Tasks waiting for a later attempt.", body.scheduled)
         yield gauge("workers", "Worker actors.", body.workers.total)
