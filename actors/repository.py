@@ -539,23 +539,14 @@ class RepositoryActor(Actor):
                 # was held). Said loudly; this actor, every task's owner, lives on.
                 logger.error("task %r changed before its acceptance was withdrawn", task.id)
                 continue
-            self._counts[task.status] -= 1
             if before is None:
                 new += 1
-                del self._tasks[task.id]
-                self._order.invalidate()
-                if self._group is not None:
-                    # Its row may be in the store already (a commit that reached the file and
-                    # failed after it, or one before the dispatcher was found stopped): it goes
-                    # at the next commit, so a refusal leaves no trace.
-                    self._group.delete(task.id)
+                # Its row may be in the store already (a commit that reached the file and failed
+                # after it, or one before the dispatcher was found stopped): removing it deletes
+                # the row at the next commit, so a refusal leaves no trace.
+                self._remove(task)
             else:
-                self._tasks[task.id] = before
-                if self._group is not None:
-                    self._group.stage(before)
-                self._counts[before.status] += 1
-                if self._retention is not None and before.is_final:
-                    self._finished_order.finished(task.id)
+                self._save(before)  # a retry by hand: the finished task as it was
         if new:
             self._enqueued -= new
             self._refused[reason] += 1

@@ -136,11 +136,11 @@ class TaskSystem:
     """The actor system as one object: usable with or without HTTP.
 
     ``start`` builds repository -> dispatcher -> workers -> retry actor, each started after what
-    it talks to; ``stop`` takes them down retry -> dispatcher -> workers -> repository. Each question (the methods
-    ending in ``_async``) returns a Reply for the caller to wait on with its own timeout: its
-    ``get`` raises SystemStopped, at once, if an actor it needed has stopped or crashed. With
-    ``open_store`` the tasks are durable, and ``start`` first recovers what the store holds
-    (actors/recovery.py).
+    it talks to; ``stop`` takes them down retry -> dispatcher -> workers -> repository. Each
+    question (the methods ending in ``_async``) returns a Reply for the caller to wait on with
+    its own timeout: its ``get`` raises SystemStopped, at once, if an actor it needed has
+    stopped or crashed. With ``open_store`` the tasks are durable, and ``start`` first recovers
+    what the store holds (actors/recovery.py).
     """
 
     def __init__(
