@@ -12,7 +12,7 @@ from __future__ import annotations
 from actors.attempt import PermanentError
 from actors.backoff import compute_backoff_ms, should_retry
 from actors.handlers import HandlerLoadError, HandlerSpec, load_handler, noop, simulation
-from actors.messages import Admission, BatchAdmission, Outcome
+from actors.protocol.answers import Admission, BatchAdmission, Outcome
 from actors.reply import SystemStopped
 from actors.retention import KEEP_ALL, Retention
 from actors.runners import process_runners, thread_runners

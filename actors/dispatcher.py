@@ -10,38 +10,27 @@ import pykka
 
 from actors.base import Actor, tell_or_fail
 from actors.line import WaitingLine
-from actors.messages import (
-    Admission,
-    AttemptFinished,
-    BatchAdmission,
-    BeginShutdown,
-    Cancel,
-    Connect,
-    GetDispatcherStats,
-    GetReadiness,
-    GetRetryStats,
-    Insert,
-    InsertBatch,
-    Inserted,
-    InsertedBatch,
-    MarkCancelled,
-    Outcome,
+from actors.protocol.answers import Admission, BatchAdmission, Outcome, Readiness
+from actors.protocol.intake import (
+    AdmitBatch,
+    AdmitTask,
+    AnswerRefusal,
+    BatchStored,
     PlacesReleased,
-    Readiness,
-    Recovered,
-    Refusal,
-    Requeue,
-    RequeueTask,
-    RetriesDue,
-    Run,
-    Save,
-    ScheduleRetry,
-    StoreAvailability,
-    Submit,
-    SubmitBatch,
-    Unscheduled,
-    WhenIdle,
+    StoreAdmittedBatch,
+    StoreAdmittedTask,
+    TaskStored,
 )
+from actors.protocol.lifecycle import BeginShutdown, Connect, Recovered, StoreAvailability, WhenIdle
+from actors.protocol.reading import GetDispatcherStats, GetReadiness, GetRetryStats
+from actors.protocol.running import AttemptFinished, Run, Save
+from actors.protocol.task_actions import (
+    AdmitRequeue,
+    CancelInLine,
+    CancelInRepository,
+    StoreAdmittedRequeue,
+)
+from actors.protocol.waiting import HoldUntilDue, TasksDue, WaitingCancelled
 from actors.reply import SystemStopped
 from actors.stats import LineCounts, Workers
 from actors.task import DONE, FAILED, log_fields
@@ -113,30 +102,30 @@ class DispatcherActor(Actor):
 
     def on_receive(self, message: Any) -> Any:
         match message:
-            case Submit(task, reply):
+            case AdmitTask(task, reply):
                 self._admit(task, reply)
-            case Inserted(task):
+            case TaskStored(task):
                 self._stored((task,), 1 if task.next_attempt_at is None else 0)
             case PlacesReleased(places):
                 self._reserved -= places
             case AttemptFinished(worker, task, retry_delay_s):
                 self._finished(worker, task, retry_delay_s)
-            case RetriesDue(tasks):
+            case TasksDue(tasks):
                 self._scheduled -= len(tasks)
                 self._line.extend(tasks)
                 self._dispatch()
-            case Unscheduled(cancelled):
+            case WaitingCancelled(cancelled):
                 self._scheduled -= cancelled
-            case SubmitBatch(tasks, reply):
+            case AdmitBatch(tasks, reply):
                 self._admit_batch(tasks, reply)
-            case InsertedBatch(tasks, places):
+            case BatchStored(tasks, places):
                 self._stored(tasks, places)
-            case Cancel(task_id, reply, rounds):
+            case CancelInLine(task_id, reply, rounds):
                 self._cancel(task_id, reply, rounds)
-            case Requeue(task_id, reply):
+            case AdmitRequeue(task_id, reply):
                 refusal = self._refusal(1)
                 told = tell_or_fail(
-                    self._repository, RequeueTask(task_id, reply, self.actor_ref, refusal)
+                    self._repository, StoreAdmittedRequeue(task_id, reply, self.actor_ref, refusal)
                 )
                 if refusal is None and told:
                     self._reserved += 1
@@ -188,8 +177,8 @@ class DispatcherActor(Actor):
         places = 1 if task.next_attempt_at is None else 0
         refusal = self._refusal(places, 1 - places)
         if refusal is not None:
-            tell_or_fail(self._repository, Refusal(task.id, reply, refusal))
-        elif tell_or_fail(self._repository, Insert(task, reply, self.actor_ref)):
+            tell_or_fail(self._repository, AnswerRefusal(task.id, reply, refusal))
+        elif tell_or_fail(self._repository, StoreAdmittedTask(task, reply, self.actor_ref)):
             self._reserved += places
 
     def _admit_batch(self, tasks: tuple[Task, ...], reply: Reply[BatchAdmission]) -> None:
@@ -197,7 +186,7 @@ class DispatcherActor(Actor):
         refusal = self._refusal(places, len(tasks) - places)
         if refusal is not None:
             places = 0
-        insert = InsertBatch(tasks, reply, self.actor_ref, places, refusal)
+        insert = StoreAdmittedBatch(tasks, reply, self.actor_ref, places, refusal)
         if tell_or_fail(self._repository, insert):
             self._reserved += places
 
@@ -209,7 +198,7 @@ class DispatcherActor(Actor):
         readiness. Delayed tasks are bounded twice: by a line with room (else a flood of
         short delays would walk around QUEUE_SIZE) and by ``scheduled_max``. Tasks stored
         while this one was being decided are not counted yet, so requests that arrive
-        together may pass the bound by what they carry (see Unscheduled).
+        together may pass the bound by what they carry (see WaitingCancelled).
         """
         if self._shutting_down:
             return Admission.SHUTTING_DOWN
@@ -239,12 +228,12 @@ class DispatcherActor(Actor):
         elif task_id in self._running:
             reply.set(Outcome(None, conflict="task is running"))
         elif self._line.remove(task_id) is not None:
-            tell_or_fail(self._repository, MarkCancelled(task_id, reply, True, self.actor_ref))
+            tell_or_fail(self._repository, CancelInRepository(task_id, reply, True, self.actor_ref))
         else:
             # Not here: perhaps waiting with the retry actor, which passes the question on.
             assert self._retry is not None
             try:
-                self._retry.tell(Cancel(task_id, reply, rounds))
+                self._retry.tell(CancelInLine(task_id, reply, rounds))
             except pykka.ActorDeadError:
                 reply.set(Outcome(None, refused=Admission.SHUTTING_DOWN))
 
@@ -258,7 +247,7 @@ class DispatcherActor(Actor):
     def _schedule(self, task: Task, delay_s: float) -> None:
         assert self._retry is not None
         try:
-            self._retry.tell(ScheduleRetry(task, delay_s))
+            self._retry.tell(HoldUntilDue(task, delay_s))
             self._scheduled += 1
         except pykka.ActorDeadError:
             # An attempt that outlived the shutdown deadline: its retry is abandoned, and
@@ -301,7 +290,7 @@ class DispatcherActor(Actor):
         return len(self._line) + self._reserved - len(self._idle)
 
     def _readiness(self) -> Readiness:
-        """What a Submit of a delayed task would meet now: the same check, from
+        """What an AdmitTask of a delayed task would meet now: the same check, from
         ``_refusal``."""
         return _READINESS[self._refusal(0, 1)]
 

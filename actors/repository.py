@@ -16,35 +16,33 @@ import pykka
 from actors.alarm import Alarm
 from actors.base import Actor, fail_replies
 from actors.group_commit import GroupCommit, deliver
-from actors.messages import (
-    Admission,
-    BatchAdmission,
-    Cancel,
-    CommitDue,
-    DeleteTask,
-    GetRepositoryStats,
-    GetTask,
-    Insert,
-    InsertBatch,
-    Inserted,
-    InsertedBatch,
-    ListPage,
-    MarkCancelled,
-    Outcome,
+from actors.outage import StoreOutage
+from actors.paging import CreationOrder, Page
+from actors.protocol.answers import Admission, BatchAdmission, Outcome, Stock
+from actors.protocol.intake import (
+    AnswerRefusal,
+    BatchStored,
     PlacesReleased,
+    StoreAdmittedBatch,
+    StoreAdmittedTask,
+    TaskStored,
+)
+from actors.protocol.lifecycle import (
+    CommitDue,
     Recover,
-    Refusal,
-    RequeueTask,
-    Save,
-    SaveRunning,
-    Stock,
     StoreAvailability,
     SweepRetention,
     TakeStock,
     WatchStore,
 )
-from actors.outage import StoreOutage
-from actors.paging import CreationOrder, Page
+from actors.protocol.reading import GetRepositoryStats, GetTask, ListPage
+from actors.protocol.running import Save, SaveRunning
+from actors.protocol.task_actions import (
+    CancelInLine,
+    CancelInRepository,
+    DeleteTask,
+    StoreAdmittedRequeue,
+)
 from actors.reply import Reply, SystemStopped
 from actors.retention import FinishedOrder, Retention
 from actors.stats import Rejected, StatusCounts, TaskCounts
@@ -74,7 +72,7 @@ RETENTION_SWEEP_S: Final = 1.0
 """The longest the retention alarm sleeps: a clock moved on (in tests) is seen within this."""
 
 MAX_CANCEL_ROUNDS: Final = 8
-"""How often a Cancel may go round the actors looking for a task on its way between them. One
+"""How often a CancelInLine may go round the actors looking for a task on its way between them. One
 round more always finds it; the bound is only a guard against a bug turning into a loop."""
 
 _COMMIT_DUE = CommitDue()
@@ -91,7 +89,7 @@ class _Acceptance(NamedTuple):
     """Each task's state before (None: it is new); what a withdrawal puts back."""
     admitted_by: pykka.ActorRef
     notice: object
-    """For the dispatcher, once committed: Inserted or InsertedBatch."""
+    """For the dispatcher, once committed: TaskStored or BatchStored."""
     reply: Reply[Any]
     granted: object
     refused: Callable[[Admission], object]
@@ -200,7 +198,7 @@ class RepositoryActor(Actor):
             if isinstance(answering, Reply):
                 answering.fail(error)
             else:
-                fail_replies(value, error)  # a grant, a Cancel going round again
+                fail_replies(value, error)  # a grant, a CancelInLine going round again
 
     def _handle(self, message: Any) -> Any:
         match message:
@@ -209,20 +207,20 @@ class RepositoryActor(Actor):
             case SaveRunning(task, committed):
                 self._save(task)
                 self._send(committed.set, None)
-            case Insert(task, reply, admitted_by):
+            case StoreAdmittedTask(task, reply, admitted_by):
                 self._insert(task, reply, admitted_by)
-            case InsertBatch(tasks, reply, admitted_by, places, refusal):
+            case StoreAdmittedBatch(tasks, reply, admitted_by, places, refusal):
                 self._insert_batch(tasks, reply, admitted_by, places, refusal)
-            case MarkCancelled(task_id, reply, found, dispatcher, rounds):
+            case CancelInRepository(task_id, reply, found, dispatcher, rounds):
                 self._mark_cancelled(task_id, reply, found, dispatcher, rounds)
-            case RequeueTask(task_id, reply, admitted_by, refusal):
+            case StoreAdmittedRequeue(task_id, reply, admitted_by, refusal):
                 self._requeue(task_id, reply, admitted_by, refusal)
             case DeleteTask(task_id, reply):
                 self._delete(task_id, reply)
             case SweepRetention():
                 self._sweep_set = False
                 self._apply_retention()
-            case Refusal(task_id, reply, reason):
+            case AnswerRefusal(task_id, reply, reason):
                 answer = Admission.DUPLICATE if task_id in self._tasks else reason
                 self._refused[answer] += 1
                 self._send(reply.set, answer)
@@ -292,7 +290,7 @@ class RepositoryActor(Actor):
                 (task,),
                 (None,),
                 admitted_by,
-                Inserted(task),
+                TaskStored(task),
                 reply,
                 Admission.ACCEPTED,
                 _same,
@@ -335,7 +333,7 @@ class RepositoryActor(Actor):
                 tasks,
                 (None,) * len(tasks),
                 admitted_by,
-                InsertedBatch(tasks, places),
+                BatchStored(tasks, places),
                 reply,
                 BatchAdmission(Admission.ACCEPTED),
                 BatchAdmission,
@@ -377,7 +375,7 @@ class RepositoryActor(Actor):
         else:
             # Queued, yet neither in line nor waiting: on its way between actors. Round again,
             # behind the message that carries it (held messages keep their order).
-            again = Cancel(task_id, reply, rounds + 1)
+            again = CancelInLine(task_id, reply, rounds + 1)
             self._send(functools.partial(_round_again, dispatcher), again)
 
     def _requeue(
@@ -417,7 +415,7 @@ class RepositoryActor(Actor):
                 (queued,),
                 (task,),
                 admitted_by,
-                Inserted(queued),
+                TaskStored(queued),
                 reply,
                 Outcome(queued),
                 _refused_outcome,
@@ -672,8 +670,8 @@ def _replaced(tasks: list[Task], withdrawn: dict[str, Task | None]) -> list[Task
     return [task for task in now if task is not None]
 
 
-def _round_again(dispatcher: pykka.ActorRef, message: Cancel) -> None:
-    """Send a Cancel round again; once shutdown has stopped the dispatcher, answer for it."""
+def _round_again(dispatcher: pykka.ActorRef, message: CancelInLine) -> None:
+    """Send a CancelInLine round again; once shutdown has stopped the dispatcher, answer for it."""
     try:
         dispatcher.tell(message)
     except pykka.ActorDeadError:

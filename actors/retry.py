@@ -16,15 +16,14 @@ import pykka
 
 from actors.alarm import Alarm
 from actors.base import Actor, tell_or_fail
-from actors.messages import (
+from actors.protocol.reading import GetRetryStats
+from actors.protocol.task_actions import CancelInLine, CancelInRepository
+from actors.protocol.waiting import (
     AlarmRang,
-    Cancel,
-    CancelRetries,
-    GetRetryStats,
-    MarkCancelled,
-    RetriesDue,
-    ScheduleRetry,
-    Unscheduled,
+    HoldUntilDue,
+    StopRetryTimer,
+    TasksDue,
+    WaitingCancelled,
 )
 
 if TYPE_CHECKING:
@@ -71,15 +70,15 @@ class RetryActor(Actor):
 
     def on_receive(self, message: Any) -> Any:
         match message:
-            case ScheduleRetry(task, delay_s):
+            case HoldUntilDue(task, delay_s):
                 self._schedule(task, time.monotonic() + delay_s)
             case AlarmRang():
                 self._release_due()
-            case CancelRetries(reply):
+            case StopRetryTimer(reply):
                 reply.set(self._cancel())
             case GetRetryStats(reply):
                 reply.set(len(self._entries))
-            case Cancel(task_id, reply, rounds):
+            case CancelInLine(task_id, reply, rounds):
                 entry = self._entries.pop(task_id, None)
                 if entry is not None:
                     entry[2] = None
@@ -88,11 +87,11 @@ class RetryActor(Actor):
                         self._compact()
                     # Before the repository answers the client: its next enqueue finds the
                     # dispatcher's count already down.
-                    self._dispatcher.tell(Unscheduled(1))
+                    self._dispatcher.tell(WaitingCancelled(1))
                 found = entry is not None
                 tell_or_fail(
                     self._repository,
-                    MarkCancelled(task_id, reply, found, self._dispatcher, rounds),
+                    CancelInRepository(task_id, reply, found, self._dispatcher, rounds),
                 )
             case _:
                 return super().on_receive(message)
@@ -138,7 +137,7 @@ class RetryActor(Actor):
                 del self._entries[task.id]
                 due.append(task)
         if due:
-            self._dispatcher.tell(RetriesDue(tuple(due)))
+            self._dispatcher.tell(TasksDue(tuple(due)))
         if self._waiting:
             self._set_alarm()
 

@@ -12,32 +12,27 @@ import pykka
 from actors.allow_list import AllowList
 from actors.base import tell_or_fail
 from actors.dispatcher import DEFAULT_SCHEDULED_MAX, DispatcherActor
-from actors.messages import (
-    Admission,
-    BatchAdmission,
+from actors.protocol.answers import Admission, BatchAdmission, Outcome, Readiness, Stock
+from actors.protocol.intake import AdmitBatch, AdmitTask
+from actors.protocol.lifecycle import (
     BeginShutdown,
-    Cancel,
-    CancelRetries,
     Connect,
-    DeleteTask,
+    Recover,
+    Recovered,
+    TakeStock,
+    WatchStore,
+    WhenIdle,
+)
+from actors.protocol.reading import (
     GetDispatcherStats,
     GetReadiness,
     GetRepositoryStats,
     GetTask,
     ListPage,
-    Outcome,
-    Readiness,
-    Recover,
-    Recovered,
-    Requeue,
-    Save,
-    Stock,
-    Submit,
-    SubmitBatch,
-    TakeStock,
-    WatchStore,
-    WhenIdle,
 )
+from actors.protocol.running import Save
+from actors.protocol.task_actions import AdmitRequeue, CancelInLine, DeleteTask
+from actors.protocol.waiting import StopRetryTimer
 from actors.recovery import plan_recovery
 from actors.reply import Reply, SystemStopped
 from actors.repository import RepositoryActor
@@ -237,7 +232,7 @@ class TaskSystem:
         retry = RetryActor.start(dispatcher, repository)
         dispatcher.tell(Connect(worker_refs, retry))
         if plan.line or plan.retries:
-            # Before start returns, so before any Submit: recovered tasks go ahead of new work,
+            # Before start returns, so before any AdmitTask: recovered tasks go ahead of new work,
             # and like due retries they get in past the line's bound; those waiting for a
             # retry go to the retry actor through the dispatcher, which counts what waits.
             dispatcher.tell(Recovered(plan.line, plan.retries))
@@ -259,25 +254,25 @@ class TaskSystem:
     def submit_async(self, task: Task) -> Reply[Admission]:
         """Offer a new task; the reply says whether it was accepted, and if not, why."""
         reply: Reply[Admission] = Reply()
-        tell_or_fail(self._dispatcher, Submit(task, reply))
+        tell_or_fail(self._dispatcher, AdmitTask(task, reply))
         return reply
 
     def submit_batch_async(self, tasks: Sequence[Task]) -> Reply[BatchAdmission]:
         """Offer new tasks, to be accepted all together or not at all."""
         reply: Reply[BatchAdmission] = Reply()
-        tell_or_fail(self._dispatcher, SubmitBatch(tuple(tasks), reply))
+        tell_or_fail(self._dispatcher, AdmitBatch(tuple(tasks), reply))
         return reply
 
     def cancel_async(self, task_id: str) -> Reply[Outcome]:
         """Cancel a queued task (in line, delayed or awaiting a retry): it never runs again."""
         reply: Reply[Outcome] = Reply()
-        tell_or_fail(self._dispatcher, Cancel(task_id, reply))
+        tell_or_fail(self._dispatcher, CancelInLine(task_id, reply))
         return reply
 
     def requeue_async(self, task_id: str) -> Reply[Outcome]:
         """Queue a failed or cancelled task again for a fresh round of attempts."""
         reply: Reply[Outcome] = Reply()
-        tell_or_fail(self._dispatcher, Requeue(task_id, reply))
+        tell_or_fail(self._dispatcher, AdmitRequeue(task_id, reply))
         return reply
 
     def delete_async(self, task_id: str) -> Reply[Outcome]:
@@ -355,7 +350,7 @@ class TaskSystem:
         stopping = _Stopping(max(deadline, time.monotonic()) + STOP_GRACE_S)
         begun = stopping.ask(self._dispatcher, "dispatcher", BeginShutdown, False)
         drained = begun and self.wait_idle(deadline - time.monotonic())
-        stopping.ask(self._retry, "retry actor", CancelRetries, 0)
+        stopping.ask(self._retry, "retry actor", StopRetryTimer, 0)
         stopping.stop(self._retry, "retry actor")
         stopping.stop(self._dispatcher, "dispatcher")
         self._stop_workers(deadline)

@@ -12,7 +12,7 @@ import pykka
 from actors.attempt import MAX_RETRY_AFTER_S
 from actors.backoff import compute_backoff_ms, should_retry
 from actors.base import Actor
-from actors.messages import AttemptFinished, Run, Save, SaveRunning
+from actors.protocol.running import AttemptFinished, Run, Save, SaveRunning
 from actors.reply import Reply
 from actors.task import DONE, FAILED, QUEUED, RUNNING, Task, log_fields
 

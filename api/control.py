@@ -14,7 +14,7 @@ from api.schema import encoder, task_body
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from actors.messages import Outcome
+    from actors.protocol.answers import Outcome
     from actors.reply import Reply
     from actors.system import TaskSystem
 

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Final
 import falcon
 from msgspec import UNSET
 
-from actors.messages import Admission
+from actors.protocol.answers import Admission
 from actors.target import InvalidTarget, target_of
 from actors.task import log_fields, new_task
 from api.errors import ItemError, service_unavailable

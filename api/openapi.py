@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Final, get_args
 
 import msgspec
 
-from actors.messages import Readiness
+from actors.protocol.answers import Readiness
 from actors.stats import StatsBody
 from actors.task import STATUSES
 from api.auth import OPEN_PATHS

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Final
 import falcon
 import msgspec
 
-from actors.messages import Readiness
+from actors.protocol.answers import Readiness
 from actors.reply import SystemStopped
 from api.options import JsonOptions
 from api.reply import wait_for

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 import falcon.testing
 from common import median, write_json
 
-from actors.messages import Admission
+from actors.protocol.answers import Admission
 from actors.reply import Reply
 from actors.task import new_task
 from api import create_app

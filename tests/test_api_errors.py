@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from collections.abc import Collection, Iterator, Sequence
 
     from actors import Task
-    from actors.messages import Admission
+    from actors.protocol.answers import Admission
 
 NESTING = 200_000
 

@@ -10,27 +10,13 @@ import pykka
 import pytest
 
 from actors.dispatcher import DEFAULT_SCHEDULED_MAX, DispatcherActor
-from actors.messages import (
-    Admission,
-    AttemptFinished,
-    BeginShutdown,
-    Cancel,
-    Connect,
-    GetDispatcherStats,
-    GetReadiness,
-    GetTask,
-    Insert,
-    Inserted,
-    Outcome,
-    Readiness,
-    Refusal,
-    RetriesDue,
-    Run,
-    ScheduleRetry,
-    StoreAvailability,
-    Submit,
-    WhenIdle,
-)
+from actors.protocol.answers import Admission, Outcome, Readiness
+from actors.protocol.intake import AdmitTask, AnswerRefusal, StoreAdmittedTask, TaskStored
+from actors.protocol.lifecycle import BeginShutdown, Connect, StoreAvailability, WhenIdle
+from actors.protocol.reading import GetDispatcherStats, GetReadiness, GetTask
+from actors.protocol.running import AttemptFinished, Run
+from actors.protocol.task_actions import CancelInLine
+from actors.protocol.waiting import HoldUntilDue, TasksDue
 from actors.reply import Reply
 from actors.repository import RepositoryActor
 from actors.stats import LineCounts, Workers
@@ -63,24 +49,24 @@ class ReleaseHeld(NamedTuple):
 
 
 class HoldingRepository(pykka.ThreadingActor):
-    """A fake repository that holds each Insert until told to go on: a slow store."""
+    """A fake repository that holds each StoreAdmittedTask until told to go on: a slow store."""
 
     def __init__(self) -> None:
         super().__init__()
-        self._held: list[Insert] = []
+        self._held: list[StoreAdmittedTask] = []
         self._ids: set[str] = set()
 
     def on_receive(self, message: Any) -> Any:
         match message:
-            case Insert():
+            case StoreAdmittedTask():
                 self._held.append(message)
-            case Refusal(task_id, reply, reason):
+            case AnswerRefusal(task_id, reply, reason):
                 known = task_id in self._ids or any(i.task.id == task_id for i in self._held)
                 reply.set(Admission.DUPLICATE if known else reason)
             case ReleaseHeld():
                 for task, reply, admitted_by in self._held:
                     self._ids.add(task.id)
-                    admitted_by.tell(Inserted(task))
+                    admitted_by.tell(TaskStored(task))
                     reply.set(Admission.ACCEPTED)
                 self._held.clear()
         return None
@@ -106,7 +92,7 @@ class Line:
 
     def submit_async(self, task_id: str) -> Reply[Admission]:
         reply: Reply[Admission] = Reply()
-        self.dispatcher.tell(Submit(new_task(task_id, b"null", max_retries=3), reply))
+        self.dispatcher.tell(AdmitTask(new_task(task_id, b"null", max_retries=3), reply))
         return reply
 
     def submit(self, task_id: str) -> Admission:
@@ -257,7 +243,7 @@ def test_due_retries_enter_the_line_even_when_it_is_full(repository: pykka.Actor
         msgspec.structs.replace(new_task(f"retry-{n}", b"null", 3), attempts=1) for n in range(2)
     )
 
-    line.dispatcher.tell(RetriesDue(retries))
+    line.dispatcher.tell(TasksDue(retries))
 
     assert line.stats() == LineView(waiting=3, busy=1, workers=1)
     for _ in range(3):
@@ -274,7 +260,7 @@ def test_a_failed_attempt_is_saved_then_handed_to_the_retry_actor(
     waiting = line.finish(0, retry_delay_s=0.25)
 
     line.stats()
-    assert line.retry.ask(Recorded(), timeout=TIMEOUT_S) == [ScheduleRetry(waiting, 0.25)]
+    assert line.retry.ask(Recorded(), timeout=TIMEOUT_S) == [HoldUntilDue(waiting, 0.25)]
     assert line.stored("task-0") == waiting
 
 
@@ -298,7 +284,7 @@ def test_begin_shutdown_stops_handing_out_queued_tasks_and_retries(
 
     ask(line.dispatcher, BeginShutdown, TIMEOUT_S)
     line.finish(0)
-    line.dispatcher.tell(RetriesDue((new_task("retry-0", b"null", 3),)))
+    line.dispatcher.tell(TasksDue((new_task("retry-0", b"null", 3),)))
 
     assert line.ran_by(0) == ["task-0"]
     assert line.stats() == LineView(waiting=2, busy=0, workers=1)
@@ -413,7 +399,7 @@ def test_while_the_store_is_down_new_work_and_cancels_are_refused_and_readiness_
     assert line.submit("new") is Admission.STORE_UNAVAILABLE
     assert line.submit("waiting") is Admission.DUPLICATE  # a known id is a conflict, even now
     cancelled: Reply[Outcome] = Reply()
-    line.dispatcher.tell(Cancel("waiting", cancelled))
+    line.dispatcher.tell(CancelInLine("waiting", cancelled))
     assert cancelled.get(timeout=TIMEOUT_S) == Outcome(None, refused=Admission.STORE_UNAVAILABLE)
     line.finish(0)
     assert line.ran_by(0) == ["running", "waiting"]  # accepted work goes on

@@ -16,27 +16,19 @@ import pytest
 from actors import group_commit as group_commit_module
 from actors import outage as outage_module
 from actors.group_commit import BATCH_CAP
-from actors.messages import (
-    Admission,
-    BatchAdmission,
-    GetRepositoryStats,
-    GetTask,
-    Insert,
-    InsertBatch,
-    Inserted,
-    ListPage,
-    Outcome,
-    PlacesReleased,
-    Recover,
-    Refusal,
-    RequeueTask,
-    Save,
-    Stock,
-    StoreAvailability,
-    TakeStock,
-    WatchStore,
-)
 from actors.paging import Page
+from actors.protocol.answers import Admission, BatchAdmission, Outcome, Stock
+from actors.protocol.intake import (
+    AnswerRefusal,
+    PlacesReleased,
+    StoreAdmittedBatch,
+    StoreAdmittedTask,
+    TaskStored,
+)
+from actors.protocol.lifecycle import Recover, StoreAvailability, TakeStock, WatchStore
+from actors.protocol.reading import GetRepositoryStats, GetTask, ListPage
+from actors.protocol.running import Save
+from actors.protocol.task_actions import StoreAdmittedRequeue
 from actors.reply import Reply
 from actors.repository import RepositoryActor
 from actors.sqlite_store import SqliteStore
@@ -96,7 +88,7 @@ def insert(
     dispatcher = dispatcher or TellRecorder()
     reply: Reply[Admission] = Reply()
     dispatcher.watched = reply
-    repository.tell(Insert(task, reply, dispatcher))  # type: ignore[arg-type]
+    repository.tell(StoreAdmittedTask(task, reply, dispatcher))  # type: ignore[arg-type]
     return reply.get(timeout=TIMEOUT_S)
 
 
@@ -119,7 +111,7 @@ def test_the_dispatcher_hears_of_an_insert_before_the_client_gets_its_answer(
 
     insert(repository, task, dispatcher)
 
-    assert dispatcher.told == [Inserted(task)]
+    assert dispatcher.told == [TaskStored(task)]
     assert dispatcher.reply_was_set == [False]
 
 
@@ -217,7 +209,7 @@ def test_a_refusal_of_a_new_id_answers_the_dispatchers_reason_and_stores_nothing
     repository: pykka.ActorRef, reason: Admission
 ) -> None:
     reply: Reply[Admission] = Reply()
-    repository.tell(Refusal("task-1", reply, reason))
+    repository.tell(AnswerRefusal("task-1", reply, reason))
 
     assert reply.get(timeout=TIMEOUT_S) is reason
     assert get(repository, "task-1") is None
@@ -232,7 +224,7 @@ def test_a_refusal_of_a_known_id_answers_duplicate(
     insert(repository, original)
     reply: Reply[Admission] = Reply()
 
-    repository.tell(Refusal("task-1", reply, reason))
+    repository.tell(AnswerRefusal("task-1", reply, reason))
 
     assert reply.get(timeout=TIMEOUT_S) is Admission.DUPLICATE
     assert list_all(repository) == [original]
@@ -340,14 +332,14 @@ def test_no_answer_leaves_before_the_commit_of_what_it_answers(
     reply: Reply[Admission] = Reply()
     dispatcher.watched = reply
 
-    repository.tell(Insert(task, reply, dispatcher))  # type: ignore[arg-type]
+    repository.tell(StoreAdmittedTask(task, reply, dispatcher))  # type: ignore[arg-type]
     store.wait_entered()
 
     assert not reply_is_set(reply)
     assert dispatcher.told == []
     store.proceed.release()
     assert reply.get(timeout=TIMEOUT_S) is Admission.ACCEPTED
-    assert dispatcher.told == [Inserted(task)]
+    assert dispatcher.told == [TaskStored(task)]
     assert dispatcher.reply_was_set == [False]
     assert store.batches == [["task-1"]]
 
@@ -397,9 +389,9 @@ def test_changes_that_arrive_together_share_one_commit_and_answers_keep_their_or
     for n in range(10):
         replies.append(Reply())
         task = new_task(f"task-{n}", b"null", max_retries=0)
-        repository.tell(Insert(task, replies[-1], dispatcher))  # type: ignore[arg-type]
+        repository.tell(StoreAdmittedTask(task, replies[-1], dispatcher))  # type: ignore[arg-type]
     duplicate: Reply[Admission] = Reply()
-    repository.tell(Insert(new_task("task-3", b"1", 0), duplicate, dispatcher))  # type: ignore[arg-type]
+    repository.tell(StoreAdmittedTask(new_task("task-3", b"1", 0), duplicate, dispatcher))  # type: ignore[arg-type]
     store.proceed.release()
     store.wait_entered()
 
@@ -409,7 +401,7 @@ def test_changes_that_arrive_together_share_one_commit_and_answers_keep_their_or
     assert [reply.get(timeout=TIMEOUT_S) for reply in replies] == [Admission.ACCEPTED] * 10
     assert duplicate.get(timeout=TIMEOUT_S) is Admission.DUPLICATE
     assert store.batches == [["opener"], [f"task-{n}" for n in range(10)]]
-    assert [type(message) for message in dispatcher.told] == [Inserted] * 10 + [PlacesReleased]
+    assert [type(message) for message in dispatcher.told] == [TaskStored] * 10 + [PlacesReleased]
 
 
 def test_a_steady_stream_of_changes_is_committed_at_least_every_batch_cap(
@@ -583,12 +575,12 @@ def test_reads_held_for_a_commit_that_fails_never_show_the_work_it_refused() -> 
     store = HeldUpStore()
     repository, dispatcher = flaky_repository(store)
     first = Reply[Admission]()
-    repository.tell(Insert(new_task("a", b"null", 0), first, dispatcher))  # type: ignore[arg-type]
+    repository.tell(StoreAdmittedTask(new_task("a", b"null", 0), first, dispatcher))  # type: ignore[arg-type]
     assert store.entered.wait(TIMEOUT_S)
     # Behind the commit of "a", in one batch: "b" inserted, then read about, then the commit.
     refused, found = Reply[Admission](), Reply[Task | None]()
     page, stats = Reply[Page | None](), Reply[TaskCounts]()
-    repository.tell(Insert(new_task("b", b"null", 0), refused, dispatcher))  # type: ignore[arg-type]
+    repository.tell(StoreAdmittedTask(new_task("b", b"null", 0), refused, dispatcher))  # type: ignore[arg-type]
     repository.tell(GetTask("b", found))
     repository.tell(ListPage(page))
     repository.tell(GetRepositoryStats(stats))
@@ -647,7 +639,7 @@ def test_a_retry_by_hand_whose_commit_fails_is_refused_and_the_task_stays_failed
     store.full.set()
     reply: Reply[Outcome] = Reply()
 
-    repository.tell(RequeueTask("t", reply, dispatcher))  # type: ignore[arg-type]
+    repository.tell(StoreAdmittedRequeue("t", reply, dispatcher))  # type: ignore[arg-type]
 
     assert reply.get(timeout=TIMEOUT_S) == Outcome(None, refused=Admission.STORE_UNAVAILABLE)
     assert get(repository, "t") == failed
@@ -662,7 +654,7 @@ def test_a_batch_whose_commit_fails_is_refused_whole_and_leaves_no_trace() -> No
     reply: Reply[BatchAdmission] = Reply()
     tasks = (new_task("a", b"null", 0), new_task("b", b"null", 0))
 
-    repository.tell(InsertBatch(tasks, reply, dispatcher, 2))  # type: ignore[arg-type]
+    repository.tell(StoreAdmittedBatch(tasks, reply, dispatcher, 2))  # type: ignore[arg-type]
 
     assert reply.get(timeout=TIMEOUT_S) == BatchAdmission(Admission.STORE_UNAVAILABLE)
     assert list_all(repository) == []
@@ -737,7 +729,7 @@ def test_stats_count_every_intake_answer_by_how_it_ended(repository: pykka.Actor
         ("e", Admission.SHUTTING_DOWN),
     ]:
         reply: Reply[Admission] = Reply()
-        repository.tell(Refusal(task_id, reply, reason))
+        repository.tell(AnswerRefusal(task_id, reply, reason))
 
     stats = repository_stats(repository)
 

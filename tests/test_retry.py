@@ -10,14 +10,14 @@ from typing import Any, NamedTuple
 
 import pykka
 
-from actors.messages import (
+from actors.protocol.reading import GetRetryStats
+from actors.protocol.task_actions import CancelInLine
+from actors.protocol.waiting import (
     AlarmRang,
-    Cancel,
-    CancelRetries,
-    GetRetryStats,
-    RetriesDue,
-    ScheduleRetry,
-    Unscheduled,
+    HoldUntilDue,
+    StopRetryTimer,
+    TasksDue,
+    WaitingCancelled,
 )
 from actors.reply import Reply
 from actors.retry import COMPACT_AT, RetryActor
@@ -50,7 +50,7 @@ class Retries:
     """A retry actor wired to a fake dispatcher."""
 
     def __init__(self) -> None:
-        self.received: queue.Queue[RetriesDue] = queue.Queue()
+        self.received: queue.Queue[TasksDue] = queue.Queue()
         self.dispatcher = Outbox.start(self.received)
         self.to_repository: queue.Queue[Any] = queue.Queue()
         self.repository = Outbox.start(self.to_repository)
@@ -58,7 +58,7 @@ class Retries:
 
     def schedule(self, task_id: str, delay_s: float) -> Task:
         task = new_task(task_id, b"null", max_retries=3)
-        self.actor.tell(ScheduleRetry(task, delay_s))
+        self.actor.tell(HoldUntilDue(task, delay_s))
         return task
 
     def released(self, count: int) -> list[str]:
@@ -73,7 +73,7 @@ class Retries:
         return self.received.empty()
 
     def cancel(self) -> int:
-        waiting: int = ask(self.actor, CancelRetries, TIMEOUT_S)
+        waiting: int = ask(self.actor, StopRetryTimer, TIMEOUT_S)
         return waiting
 
 
@@ -127,7 +127,7 @@ def test_the_released_task_is_the_one_that_was_scheduled() -> None:
     retries = Retries()
     task = retries.schedule("task-1", 0.0)
 
-    assert retries.received.get(timeout=TIMEOUT_S) == RetriesDue((task,))
+    assert retries.received.get(timeout=TIMEOUT_S) == TasksDue((task,))
 
 
 def test_ten_thousand_waiting_retries_share_one_timer_thread() -> None:
@@ -238,7 +238,7 @@ def test_cancelled_entries_do_not_pile_up_in_the_heap_until_due() -> None:
         for n in range(1000):
             retries.schedule(f"r{round_number}-{n}", LATER_S)
         for n in range(1000):
-            retries.actor.tell(Cancel(f"r{round_number}-{n}", Reply()))
+            retries.actor.tell(CancelInLine(f"r{round_number}-{n}", Reply()))
     retries.schedule("kept", LATER_S)
 
     assert waiting(retries) == 1
@@ -247,4 +247,4 @@ def test_cancelled_entries_do_not_pile_up_in_the_heap_until_due() -> None:
     told: list[Any] = []
     while not retries.received.empty():
         told.append(retries.received.get())
-    assert told == [Unscheduled(1)] * 5000
+    assert told == [WaitingCancelled(1)] * 5000

@@ -13,15 +13,11 @@ import pykka
 from actors import QUEUED, Admission, MemoryStore, TaskSystem, new_task
 from actors.base import Actor
 from actors.dispatcher import DispatcherActor
-from actors.messages import (
-    GetTask,
-    Insert,
-    InsertBatch,
-    ListPage,
-    Outcome,
-    RequeueTask,
-    Save,
-)
+from actors.protocol.answers import Outcome
+from actors.protocol.intake import StoreAdmittedBatch, StoreAdmittedTask
+from actors.protocol.reading import GetTask, ListPage
+from actors.protocol.running import Save
+from actors.protocol.task_actions import StoreAdmittedRequeue
 from actors.reply import Reply
 from actors.repository import RepositoryActor
 from actors.task import FAILED
@@ -52,7 +48,7 @@ def test_an_insert_after_the_dispatcher_stopped_answers_shutting_down_and_leaves
     repository = RepositoryActor.start()
     reply: Reply[Admission] = Reply()
 
-    repository.tell(Insert(new_task("late", b"null", 0), reply, stopped_actor()))
+    repository.tell(StoreAdmittedTask(new_task("late", b"null", 0), reply, stopped_actor()))
 
     assert reply.get(timeout=ANSWER_S) is Admission.SHUTTING_DOWN
     assert stored(repository, "late") is None
@@ -65,7 +61,7 @@ def test_a_batch_after_the_dispatcher_stopped_answers_shutting_down_and_leaves_n
     reply: Reply[BatchAdmission] = Reply()
     tasks = (new_task("a", b"null", 0), new_task("b", b"null", 0))
 
-    repository.tell(InsertBatch(tasks, reply, stopped_actor(), 2))
+    repository.tell(StoreAdmittedBatch(tasks, reply, stopped_actor(), 2))
 
     assert reply.get(timeout=ANSWER_S).admission is Admission.SHUTTING_DOWN
     listed: Reply[Any] = Reply()
@@ -82,7 +78,7 @@ def test_a_retry_by_hand_after_the_dispatcher_stopped_is_refused_and_the_task_ke
     )
     reply: Reply[Outcome] = Reply()
 
-    repository.tell(RequeueTask("f", reply, stopped_actor()))
+    repository.tell(StoreAdmittedRequeue("f", reply, stopped_actor()))
 
     assert reply.get(timeout=ANSWER_S) == Outcome(None, refused=Admission.SHUTTING_DOWN)
     kept = stored(repository, "f")

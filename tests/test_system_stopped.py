@@ -13,7 +13,7 @@ import pytest
 
 from actors import RUNNING, Admission, MemoryStore, SystemStopped, TaskSystem, new_task
 from actors.dispatcher import DispatcherActor
-from actors.messages import WhenIdle
+from actors.protocol.lifecycle import WhenIdle
 from actors.reply import Reply
 from actors.repository import RepositoryActor
 from tests.support import ANSWER_S, starting_systems, wait_until
@@ -87,7 +87,7 @@ def test_a_submit_on_its_way_to_a_repository_that_stops_is_failed_at_once(
     assert store.entered.acquire(timeout=ANSWER_S)  # the repository is inside the commit
     stopped = repository_ref().stop(block=False)
     on_its_way = system.submit_async(later("second"))
-    flush_dispatcher(system)  # its Insert waits in the repository's inbox, behind the stop
+    flush_dispatcher(system)  # its StoreAdmittedTask waits in the repository inbox, behind stop
 
     store.proceed.release()
 

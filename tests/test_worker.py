@@ -17,8 +17,10 @@ import pytest
 
 from actors.attempt import AttemptReport
 from actors.group_commit import COMMIT_DELAY_S
-from actors.messages import AttemptFinished, GetTask, Recover, Run, Save
 from actors.observer import AttemptObserver, AttemptOutcome
+from actors.protocol.lifecycle import Recover
+from actors.protocol.reading import GetTask
+from actors.protocol.running import AttemptFinished, Run, Save
 from actors.reply import Reply
 from actors.repository import RepositoryActor
 from actors.store import MemoryStore
