@@ -4,6 +4,7 @@ fails every question it leaves unanswered when it stops or crashes."""
 from __future__ import annotations
 
 import queue
+import threading
 from typing import TYPE_CHECKING, Any, cast
 
 import pykka
@@ -27,14 +28,13 @@ class Actor(pykka.ThreadingActor):
     A question whose handling raises, and every question still in the inbox when the actor
     stops or crashes, is failed with SystemStopped at once: whoever asked hears now rather than
     at its timeout. A subclass that overrides ``on_stop`` or ``on_failure`` calls this one's,
-    after failing whatever questions it holds itself. A message told in the instant between
-    pykka's "is it alive?" and its ``put`` can still slip in after the inbox was emptied: that
-    one question is left to its asker's timeout.
+    after failing whatever questions it holds itself. Questions are told with ``tell_or_fail``,
+    which the inbox's closing waits for, so none slips in after the inbox was emptied.
     """
 
     @staticmethod
     def _create_actor_inbox() -> Any:
-        return queue.SimpleQueue()
+        return _Inbox()
 
     def _handle_receive(self, message: Any) -> Any:
         # pykka's own dispatch (stop, proxies, on_receive), wrapped: a try costs nothing until
@@ -57,10 +57,11 @@ class Actor(pykka.ThreadingActor):
         self._fail_inbox(f"{self} crashed")
 
     def _fail_inbox(self, why: str) -> None:
-        """Fail the questions left in the inbox. Called once the actor is marked stopped, so
-        nothing new gets in (see the class docstring); what pykka answers itself (a ``stop``
-        or an ``ask`` waiting there) is put back for its teardown to answer."""
-        inbox = cast("queue.SimpleQueue[Any]", self.actor_inbox)  # _create_actor_inbox's
+        """Close the inbox to questions, then fail those left in it; what pykka answers itself
+        (a ``stop`` or an ``ask`` waiting there) is put back for its teardown to answer."""
+        inbox = cast("_Inbox", self.actor_inbox)  # _create_actor_inbox's
+        with inbox.closing:
+            inbox.closed = True
         left: list[Any] = []
         while True:
             try:
@@ -75,12 +76,42 @@ class Actor(pykka.ThreadingActor):
             inbox.put(envelope)
 
 
+class _Inbox(queue.SimpleQueue[Any]):
+    """An actor's inbox, with what closes it to questions as the actor stops.
+
+    pykka's ``tell`` looks whether the actor lives, then puts: an actor that stops and empties
+    its inbox between the two would never see the message, and pykka's own teardown drops a
+    told one unanswered. So a question is put under ``closing`` and only while ``closed`` is
+    False; the actor sets it under the same lock before emptying the inbox, and what was put
+    before is in the inbox when it does. Told messages that carry no question skip the lock.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.closing = threading.Lock()
+        self.closed = False
+
+
+def tell_question(actor: pykka.ActorRef, message: object) -> None:
+    """Tell ``actor`` ``message``, which carries a question, so that the actor either gets it
+    or is stopped and fails it; ActorDeadError if the actor was stopped before, as pykka's
+    ``tell`` raises it."""
+    inbox = getattr(actor, "actor_inbox", None)
+    if not isinstance(inbox, _Inbox):  # an actor of another base: pykka's own tell
+        actor.tell(message)
+        return
+    with inbox.closing:
+        if inbox.closed:
+            raise pykka.ActorDeadError(f"{actor} not found")
+        actor.tell(message)
+
+
 def tell_or_fail(actor: pykka.ActorRef, message: object) -> bool:
     """Tell ``actor`` ``message``; if it has stopped, fail the questions the message carries
     instead (pykka raises ActorDeadError to the sender, which would otherwise crash it, and
     leave the asker waiting). False if it had stopped."""
     try:
-        actor.tell(message)
+        tell_question(actor, message)
     except pykka.ActorDeadError:
         fail_replies(message, _stopped(f"{actor} had stopped"))
         return False

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 import pykka
 
-from actors.base import Actor, tell_or_fail
+from actors.base import Actor, tell_or_fail, tell_question
 from actors.line import WaitingLine
 from actors.protocol.answers import Admission, BatchAdmission, Outcome, Readiness
 from actors.protocol.intake import (
@@ -233,14 +233,14 @@ class DispatcherActor(Actor):
             # Not here: perhaps waiting with the retry actor, which passes the question on.
             assert self._retry is not None
             try:
-                self._retry.tell(CancelInLine(task_id, reply, rounds))
+                tell_question(self._retry, CancelInLine(task_id, reply, rounds))
             except pykka.ActorDeadError:
                 reply.set(Outcome(None, refused=Admission.SHUTTING_DOWN))
 
     def _ask_retry_stats(self, reply: Reply[int]) -> None:
         assert self._retry is not None
         try:
-            self._retry.tell(GetRetryStats(reply))
+            tell_question(self._retry, GetRetryStats(reply))
         except pykka.ActorDeadError:
             reply.set(0)  # stopped at shutdown: nothing waits for a next attempt any more
 

@@ -14,7 +14,7 @@ import msgspec
 import pykka
 
 from actors.alarm import Alarm
-from actors.base import Actor, fail_replies
+from actors.base import Actor, fail_replies, tell_question
 from actors.group_commit import GroupCommit, deliver
 from actors.outage import StoreOutage
 from actors.paging import CreationOrder, Page
@@ -673,6 +673,6 @@ def _replaced(tasks: list[Task], withdrawn: dict[str, Task | None]) -> list[Task
 def _round_again(dispatcher: pykka.ActorRef, message: CancelInLine) -> None:
     """Send a CancelInLine round again; once shutdown has stopped the dispatcher, answer for it."""
     try:
-        dispatcher.tell(message)
+        tell_question(dispatcher, message)
     except pykka.ActorDeadError:
         message.reply.set(Outcome(None, refused=Admission.SHUTTING_DOWN))

@@ -11,7 +11,7 @@ import pykka
 
 from actors.attempt import MAX_RETRY_AFTER_S
 from actors.backoff import compute_backoff_ms, should_retry
-from actors.base import Actor
+from actors.base import Actor, tell_or_fail
 from actors.protocol.running import AttemptFinished, Run, Save, SaveRunning
 from actors.reply import Reply
 from actors.task import DONE, FAILED, QUEUED, RUNNING, Task, log_fields
@@ -31,8 +31,6 @@ logger = logging.getLogger(__name__)
 DEFAULT_TASK_TIMEOUT_MS: Final = 600_000
 """An attempt's time limit when neither the task nor the service sets one (TASK_TIMEOUT_MS)."""
 
-COMMIT_CHECK_S: Final = 1.0
-"""How often a worker waiting for its "running" to be committed checks the repository lives."""
 
 replace = msgspec.structs.replace
 
@@ -148,19 +146,10 @@ class WorkerActor(Actor):
             self._repository.tell(Save(running))
             return
         committed: Reply[None] = Reply()
-        self._repository.tell(SaveRunning(running, committed))
-        while True:
-            try:
-                committed.get(timeout=COMMIT_CHECK_S)
-                return
-            except pykka.Timeout:
-                # A slow disk is waited for. A repository that stops fails this question at
-                # once (actors/base.py), but one told in the instant it stopped can be missed:
-                # hence the look, now and then, at whether it still lives.
-                if not self._repository.is_alive():
-                    raise RuntimeError(
-                        "the repository stopped before the start was committed"
-                    ) from None
+        tell_or_fail(self._repository, SaveRunning(running, committed))
+        # A slow disk is waited for; a repository that stops fails the question (actors/base.py),
+        # and the attempt ends as a worker error without running.
+        committed.get()
 
     def _observe(self, finished: Task, retry_delay_s: float | None, duration_s: float) -> None:
         assert self._observer is not None

@@ -184,3 +184,40 @@ def test_a_question_forwarded_to_a_stopped_actor_is_failed_and_the_forwarder_liv
     answered: Reply[str] = Reply()
     forwarder.tell(Question(answered))
     assert answered.get(timeout=ANSWER_S) == "answered"
+
+
+class EmptiedThenPaused(Busy):
+    """Says when its inbox has been emptied at stop: the moment a late message used to slip in."""
+
+    emptied = threading.Event()
+
+    def on_stop(self) -> None:
+        super().on_stop()
+        self.emptied.set()
+
+
+def test_a_question_told_as_the_actor_stops_is_failed_not_left_to_time_out(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The window: the sender finds the actor alive, the actor stops and empties its inbox, and
+    # only then does the sender's message go in. Forced here by a liveness check that answers
+    # "alive" once the inbox is emptied (or after a while, if the stop waits for the sender).
+    EmptiedThenPaused.emptied.clear()
+    ref = EmptiedThenPaused.start(threading.Event(), threading.Event())
+    alive = type(ref).is_alive
+
+    def stale_is_alive(self: pykka.ActorRef) -> bool:
+        if self is ref:
+            EmptiedThenPaused.emptied.wait(0.5)
+            return True
+        return alive(self)
+
+    monkeypatch.setattr(type(ref), "is_alive", stale_is_alive)
+    stopped = ref.stop(block=False)
+    reply: Reply[str] = Reply()
+
+    tell_or_fail(ref, Question(reply))
+
+    with pytest.raises(SystemStopped):
+        reply.get(timeout=ANSWER_S)
+    stopped.get(timeout=ANSWER_S)
