@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import logging
 import re
-from typing import TYPE_CHECKING, Final, Literal, Protocol
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Final, Literal, Protocol, TypeAlias, runtime_checkable
 
 import msgspec
 
@@ -70,6 +71,29 @@ class AttemptRunner(Protocol):
 
     def close(self, timeout_s: float) -> None:
         """Let go of the process or thread; a child process is gone when this returns."""
+        ...
+
+
+class Overran(Exception):
+    """Raised by ``run`` on a thread whose attempt ran past its time and was reported timed out
+    meanwhile, through the takeover (see TakesOver): the caller's thread has been replaced."""
+
+
+Takeover: TypeAlias = Callable[[AttemptReport], None]
+"""What a worker gives a runner that takes over (TakesOver): called, on another thread, with
+the report of an attempt whose thread is abandoned."""
+
+
+@runtime_checkable
+class TakesOver(Protocol):
+    """A runner that runs attempts on its caller's own thread (thread mode): when one runs past
+    its time, that thread cannot be stopped, so the runner reports the attempt through the
+    worker's ``takeover``, which gives the worker another thread, and ``run`` raises Overran on
+    the abandoned one if its handler ever returns."""
+
+    def take_over_with(self, takeover: Takeover) -> bool:
+        """Report an attempt whose thread is abandoned to ``takeover``; False if this runner
+        runs none on its caller's thread after all (a wrapper around one that does not)."""
         ...
 
 

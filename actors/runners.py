@@ -39,7 +39,7 @@ class StartsWarm(Protocol):
 
 
 def thread_runners(handler: Handler, result_max_bytes: int) -> RunnerFactory:
-    """WORKER_MODE=thread: each worker's attempts on a handler thread of its own."""
+    """WORKER_MODE=thread: each worker's attempts on its own thread, watched for their deadline."""
     from actors.thread_runner import ThreadRunner
 
     def make(index: int, counts: RunnerCounts) -> AttemptRunner:
@@ -110,7 +110,7 @@ class RunnerCounts:
             self._replaced[reason] += 1
 
     def abandoned(self) -> None:
-        """A handler thread was abandoned past its timeout and a fresh one took its place."""
+        """A worker's thread was abandoned past an attempt's timeout and another took its place."""
         with self._lock:
             self._abandoned += 1
 

@@ -180,13 +180,13 @@ class TaskSystem:
     ) -> TaskSystem:
         """Start the actors; with ``open_store``, over a durable store, recovering its tasks.
 
-        Each worker runs its attempts with a runner: ``handler`` on a thread of its own (thread
+        Each worker runs its attempts with a runner: ``handler`` on the worker's own thread (thread
         mode: a handler that outlives its timeout is abandoned, not stopped), or, instead of a
-        handler, whatever ``runners`` makes for each worker (a child process each, in process
-        mode). An attempt's time limit is its task's ``timeout_ms``, else ``task_timeout_ms``;
-        a result longer than ``result_max_bytes`` as JSON is dropped. A task with a target is
-        sent there instead, by its worker, as ``deliveries`` says (None: no target is allowed,
-        so such a task fails).
+        handler, whatever ``runners`` makes for each worker (a child process each, in process mode).
+        An attempt's time limit is its task's ``timeout_ms``, else ``task_timeout_ms``; a result
+        longer than ``result_max_bytes`` as JSON is dropped. A task with a target is sent there
+        instead, by its worker, as ``deliveries`` says (None: no target is allowed, so such a task
+        fails).
 
         ``open_store`` is called on the repository's thread. Raises StoreError (with nothing
         left running) when the store cannot be used. ``retention`` bounds the finished tasks
@@ -378,7 +378,7 @@ class TaskSystem:
                 future.get(timeout=max(0.0, until - time.monotonic()))
             except pykka.Timeout:
                 # The worker waits on its runner; closing the runner from here ends that wait
-                # (a thread runner's handler is a daemon thread: it holds nothing open).
+                # (in thread mode the worker's thread is a daemon: it holds nothing open).
                 runner.close(0.0)
 
 

@@ -3,7 +3,7 @@ whatever runs the other tasks' handler.
 
 A delivery needs no child process: it runs no user code, and urllib3 lets go of the GIL while it
 waits on the network, so a worker in either WORKER_MODE sends it itself and hands every other
-task to its runner (a child process, or a handler thread).
+task to its runner (a child process, or the worker's own thread).
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ import logging
 from typing import TYPE_CHECKING
 
 from actors.allow_list import AllowList
+from actors.attempt import TakesOver
 from actors.delivery import attempt_report, deliver, new_pool
 from actors.runners import StartsWarm
 
@@ -20,7 +21,7 @@ if TYPE_CHECKING:
 
     import urllib3
 
-    from actors.attempt import AttemptReport, AttemptRunner
+    from actors.attempt import AttemptReport, AttemptRunner, Takeover
     from actors.runners import RunnerCounts, RunnerFactory
     from actors.task import Task
 
@@ -77,6 +78,10 @@ class TargetRunner:
 
     def close(self, timeout_s: float) -> None:
         self._inner.close(timeout_s)
+
+    def take_over_with(self, takeover: Takeover) -> bool:
+        """Hand ``takeover`` to the inner runner, if it runs attempts on its caller's thread."""
+        return isinstance(self._inner, TakesOver) and self._inner.take_over_with(takeover)
 
     def wait_ready(self, timeout_s: float | None = None) -> None:
         """Wait for the inner runner to be ready (a child process loading the handler), if it

@@ -9,17 +9,18 @@ from typing import TYPE_CHECKING, Any, Final
 import msgspec
 import pykka
 
-from actors.attempt import MAX_RETRY_AFTER_S
+from actors.attempt import MAX_RETRY_AFTER_S, AttemptReport, Overran, TakesOver
 from actors.backoff import compute_backoff_ms, should_retry
 from actors.base import Actor, tell_or_fail
 from actors.protocol.running import AttemptFinished, Run, Save, SaveRunning
+from actors.relay import Relay
 from actors.reply import Reply
 from actors.task import DONE, FAILED, QUEUED, RUNNING, Task, log_fields
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from actors.attempt import AttemptReport, AttemptRunner
+    from actors.attempt import AttemptRunner
     from actors.backoff import Uniform
     from actors.observer import AttemptObserver, AttemptOutcome
     from actors.task import TaskView
@@ -83,6 +84,16 @@ class WorkerActor(Actor):
         self._policy = policy
         self._uniform = uniform
         self._observer = observer
+        # The attempt running now and when it started: what a takeover reports.
+        self._current: tuple[Task, float] | None = None
+        self._relay: Relay | None = None
+
+    def on_start(self) -> None:
+        if isinstance(self._runner, TakesOver):
+            # Attempts run on this actor's own thread: one stuck past its time is replaced.
+            self._relay = Relay(self, name=f"worker-{self._index}")
+            if not self._runner.take_over_with(self._take_over):
+                self._relay = None
 
     def on_receive(self, message: Any) -> Any:
         if not isinstance(message, Run):
@@ -105,22 +116,55 @@ class WorkerActor(Actor):
                     extra=log_fields(running),
                 )
             started = time.monotonic()
+            self._current = (running, started)
             report = self._runner.run(running, running.timeout_ms or self._policy.task_timeout_ms)
-            duration_s = time.monotonic() - started
+        except Overran:
+            # Reported timed out by the thread that took this worker over; this one, whose
+            # handler returned at last, waits to serve again if another attempt overruns.
+            assert self._relay is not None
+            self._relay.park()
+            return None
+        except Exception:
+            self._report_error(running, started)
+            return None
+        self._finish(running, report, started)
+        return None
+
+    def on_stop(self) -> None:
+        if self._relay is not None:
+            self._relay.stop()
+        self._runner.close(1.0)
+
+    def _take_over(self, report: AttemptReport) -> None:
+        """On the runner's watchdog thread: this actor's thread is stuck in an attempt past its
+        time. Another thread reports the attempt with ``report`` and serves the inbox."""
+        assert self._relay is not None and self._current is not None
+        running, started = self._current
+        self._relay.take_over(lambda: self._finish(running, report, started))
+
+    def _finish(self, running: Task, report: AttemptReport, started: float) -> None:
+        duration_s = time.monotonic() - started
+        try:
             finished, retry_delay_s = self._conclude(running, report)
         except Exception:
-            # A fault of ours, not the handler's (say, an injected random source that raised):
-            # the task still reaches a final state and the worker still reports itself free.
-            logger.exception(
-                "task %r attempt %d: worker error",
-                running.id,
-                running.attempts,
-                extra=log_fields(running),
-            )
-            error = "worker error, see the service log"
-            finished = replace(running, status=FAILED, last_error=error, updated_at=time.time())
-            retry_delay_s = None
-            duration_s = time.monotonic() - started if started else 0.0
+            self._report_error(running, started)
+            return
+        self._report(finished, retry_delay_s, duration_s)
+
+    def _report_error(self, running: Task, started: float) -> None:
+        # A fault of ours, not the handler's (say, an injected random source that raised): the
+        # task still reaches a final state and the worker still reports itself free.
+        logger.exception(
+            "task %r attempt %d: worker error",
+            running.id,
+            running.attempts,
+            extra=log_fields(running),
+        )
+        error = "worker error, see the service log"
+        finished = replace(running, status=FAILED, last_error=error, updated_at=time.time())
+        self._report(finished, None, time.monotonic() - started if started else 0.0)
+
+    def _report(self, finished: Task, retry_delay_s: float | None, duration_s: float) -> None:
         if self._observer is not None:
             self._observe(finished, retry_delay_s, duration_s)
         try:
@@ -129,14 +173,10 @@ class WorkerActor(Actor):
             # Only after the shutdown deadline cut this attempt off: nobody is left to tell.
             logger.warning(
                 "task %r attempt %d ended after shutdown",
-                running.id,
-                running.attempts,
-                extra=log_fields(running),
+                finished.id,
+                finished.attempts,
+                extra=log_fields(finished),
             )
-        return None
-
-    def on_stop(self) -> None:
-        self._runner.close(1.0)
 
     def _record_start(self, running: Task) -> None:
         """Store the attempt as started; with a store, wait until that is committed."""

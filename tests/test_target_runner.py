@@ -13,6 +13,7 @@ from actors.attempt import AttemptReport
 from actors.target import Target
 from actors.target_runner import Deliveries, TargetRunner
 from actors.task import RUNNING, new_task
+from actors.thread_runner import ThreadRunner
 from tests.receiver import Answer, Receiver
 
 if TYPE_CHECKING:
@@ -114,3 +115,13 @@ def test_closing_and_readiness_are_the_wrapped_runners(receiver: Receiver) -> No
     runner.close(1.5)
 
     assert (inner.ready, inner.closed) == ([60.0, 5.0], [1.5])
+
+
+def test_it_takes_over_only_if_its_inner_runner_does() -> None:
+    deliveries = Deliveries(AllowList(), workers=1, result_max_bytes=100)
+    on_thread = ThreadRunner(lambda view: None, result_max_bytes=100)
+    try:
+        assert TargetRunner(on_thread, deliveries).take_over_with(lambda report: None)
+        assert not TargetRunner(Inner(), deliveries).take_over_with(lambda report: None)
+    finally:
+        on_thread.close(1.0)
