@@ -36,6 +36,7 @@ from actors.signing import parse_signing_keys
 from actors.system import STOP_GRACE_S
 from actors.target_runner import Deliveries
 from api import ConfigError, create_app, load_config
+from api.config import queues_of
 from api.logs import configure_logging
 from api.metrics import Metrics
 from api.server import HttpServer
@@ -78,16 +79,18 @@ def main(environ: Mapping[str, str] = os.environ) -> int:
     metrics = Metrics() if config.metrics else None
     # Checked by load_config already: these cannot raise here.
     allow = AllowList.parse(config.target_allow)
+    queues = queues_of(config)
+    workers = sum(queue.workers for queue in queues)
     deliveries = Deliveries(
         allow,
-        workers=config.workers,
+        workers=workers,
         result_max_bytes=config.result_max_bytes,
         signing_keys=parse_signing_keys(config.target_signing_keys or ""),
     )
     try:
         system = TaskSystem.start(
             runners=runners,
-            workers=config.workers,
+            queues=queues,
             queue_size=config.queue_size,
             scheduled_max=config.scheduled_max,
             retry_base_ms=config.retry_base_ms,
@@ -127,11 +130,12 @@ def main(environ: Mapping[str, str] = os.environ) -> int:
         return EXIT_STARTUP_ERROR
     server.start()
     logger.info(
-        "listening on http://%s:%d (workers=%d worker_mode=%s queue_size=%d http_threads=%d "
-        "handler=%s store=%s auth=%s metrics=%s)",
+        "listening on http://%s:%d (workers=%d queues=%s worker_mode=%s queue_size=%d "
+        "http_threads=%d handler=%s store=%s auth=%s metrics=%s)",
         server.host,
         server.port,
-        config.workers,
+        workers,
+        ",".join(queue.name for queue in queues),
         config.worker_mode,
         config.queue_size,
         config.http_threads,

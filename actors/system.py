@@ -23,6 +23,7 @@ from actors.protocol.lifecycle import (
     WatchStore,
     WhenIdle,
 )
+from actors.protocol.queues import GetQueues, LoadPausedQueues, PauseQueue
 from actors.protocol.reading import (
     GetDispatcherStats,
     GetReadiness,
@@ -33,6 +34,7 @@ from actors.protocol.reading import (
 from actors.protocol.running import Save
 from actors.protocol.task_actions import AdmitRequeue, CancelInLine, DeleteTask
 from actors.protocol.waiting import StopRetryTimer
+from actors.queues import default_queues
 from actors.recovery import plan_recovery
 from actors.reply import Reply, SystemStopped
 from actors.repository import RepositoryActor
@@ -42,6 +44,7 @@ from actors.runners import RunnerCounts, StartsWarm, thread_runners
 from actors.stats import StatsBody
 from actors.store import StoreError
 from actors.target_runner import Deliveries, with_targets
+from actors.task import DEFAULT_QUEUE
 from actors.worker import DEFAULT_TASK_TIMEOUT_MS, AttemptPolicy, RetryPolicy, WorkerActor
 
 if TYPE_CHECKING:
@@ -51,6 +54,7 @@ if TYPE_CHECKING:
     from actors.backoff import Uniform
     from actors.observer import AttemptObserver
     from actors.paging import Page
+    from actors.queues import QueueInfo, QueueSpec
     from actors.retention import Retention
     from actors.runners import RunnerFactory
     from actors.stats import LineCounts, TaskCounts
@@ -96,7 +100,14 @@ class ShutdownSummary(NamedTuple):
 class StatsAnswer:
     """The three actors' answers to one stats question, asked in parallel, awaited together."""
 
-    __slots__ = ("_dispatcher", "_repository", "_retry", "_runner_counts", "_started_at")
+    __slots__ = (
+        "_dispatcher",
+        "_queues",
+        "_repository",
+        "_retry",
+        "_runner_counts",
+        "_started_at",
+    )
 
     def __init__(
         self,
@@ -105,12 +116,14 @@ class StatsAnswer:
         retry: Reply[int],
         started_at: float,
         runner_counts: RunnerCounts,
+        queues: Reply[tuple[QueueInfo, ...]] | None = None,
     ) -> None:
         self._repository = repository
         self._dispatcher = dispatcher
         self._retry = retry
         self._started_at = started_at
         self._runner_counts = runner_counts
+        self._queues = queues
 
     def get(self, *, timeout: float | None = None) -> StatsBody:
         """All three answers within ``timeout`` in all; else ``pykka.Timeout``, or
@@ -124,7 +137,9 @@ class StatsAnswer:
         line = self._dispatcher.get(timeout=left())
         scheduled = self._retry.get(timeout=left())
         uptime_s = time.monotonic() - self._started_at
-        return StatsBody.of(tasks, line, scheduled, self._runner_counts.read(), uptime_s)
+        queues = () if self._queues is None else self._queues.get(timeout=left())
+        replacements = self._runner_counts.read()
+        return StatsBody.of(tasks, line, scheduled, replacements, uptime_s, queues)
 
 
 class TaskSystem:
@@ -148,6 +163,7 @@ class TaskSystem:
         runners: tuple[AttemptRunner, ...] = (),
         runner_counts: RunnerCounts | None = None,
         durable: bool = False,
+        queues: Sequence[QueueSpec] = (),
     ) -> None:
         self._repository = repository
         self._dispatcher = dispatcher
@@ -157,6 +173,8 @@ class TaskSystem:
         self._runner_counts = runner_counts or RunnerCounts()
         self._durable = durable
         self._started_at = time.monotonic()
+        self._queue_names = frozenset(spec.name for spec in queues)
+        self._first_queue = queues[0].name if queues else DEFAULT_QUEUE
 
     @classmethod
     def start(
@@ -177,6 +195,7 @@ class TaskSystem:
         task_timeout_ms: int = DEFAULT_TASK_TIMEOUT_MS,
         result_max_bytes: int = DEFAULT_RESULT_MAX_BYTES,
         deliveries: Deliveries | None = None,
+        queues: Sequence[QueueSpec] | None = None,
     ) -> TaskSystem:
         """Start the actors; with ``open_store``, over a durable store, recovering its tasks.
 
@@ -193,7 +212,15 @@ class TaskSystem:
         kept (the service's defaults; ``KEEP_ALL`` keeps them all), their ages measured
         with ``clock``. ``observer`` hears of every attempt's end from the workers (the
         metrics' histograms).
+
+        ``queues`` declares the queues, each with workers of its own (their sum replaces
+        ``workers``); without it, one queue, ``default``, with ``workers`` workers.
         """
+        if queues is None:
+            queues = default_queues(workers)
+        workers = sum(spec.workers for spec in queues)
+        if not queues or any(spec.workers < 1 for spec in queues):
+            raise ValueError("each queue needs at least 1 worker")
         if workers < 1 or queue_size < 1:
             raise ValueError("workers and queue_size must be at least 1")
         if (handler is None) == (runners is None):
@@ -215,13 +242,16 @@ class TaskSystem:
         try:
             repository = RepositoryActor.start(open_store, retention=retention, clock=clock)
             stored = _recover(repository) if open_store is not None else ()
+            paused = _paused_queues(repository) if open_store is not None else frozenset()
         except BaseException:
             _close_all(made, 0.0)
             raise
         plan = plan_recovery(stored, now=time.time(), policy=policy, uniform=uniform)
         for task in plan.saves:
             repository.tell(Save(task))
-        dispatcher = DispatcherActor.start(queue_size, repository, scheduled_max)
+        dispatcher = DispatcherActor.start(
+            queue_size, repository, scheduled_max, queues=queues, paused=paused
+        )
         repository.tell(WatchStore(dispatcher))
         worker_refs = tuple(
             WorkerActor.start(
@@ -247,6 +277,7 @@ class TaskSystem:
             runners=made,
             runner_counts=counts,
             durable=open_store is not None,
+            queues=queues,
         )
 
     # --- what the API asks ---------------------------------------------------------------------
@@ -269,10 +300,30 @@ class TaskSystem:
         tell_or_fail(self._dispatcher, CancelInLine(task_id, reply))
         return reply
 
-    def requeue_async(self, task_id: str) -> Reply[Outcome]:
-        """Queue a failed or cancelled task again for a fresh round of attempts."""
+    def requeue_async(self, task_id: str, queue: str | None = None) -> Reply[Outcome]:
+        """Queue a failed or cancelled task of ``queue`` (None: the first queue) again for a
+        fresh round of attempts; refused with a conflict if the task is in another queue."""
         reply: Reply[Outcome] = Reply()
-        tell_or_fail(self._dispatcher, AdmitRequeue(task_id, reply))
+        queue = self._first_queue if queue is None else queue
+        tell_or_fail(self._dispatcher, AdmitRequeue(task_id, reply, queue))
+        return reply
+
+    @property
+    def queue_names(self) -> frozenset[str]:
+        """The names of the queues tasks may name."""
+        return self._queue_names
+
+    def queues_async(self) -> Reply[tuple[QueueInfo, ...]]:
+        """Each queue as it is now, in QUEUES order."""
+        reply: Reply[tuple[QueueInfo, ...]] = Reply()
+        tell_or_fail(self._dispatcher, GetQueues(reply))
+        return reply
+
+    def pause_async(self, name: str, *, paused: bool = True) -> Reply[QueueInfo | None]:
+        """Pause (or resume) queue ``name``; the reply is the queue then, or None if unknown.
+        With a store the new state is kept for the next start before the reply is set."""
+        reply: Reply[QueueInfo | None] = Reply()
+        tell_or_fail(self._dispatcher, PauseQueue(name, paused, reply))
         return reply
 
     def delete_async(self, task_id: str) -> Reply[Outcome]:
@@ -294,12 +345,14 @@ class TaskSystem:
         limit: int | None = None,
         after: str | None = None,
         newest_first: bool = False,
+        queue: str | None = None,
     ) -> Reply[Page | None]:
         """Tasks in creation order (or newest first) after ``after``, with ``status``, at most
         ``limit`` of them (without any of these, every task); the reply is None when ``after``
-        is not a known id."""
+        is not a known id; ``queue`` keeps only that queue's tasks."""
         reply: Reply[Page | None] = Reply()
-        tell_or_fail(self._repository, ListPage(reply, status, limit, after, newest_first))
+        message = ListPage(reply, status, limit, after, newest_first, queue)
+        tell_or_fail(self._repository, message)
         return reply
 
     def ready_async(self) -> Reply[Readiness]:
@@ -317,7 +370,11 @@ class TaskSystem:
         retry: Reply[int] = Reply()
         tell_or_fail(self._repository, GetRepositoryStats(repository))
         tell_or_fail(self._dispatcher, GetDispatcherStats(dispatcher, retry))
-        return StatsAnswer(repository, dispatcher, retry, self._started_at, self._runner_counts)
+        queues: Reply[tuple[QueueInfo, ...]] = Reply()
+        tell_or_fail(self._dispatcher, GetQueues(queues))
+        return StatsAnswer(
+            repository, dispatcher, retry, self._started_at, self._runner_counts, queues
+        )
 
     # --- shutdown ------------------------------------------------------------------------------
 
@@ -444,6 +501,21 @@ class _Stopping:
         logger.warning("shutdown: the %s %s; given up on", name, why)
         if name not in self.unanswered:
             self.unanswered.append(name)
+
+
+def _paused_queues(repository: pykka.ActorRef) -> frozenset[str]:
+    """The queues the store keeps paused; StoreError (with the repository stopped) if it
+    cannot say."""
+    reply: Reply[frozenset[str] | StoreError] = Reply()
+    try:
+        tell_or_fail(repository, LoadPausedQueues(reply))
+        found = reply.get()
+        if isinstance(found, StoreError):
+            raise found
+    except BaseException:
+        repository.stop()
+        raise
+    return found
 
 
 def _recover(repository: pykka.ActorRef) -> tuple[Task, ...]:

@@ -15,6 +15,7 @@ from api.errors import handle_system_stopped, handle_unexpected, serialize_error
 from api.health import HealthResource
 from api.metrics import METRICS_PATH, Metrics, MetricsResource
 from api.openapi import OPENAPI_PATH, OpenApiResource
+from api.queues import add_queue_routes
 from api.reply import REQUEST_TIMEOUT_S
 from api.request_id import RequestIds
 from api.stats import InvalidCount, ReadinessResource, StatsResource
@@ -92,6 +93,7 @@ def create_app(
         "/tasks",
         TaskListResource(system, timeout_s=request_timeout_s, listings_max=listings_max),
     )
+    add_queue_routes(app, system, timeout_s=request_timeout_s)
     app.add_route("/healthz", HealthResource())
     app.add_route("/stats", StatsResource(system, invalid, timeout_s=request_timeout_s))
     app.add_route("/readyz", ReadinessResource(system, timeout_s=request_timeout_s))

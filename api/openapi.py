@@ -53,6 +53,7 @@ def _schema_twin(struct: type[msgspec.Struct]) -> type[msgspec.Struct]:
         fields,
         forbid_unknown_fields=struct.__struct_config__.forbid_unknown_fields,
         frozen=True,
+        kw_only=True,  # a required field (an enqueue's id) may follow optional inherited ones
         namespace={"__doc__": struct.__doc__},
     )
 
@@ -158,6 +159,50 @@ def _task_action(operation_id: str, summary: str, conflict: str, **more: Any) ->
     }
 
 
+_QUEUE: Final = {"$ref": _REF.format(name="QueueInfo")}
+_QUEUE_NAME: Final = _query(
+    "name", {"type": "string", "minLength": 1}, "The queue's name.", required=True
+)
+
+
+def _queue_action(operation_id: str, summary: str) -> dict[str, Any]:
+    """Pause or resume one queue named by ``name``."""
+    return {
+        "operationId": operation_id,
+        "summary": summary,
+        "parameters": [_QUEUE_NAME],
+        "responses": {
+            "200": _json(_QUEUE, "The queue after the action."),
+            "400": _error("`name` is missing or empty."),
+            "404": _error('No queue with this name (`"queue not found"`).'),
+            "503": _error(_BUSY, Retry_After=_RETRY_AFTER),
+        },
+    }
+
+
+_QUEUE_PATHS: Final[dict[str, dict[str, Any]]] = {
+    "/queues": {
+        "get": {
+            "operationId": "listQueues",
+            "summary": "Each queue QUEUES declares, in that order, as it is now.",
+            "responses": {
+                "200": _json({"type": "array", "items": _QUEUE}, "The queues."),
+                "503": _error(_BUSY, Retry_After=_RETRY_AFTER),
+            },
+        }
+    },
+    "/queues/pause": {
+        "post": _queue_action(
+            "pauseQueue",
+            "Pause a queue: it still accepts tasks and lets running attempts finish, but starts"
+            " none until resumed. With `DB_PATH` the pause survives a restart.",
+        )
+    },
+    "/queues/resume": {
+        "post": _queue_action("resumeQueue", "Resume a paused queue: its tasks start again.")
+    },
+}
+
 _PATHS: Final[dict[str, dict[str, Any]]] = {
     "/enqueue": {
         "post": {
@@ -177,12 +222,14 @@ _PATHS: Final[dict[str, dict[str, Any]]] = {
                 "201": _json(_TASK, "The task, exactly as accepted."),
                 "400": _error(
                     "The body is not JSON, or not a valid task, or its target is outside"
-                    ' `TARGET_ALLOW` (`"target not allowed"`; nothing is stored).'
+                    ' `TARGET_ALLOW` (`"target not allowed"`), or its `queue` is not one QUEUES'
+                    ' declares (`"unknown queue"`); nothing is stored.'
                 ),
                 "409": _error("A task with this id already exists; it is unchanged."),
                 "413": _error("The body is larger than `MAX_BODY_BYTES`."),
                 "503": _error(
-                    "The line is full (`Retry-After`), the task is delayed and `SCHEDULED_MAX`"
+                    "The task's queue's line is full (`Retry-After`; other queues are not"
+                    " affected), the task is delayed and `SCHEDULED_MAX`"
                     ' tasks already wait for their time (`"too many scheduled tasks"`,'
                     " `Retry-After`), the store cannot be written (`store unavailable`,"
                     " `Retry-After`; the task is not stored), shutdown has begun, or the task"
@@ -301,6 +348,12 @@ _PATHS: Final[dict[str, dict[str, Any]]] = {
                     {"type": "string", "enum": list(ORDERS)},
                     "`asc`: creation order (the default); `desc`: newest first.",
                 ),
+                _query(
+                    "queue",
+                    {"type": "string", "minLength": 1},
+                    'Only the tasks of this queue (400 `"unknown queue"` for one QUEUES does not'
+                    " declare).",
+                ),
             ],
             "responses": {
                 "200": _json({"type": "array", "items": _TASK}, "The tasks.", Link=_LINK),
@@ -316,6 +369,7 @@ _PATHS: Final[dict[str, dict[str, Any]]] = {
             },
         }
     },
+    **_QUEUE_PATHS,
     "/healthz": {
         "get": {
             "operationId": "health",
@@ -331,7 +385,8 @@ _PATHS: Final[dict[str, dict[str, Any]]] = {
                 "200": _json(_READINESS, "`ready`."),
                 "503": _json(
                     _READINESS,
-                    "`full`, `too many scheduled tasks`, `store unavailable` or `shutting down`.",
+                    "`full` (every queue's line is full), `too many scheduled tasks`, `store"
+                    " unavailable` or `shutting down`.",
                 ),
             },
         }
