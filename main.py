@@ -32,6 +32,7 @@ from actors import (
 from actors.allow_list import AllowList
 from actors.handlers import HandlerSpec
 from actors.runners import process_runners, thread_runners
+from actors.schedule_store import SqliteScheduleStore, schedules_path
 from actors.signing import parse_signing_keys
 from actors.system import STOP_GRACE_S
 from actors.target_runner import Deliveries
@@ -96,6 +97,11 @@ def main(environ: Mapping[str, str] = os.environ) -> int:
             retry_base_ms=config.retry_base_ms,
             retry_max_ms=config.retry_max_ms,
             open_store=partial(SqliteStore.open, config.db_path) if config.db_path else None,
+            open_schedules=(
+                partial(SqliteScheduleStore.open, schedules_path(config.db_path))
+                if config.db_path
+                else None
+            ),
             retention=Retention(config.retention_max_finished, config.retention_ttl_s),
             observer=metrics.tasks if metrics else None,
             task_timeout_ms=config.task_timeout_ms,

@@ -28,6 +28,7 @@ from actors.protocol.lifecycle import BeginShutdown, Connect, Recovered, StoreAv
 from actors.protocol.queues import GetQueues, PauseQueue, SaveQueuePaused, TokensDue
 from actors.protocol.reading import GetDispatcherStats, GetReadiness, GetRetryStats
 from actors.protocol.running import AttemptFinished, Run, Save
+from actors.protocol.schedules import AdmitFiring
 from actors.protocol.task_actions import (
     AdmitRequeue,
     CancelInLine,
@@ -128,6 +129,8 @@ class DispatcherActor(Actor):
         match message:
             case AdmitTask(task, reply):
                 self._admit(task, reply)
+            case AdmitFiring(task, reply):
+                self._admit_firing(task, reply)
             case TaskStored(task):
                 self._stored((task,), () if task.next_attempt_at is not None else (task.queue,))
             case PlacesReleased(places):
@@ -287,6 +290,16 @@ class DispatcherActor(Actor):
             tell_or_fail(self._repository, AnswerRefusal(task.id, reply, refusal))
         elif tell_or_fail(self._repository, StoreAdmittedTask(task, reply, self.actor_ref)):
             state.reserved += places
+
+    def _admit_firing(self, task: Task, reply: Reply[Admission]) -> None:
+        """A schedule's firing gets in like a due retry, past the line's bound: only shutting
+        down and a store that cannot be written refuse it."""
+        if self._shutting_down or self._store_down:
+            down = Admission.STORE_UNAVAILABLE
+            refusal = Admission.SHUTTING_DOWN if self._shutting_down else down
+            tell_or_fail(self._repository, AnswerRefusal(task.id, reply, refusal))
+        elif tell_or_fail(self._repository, StoreAdmittedTask(task, reply, self.actor_ref)):
+            self._state(task.queue).reserved += 1
 
     def _admit_batch(self, tasks: tuple[Task, ...], reply: Reply[BatchAdmission]) -> None:
         demand: Counter[QueueState] = Counter()

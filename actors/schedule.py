@@ -69,8 +69,9 @@ def timing_of(cron: str | None, every_ms: int | None, timezone: str | None) -> T
     zone_name = "UTC" if timezone is None else timezone
     try:
         zone = ZoneInfo(zone_name)
-    except (ZoneInfoNotFoundError, ValueError):
-        # ValueError: a key that is not a name at all ("../etc/passwd", "", a NUL).
+    except (ZoneInfoNotFoundError, ValueError, OSError):
+        # ValueError: a key that is not a name at all ("../etc/passwd", "", a NUL); OSError:
+        # a directory of the database ("America"), a name too long for a file.
         raise InvalidTiming(f"unknown timezone {zone_name!r}") from None
     if every_ms is not None:
         if not MIN_EVERY_MS <= every_ms <= MAX_EVERY_MS:
@@ -85,7 +86,7 @@ def timing_of(cron: str | None, every_ms: int | None, timezone: str | None) -> T
     try:
         # One firing computed, so that an expression that never fires is refused now.
         next(CronSim(cron, datetime.now(zone)))
-    except CronSimError as exc:
+    except (CronSimError, ValueError) as exc:
         raise InvalidTiming(f"invalid cron expression {cron!r}: {exc}") from None
     except StopIteration:
         raise InvalidTiming(f"cron expression {cron!r} never fires") from None

@@ -32,6 +32,15 @@ from actors.protocol.reading import (
     ListPage,
 )
 from actors.protocol.running import Save
+from actors.protocol.schedules import (
+    AddSchedule,
+    DeleteSchedule,
+    GetSchedule,
+    ListSchedules,
+    OpenSchedules,
+    PauseSchedule,
+    StopSchedules,
+)
 from actors.protocol.task_actions import AdmitRequeue, CancelInLine, DeleteTask
 from actors.protocol.waiting import StopRetryTimer
 from actors.queues import default_queues
@@ -41,6 +50,7 @@ from actors.repository import RepositoryActor
 from actors.retention import DEFAULT_RETENTION
 from actors.retry import RetryActor
 from actors.runners import RunnerCounts, StartsWarm, thread_runners
+from actors.schedules import ScheduleActor
 from actors.stats import StatsBody
 from actors.store import StoreError
 from actors.target_runner import Deliveries, with_targets
@@ -57,6 +67,8 @@ if TYPE_CHECKING:
     from actors.queues import QueueInfo, QueueSpec
     from actors.retention import Retention
     from actors.runners import RunnerFactory
+    from actors.schedule import Schedule, Timing
+    from actors.schedule_store import OpenScheduleStore
     from actors.stats import LineCounts, TaskCounts
     from actors.store import OpenStore
     from actors.task import Task
@@ -145,8 +157,9 @@ class StatsAnswer:
 class TaskSystem:
     """The actor system as one object: usable with or without HTTP.
 
-    ``start`` builds repository -> dispatcher -> workers -> retry actor, each started after what
-    it talks to; ``stop`` takes them down retry -> dispatcher -> workers -> repository. Each
+    ``start`` builds repository -> dispatcher -> workers -> retry actor -> schedule actor, each
+    started after what it talks to; ``stop`` takes them down schedule actor -> retry ->
+    dispatcher -> workers -> repository. Each
     question (the methods ending in ``_async``) returns a Reply for the caller to wait on with
     its own timeout: its ``get`` raises SystemStopped, at once, if an actor it needed has
     stopped or crashed. With ``open_store`` the tasks are durable, and ``start`` first recovers
@@ -173,6 +186,7 @@ class TaskSystem:
         self._runner_counts = runner_counts or RunnerCounts()
         self._durable = durable
         self._started_at = time.monotonic()
+        self._schedules: pykka.ActorRef | None = None
         self._queue_names = frozenset(spec.name for spec in queues)
         self._first_queue = queues[0].name if queues else DEFAULT_QUEUE
 
@@ -195,6 +209,7 @@ class TaskSystem:
         task_timeout_ms: int = DEFAULT_TASK_TIMEOUT_MS,
         result_max_bytes: int = DEFAULT_RESULT_MAX_BYTES,
         deliveries: Deliveries | None = None,
+        open_schedules: OpenScheduleStore | None = None,
         queues: Sequence[QueueSpec] | None = None,
     ) -> TaskSystem:
         """Start the actors; with ``open_store``, over a durable store, recovering its tasks.
@@ -269,7 +284,7 @@ class TaskSystem:
         if open_store is not None:
             logger.info("%s", plan.describe())
         logger.debug("actor system started with %d workers", workers)
-        return cls(
+        system = cls(
             repository,
             dispatcher,
             worker_refs,
@@ -279,6 +294,28 @@ class TaskSystem:
             durable=open_store is not None,
             queues=queues,
         )
+        # Last: its firings, a catch-up among them, go through the dispatcher like any task.
+        system._start_schedules(dispatcher, repository, open_schedules)
+        return system
+
+    def _start_schedules(
+        self,
+        dispatcher: pykka.ActorRef,
+        repository: pykka.ActorRef,
+        open_schedules: OpenScheduleStore | None,
+    ) -> None:
+        """Start the schedule actor over its store (None: in memory); StoreError, with every
+        actor stopped, if the store cannot be used."""
+        self._schedules = ScheduleActor.start(dispatcher, repository, open_schedules)
+        reply: Reply[int | StoreError] = Reply()
+        tell_or_fail(self._schedules, OpenSchedules(reply))
+        try:
+            opened = reply.get()
+            if isinstance(opened, StoreError):
+                raise opened
+        except BaseException:
+            self.stop(time.monotonic())
+            raise
 
     # --- what the API asks ---------------------------------------------------------------------
 
@@ -325,6 +362,44 @@ class TaskSystem:
         reply: Reply[QueueInfo | None] = Reply()
         tell_or_fail(self._dispatcher, PauseQueue(name, paused, reply))
         return reply
+
+    def add_schedule_async(
+        self, schedule_id: str, timing: Timing, task: Task
+    ) -> Reply[Schedule | None]:
+        """Create a schedule firing ``task`` (a template: each firing gives it an id); the
+        reply is the schedule, or None if the id is taken; it fails with StoreError if the
+        store cannot be written."""
+        reply: Reply[Schedule | None] = Reply()
+        tell_or_fail(self._schedule_actor(), AddSchedule(schedule_id, timing, task, reply))
+        return reply
+
+    def get_schedule_async(self, schedule_id: str) -> Reply[Schedule | None]:
+        """The schedule as it is now, or None if the id is unknown."""
+        reply: Reply[Schedule | None] = Reply()
+        tell_or_fail(self._schedule_actor(), GetSchedule(schedule_id, reply))
+        return reply
+
+    def list_schedules_async(self) -> Reply[tuple[Schedule, ...]]:
+        """Every schedule, in creation order."""
+        reply: Reply[tuple[Schedule, ...]] = Reply()
+        tell_or_fail(self._schedule_actor(), ListSchedules(reply))
+        return reply
+
+    def pause_schedule_async(self, schedule_id: str, *, paused: bool) -> Reply[Schedule | None]:
+        """Pause a schedule, or resume it from now on; None if the id is unknown."""
+        reply: Reply[Schedule | None] = Reply()
+        tell_or_fail(self._schedule_actor(), PauseSchedule(schedule_id, paused, reply))
+        return reply
+
+    def delete_schedule_async(self, schedule_id: str) -> Reply[bool]:
+        """Forget a schedule (the tasks it enqueued stay); False if the id is unknown."""
+        reply: Reply[bool] = Reply()
+        tell_or_fail(self._schedule_actor(), DeleteSchedule(schedule_id, reply))
+        return reply
+
+    def _schedule_actor(self) -> pykka.ActorRef:
+        assert self._schedules is not None, "started by start()"
+        return self._schedules
 
     def delete_async(self, task_id: str) -> Reply[Outcome]:
         """Forget a finished task."""
@@ -382,6 +457,9 @@ class TaskSystem:
         """Refuse new tasks from now on and stop starting queued ones; False (logged) if the
         dispatcher is dead or did not answer within ``timeout_s``."""
         stopping = _Stopping(time.monotonic() + timeout_s)
+        # First the schedules' timer: nothing fires into a closing line.
+        if self._schedules is not None:
+            stopping.ask(self._schedules, "schedule actor", StopSchedules, 0)
         return stopping.ask(self._dispatcher, "dispatcher", BeginShutdown, False)
 
     def wait_idle(self, timeout_s: float) -> bool:
@@ -396,7 +474,8 @@ class TaskSystem:
         return True
 
     def stop(self, deadline: float | None = None) -> ShutdownSummary:
-        """Shut down: intake, running attempts, then retry -> dispatcher -> workers -> repository.
+        """Shut down: the schedule actor, intake, running attempts, then retry -> dispatcher ->
+        workers -> repository.
 
         ``deadline`` (a ``time.monotonic()`` value) bounds the wait for running attempts, and
         stopping the actors takes at most ``STOP_GRACE_S`` more: an actor that is dead or stuck
@@ -405,6 +484,10 @@ class TaskSystem:
         if deadline is None:
             deadline = time.monotonic() + 30.0
         stopping = _Stopping(max(deadline, time.monotonic()) + STOP_GRACE_S)
+        if self._schedules is not None:
+            # First of all, so nothing fires into a stopping line; its schedules are stored.
+            stopping.ask(self._schedules, "schedule actor", StopSchedules, 0)
+            stopping.stop(self._schedules, "schedule actor")
         begun = stopping.ask(self._dispatcher, "dispatcher", BeginShutdown, False)
         drained = begun and self.wait_idle(deadline - time.monotonic())
         stopping.ask(self._retry, "retry actor", StopRetryTimer, 0)

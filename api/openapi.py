@@ -18,12 +18,14 @@ from actors.task import STATUSES
 from api.auth import OPEN_PATHS
 from api.metrics import METRICS_PATH
 from api.options import JsonOptions
+from api.schedules import MAX_SCHEDULE_ID_LENGTH, ScheduleBody, ScheduleRequest
 from api.schema import (
     BatchRequest,
     EnqueueRequest,
     ErrorBody,
     ItemErrorBody,
     TaskBody,
+    TaskFields,
     encoder,
 )
 from api.stats import ReadinessBody
@@ -203,6 +205,131 @@ _QUEUE_PATHS: Final[dict[str, dict[str, Any]]] = {
     },
 }
 
+
+def _schedule_request_twin() -> type[msgspec.Struct]:
+    """ScheduleRequest with its ``task`` (read as Raw, then checked as TaskFields) shown as the
+    TaskFields it must be."""
+    task = _schema_twin(TaskFields)
+    fields: list[tuple[str, Any] | tuple[str, Any, Any]] = []
+    for field in msgspec.structs.fields(ScheduleRequest):
+        if field.name == "task":
+            fields.append((field.name, task))
+        elif field.required:
+            fields.append((field.name, field.type))
+        else:
+            fields.append((field.name, field.type, field.default))
+    return msgspec.defstruct(
+        "ScheduleRequest",
+        fields,
+        forbid_unknown_fields=True,
+        frozen=True,
+        namespace={"__doc__": ScheduleRequest.__doc__},
+    )
+
+
+(_SCHEDULE_REQUEST, _SCHEDULE), _SCHEDULE_COMPONENTS = msgspec.json.schema_components(
+    (_schedule_request_twin(), ScheduleBody), ref_template=_REF
+)
+_COMPONENTS.update(_SCHEDULE_COMPONENTS)
+_SCHEDULE_ID: Final = _query(
+    "id", {"type": "string", "minLength": 1}, "The schedule's id.", required=True
+)
+_SCHEDULE_NOT_FOUND: Final = 'No schedule with this id (`"schedule not found"`).'
+
+
+def _schedule_action(operation_id: str, summary: str) -> dict[str, Any]:
+    """Pause or resume one schedule named by ``id``."""
+    return {
+        "operationId": operation_id,
+        "summary": summary,
+        "parameters": [_SCHEDULE_ID],
+        "responses": {
+            "200": _json(_SCHEDULE, "The schedule after the action."),
+            "400": _error("`id` is missing or empty."),
+            "404": _error(_SCHEDULE_NOT_FOUND),
+            "503": _error(_BUSY, Retry_After=_RETRY_AFTER),
+        },
+    }
+
+
+_SCHEDULE_PATHS: Final[dict[str, dict[str, Any]]] = {
+    "/schedules": {
+        "post": {
+            "operationId": "createSchedule",
+            "summary": "Create a schedule: a task enqueued on a clock, by cron or period.",
+            "requestBody": {
+                "required": True,
+                "description": (
+                    "Exactly one of `cron` and `every_ms`. `task` holds what an enqueue body"
+                    " holds but `id` and `delay_ms`, under the same rules. Each firing enqueues"
+                    " a task `<schedule id>@<fire time, RFC 3339 UTC to the second>` (so a"
+                    f" schedule's id is at most {MAX_SCHEDULE_ID_LENGTH} characters), admitted"
+                    " past the line's bound like a retry; a firing is skipped (counted in"
+                    " `skipped`) while the last firing's task is still queued or running."
+                ),
+                "content": {"application/json": {"schema": _SCHEDULE_REQUEST}},
+            },
+            "responses": {
+                "201": _json(_SCHEDULE, "The schedule, with its first `next_run_at`."),
+                "400": _error(
+                    "The body is not JSON or not a valid schedule: a bad cron expression, both"
+                    " or neither of `cron` and `every_ms`, an unknown field, an unknown"
+                    ' `timezone`, or a `task` that is not a valid task (`"unknown queue"`,'
+                    ' `"target not allowed"`...).'
+                ),
+                "409": _error('A schedule with this id exists (`"schedule already exists"`).'),
+                "413": _error("The body is larger than `MAX_BODY_BYTES`."),
+                "503": _error(_BUSY, Retry_After=_RETRY_AFTER),
+            },
+        },
+        "get": {
+            "operationId": "listSchedules",
+            "summary": "Every schedule, in creation order.",
+            "responses": {
+                "200": _json({"type": "array", "items": _SCHEDULE}, "The schedules."),
+                "503": _error(_BUSY, Retry_After=_RETRY_AFTER),
+            },
+        },
+    },
+    "/schedule": {
+        "get": {
+            "operationId": "getSchedule",
+            "summary": "One schedule.",
+            "parameters": [_SCHEDULE_ID],
+            "responses": {
+                "200": _json(_SCHEDULE, "The schedule."),
+                "400": _error("`id` is missing or empty."),
+                "404": _error(_SCHEDULE_NOT_FOUND),
+                "503": _error(_BUSY, Retry_After=_RETRY_AFTER),
+            },
+        },
+        "delete": {
+            "operationId": "deleteSchedule",
+            "summary": "Forget a schedule; the tasks it enqueued stay.",
+            "parameters": [_SCHEDULE_ID],
+            "responses": {
+                "204": {"description": "Deleted; no body."},
+                "400": _error("`id` is missing or empty."),
+                "404": _error(_SCHEDULE_NOT_FOUND),
+                "503": _error(_BUSY, Retry_After=_RETRY_AFTER),
+            },
+        },
+    },
+    "/schedule/pause": {
+        "post": _schedule_action(
+            "pauseSchedule", "Pause a schedule: it fires no more until resumed."
+        )
+    },
+    "/schedule/resume": {
+        "post": _schedule_action(
+            "resumeSchedule",
+            "Resume a paused schedule from now on; the firings missed while paused are not"
+            " made up.",
+        )
+    },
+}
+
+
 _PATHS: Final[dict[str, dict[str, Any]]] = {
     "/enqueue": {
         "post": {
@@ -370,6 +497,7 @@ _PATHS: Final[dict[str, dict[str, Any]]] = {
         }
     },
     **_QUEUE_PATHS,
+    **_SCHEDULE_PATHS,
     "/healthz": {
         "get": {
             "operationId": "health",

@@ -128,6 +128,8 @@ def test_a_firing_s_task_is_the_template_with_its_own_id_and_times() -> None:
         (None, 1000, "Mars/Olympus_Mons", "unknown timezone 'Mars/Olympus_Mons'"),
         (None, 1000, "../../etc/passwd", "unknown timezone"),
         (None, 1000, "", "unknown timezone"),
+        (None, 1000, "America", "unknown timezone 'America'"),
+        (None, 1000, "a" * 5000, "unknown timezone"),
     ],
 )
 def test_a_timing_that_cannot_be_used_is_refused_saying_why(
