@@ -117,6 +117,22 @@ def test_a_cron_schedule_of_every_minute_fires_at_the_next_minute(
     assert 0 <= seconds(task["created_at"]) - next_minute < ON_TIME_S
 
 
+def test_a_firing_gets_into_a_full_line_like_a_due_retry(
+    start_service: Callable[..., Service],
+) -> None:
+    service = start_service(WORKERS=1, QUEUE_SIZE=1)
+    service.accept({"id": "busy", "payload": {"sleep_s": 5}})
+    service.wait_for_task("busy", lambda task: task["status"] == "running")
+    service.accept({"id": "waiting", "payload": {"sleep_s": 0}})
+    refused = service.enqueue({"id": "refused", "payload": {"sleep_s": 0}})
+    assert (refused.status, refused.json()) == (503, {"error": "queue is full"})
+    create(service, {"id": "poll", "every_ms": 1000, "task": QUICK})
+    (fired,) = at_least(service, "poll", 1)
+    assert fired["status"] == "queued"
+    stats = service.request("GET", "/stats").json()
+    assert stats["waiting"] == 2, stats  # the bound is 1: the firing passed it
+
+
 def test_firings_are_skipped_while_the_last_task_still_runs(
     start_service: Callable[..., Service],
 ) -> None:

@@ -291,3 +291,31 @@ def test_ten_thousand_schedules_are_held_by_one_alarm_thread() -> None:
     alarms = [t for t in threading.enumerate() if t.name == "schedule-alarm"]
     assert len(alarms) == 1
     assert "schedule-alarm" not in before
+
+
+def test_a_task_system_keeps_its_schedules_in_the_store_across_a_restart() -> None:
+    from actors.system import TaskSystem
+
+    store = MemoryScheduleStore()
+    first = TaskSystem.start(lambda task: None, workers=1, open_schedules=lambda: store)
+    timing = timing_of("0 3 * * *", None, "Europe/Berlin")
+    added = first.add_schedule_async("nightly", timing, new_task("nightly", b"null", 0, 0.0))
+    assert added.get(timeout=5) is not None
+    first.stop()
+    second = TaskSystem.start(lambda task: None, workers=1, open_schedules=lambda: store)
+    try:
+        (kept,) = second.list_schedules_async().get(timeout=5)
+        assert (kept.id, kept.timing) == ("nightly", timing)
+    finally:
+        second.stop()
+
+
+def test_a_schedule_store_that_cannot_be_opened_stops_the_start() -> None:
+    from actors.system import TaskSystem
+
+    def unusable() -> MemoryScheduleStore:
+        raise StoreError("is not a task_queue schedule store")
+
+    with pytest.raises(StoreError, match="schedule store"):
+        TaskSystem.start(lambda task: None, workers=1, open_schedules=unusable)
+    wait_until(lambda: not pykka.ActorRegistry.get_all())
