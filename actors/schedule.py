@@ -3,6 +3,7 @@ task each firing enqueues."""
 
 from __future__ import annotations
 
+import functools
 import math
 from datetime import UTC, datetime
 from typing import Final
@@ -57,9 +58,16 @@ class Timing(msgspec.Struct, frozen=True, gc=False):
             periods = math.floor((after - anchor) / period) + 1
             return anchor + max(periods, 1) * period
         assert self.cron is not None
-        zone = ZoneInfo(self.timezone)
-        fired = next(CronSim(self.cron, datetime.fromtimestamp(after, zone)))
-        return fired.timestamp()
+        # cronsim counts from the whole second anyway: the same second, the same answer.
+        return _next_cron(self.cron, self.timezone, math.floor(after))
+
+
+@functools.lru_cache(maxsize=4096)
+def _next_cron(cron: str, timezone: str, after_s: int) -> float:
+    """The first time ``cron`` names in ``timezone`` after the second ``after_s``; cached, as
+    schedules that share an expression come due together and ask it with the same second."""
+    fired = next(CronSim(cron, datetime.fromtimestamp(after_s, ZoneInfo(timezone))))
+    return fired.timestamp()
 
 
 def timing_of(cron: str | None, every_ms: int | None, timezone: str | None) -> Timing:
