@@ -224,16 +224,19 @@ class DispatcherActor(Actor):
     def _connect(self, workers: tuple[pykka.ActorRef, ...], retry: pykka.ActorRef) -> None:
         self._workers, self._retry = workers, retry
         if self._specs is None:
-            # One queue with every worker; a task it already holds stays in its line.
-            state = self._queues[DEFAULT_QUEUE]
-            line = state.line
+            # One queue with every worker; what it already holds stays with it.
+            before = self._queues[DEFAULT_QUEUE]
             state = QueueState(
                 QueueSpec(DEFAULT_QUEUE, len(workers)),
                 range(len(workers)),
-                paused=state.paused,
+                paused=before.paused,
                 now=time.monotonic(),
             )
-            state.line = line
+            state.line, state.reserved, state.scheduled = (
+                before.line,
+                before.reserved,
+                before.scheduled,
+            )
             self._queues = {DEFAULT_QUEUE: state}
         elif sum(spec.workers for spec in self._specs) != len(workers):
             raise ValueError("the queues' workers do not add up to the workers connected")
@@ -242,7 +245,7 @@ class DispatcherActor(Actor):
 
     def _state(self, queue: str) -> QueueState:
         """The queue named ``queue``; for a name no longer declared (a task stored before
-        QUEUES changed), the first queue, said once in the log."""
+        QUEUES changed), ``default`` or else the first queue, said once in the log."""
         state = self._queues.get(queue)
         if state is not None:
             return state
