@@ -219,6 +219,53 @@ function showQueues(queues) {
   $("queue-rows").replaceChildren(...(queues ?? []).map(queueRow));
 }
 
+// --- schedules: a row each, from /schedules, with its pause or resume button ---------------
+
+let schedulesShown = null; // the schedules as last drawn: rows are rebuilt only when they change
+
+function scheduleWhen(schedule) {
+  if (schedule.cron == null) return `every ${schedule.every_ms / 1000} s`;
+  return schedule.timezone === "UTC" ? schedule.cron : `${schedule.cron} (${schedule.timezone})`;
+}
+
+function scheduleRow(schedule) {
+  const row = element("tr");
+  row.dataset.schedule = schedule.id;
+  row.dataset.paused = String(schedule.paused);
+  const action = schedule.paused ? "resume" : "pause";
+  const actions = element("td", undefined, "actions");
+  actions.append(
+    button(action, `${action} schedule ${schedule.id}`, async () => {
+      try {
+        await api("POST", `/schedule/${action}?${new URLSearchParams({ id: schedule.id })}`);
+        setMessage(`${action === "pause" ? "paused" : "resumed"} schedule ${schedule.id}`);
+      } catch (error) {
+        setMessage(`${action} ${schedule.id}: ${error.message}`, true);
+      }
+      await refresh();
+    }),
+  );
+  const next = schedule.next_run_at == null ? "–" : new Date(schedule.next_run_at).toLocaleString();
+  row.append(
+    element("th", schedule.id),
+    element("td", scheduleWhen(schedule)),
+    element("td", schedule.paused ? "paused" : "active", schedule.paused ? "status status-paused" : "status"),
+    element("td", next),
+    element("td", String(schedule.fired), "number"),
+    element("td", String(schedule.skipped), "number optional"),
+    actions,
+  );
+  row.firstChild.scope = "row";
+  return row;
+}
+
+function showSchedules(schedules) {
+  const key = JSON.stringify(schedules);
+  if (key === schedulesShown) return;
+  schedulesShown = key;
+  $("schedule-rows").replaceChildren(...schedules.map(scheduleRow));
+}
+
 // --- throughput: tasks finished per second, from the deltas of the /stats totals -----------
 
 let samples = []; // {uptime, done, failed}, oldest first
@@ -522,6 +569,7 @@ async function refreshOnce() {
     const stats = (await api("GET", "/stats")).data;
     showStats(stats);
     showQueues(stats.queues);
+    showSchedules((await api("GET", "/schedules")).data);
     recordSample(stats);
     drawChart();
     await refreshTasks();
