@@ -5,11 +5,13 @@
 Engine (in-process, thread mode, no HTTP): N no-op tasks through a TaskSystem with one queue of
 four workers, and through one with four queues of one worker each, the tasks dealt round-robin
 over the queues; the two alternate, round after round, so each pair runs under the same load of
-this shared machine. Reported: tasks/s and how long enqueueing alone took (medians).
+this shared machine. Reported: tasks/s, how long enqueueing alone took, and this process's CPU
+per task (medians), and the median of the per-round ratios.
 
 Intake (HTTP): two services started once, ``WORKERS=4`` and ``QUEUES=q0:1,q1:1,q2:1,q3:1``,
 loaded in turn with short wrk bursts of POST /enqueue (bench/paired.py; the bodies of the second
-name its queues in turn, bench/queue_ids.lua). Reported: the median of the per-pair ratios.
+name its queues in turn, bench/queue_ids.lua). Reported: the median of the per-pair ratios, and
+each server's CPU per request.
 """
 
 from __future__ import annotations
@@ -54,18 +56,23 @@ def run_engine(n: int, queues: Sequence[str]) -> dict[str, Any]:
     system = TaskSystem.start(noop, queue_size=n, queues=specs)
     try:
         tasks = [new_task(f"t-{i}", b'"x"', 3, queue=queues[i % len(queues)]) for i in range(n)]
+        cpu_before = time.process_time()
         started = time.perf_counter()
         replies = [system.submit_async(task) for task in tasks]
         enqueued = time.perf_counter()
         if not done.wait(COMPLETION_TIMEOUT_S):
             raise RuntimeError(f"only {count[0]} of {n} tasks completed")
         finished = time.perf_counter()
+        cpu_s = time.process_time() - cpu_before
         refused = sum(1 for reply in replies if reply.get(timeout=10) is not Admission.ACCEPTED)
     finally:
         summary = system.stop(time.monotonic() + 10)
     return {
         "tasks_per_s": n / (finished - started),
         "enqueue_s": enqueued - started,
+        # This process's CPU (every thread's), per task: less moved by other processes than
+        # the rate is, on a shared machine.
+        "cpu_us_per_task": cpu_s / n * 1e6,
         "ok": refused == 0 and summary.counts.get("done") == n,
     }
 
@@ -79,18 +86,22 @@ def engine(n: int, rounds: int) -> dict[str, Any]:
             runs[name].append(row)
             print(
                 f"  engine round {number + 1} {name:11} {row['tasks_per_s']:8,.0f} tasks/s "
-                f"(enqueue {row['enqueue_s']:.2f} s, ok {row['ok']})"
+                f"(enqueue {row['enqueue_s']:.2f} s, CPU {row['cpu_us_per_task']:.0f} µs/task, "
+                f"ok {row['ok']})"
             )
     ratios = [
         four["tasks_per_s"] / one["tasks_per_s"]
         for one, four in zip(runs["one queue"], runs["four queues"], strict=True)
     ]
+
+    def medians(field: str) -> dict[str, float]:
+        return {name: median([row[field] for row in rows]) for name, rows in runs.items()}
+
     return {
         "runs": runs,
-        "tasks_per_s": {
-            name: median([r["tasks_per_s"] for r in rows]) for name, rows in runs.items()
-        },
-        "enqueue_s": {name: median([r["enqueue_s"] for r in rows]) for name, rows in runs.items()},
+        "tasks_per_s": medians("tasks_per_s"),
+        "enqueue_s": medians("enqueue_s"),
+        "cpu_us_per_task": medians("cpu_us_per_task"),
         "median_pair_ratio_four_over_one": median(ratios),
         "all_ok": all(r["ok"] for rows in runs.values() for r in rows),
     }
@@ -142,34 +153,47 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--connections", type=int, default=16)
     parser.add_argument("--burst", type=float, default=3.0, help="seconds per wrk burst")
     parser.add_argument("--bursts", type=int, default=6, help="pairs of bursts")
+    parser.add_argument("--engine-only", action="store_true", help="skip the HTTP intake")
     parser.add_argument("--json", help="output file (default bench/out/queues.json)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     print(f"Queues: engine {args.tasks:,} no-op tasks x {args.rounds} rounds, {WORKERS} workers")
     engine_results = engine(args.tasks, args.rounds)
-    print(f"Queues: intake, {args.bursts} pairs of {args.burst:g} s wrk bursts")
-    intake_results = intake(args.connections, args.burst, args.bursts)
-    print()
-    print(
-        table(
-            ["", "one queue", "four queues", "four / one (median of pairs)"],
+    rows = [
+        [
+            "engine tasks/s",
+            engine_results["tasks_per_s"]["one queue"],
+            engine_results["tasks_per_s"]["four queues"],
+            f"{engine_results['median_pair_ratio_four_over_one']:.3f}",
+        ],
+        [
+            "engine CPU µs/task",
+            engine_results["cpu_us_per_task"]["one queue"],
+            engine_results["cpu_us_per_task"]["four queues"],
+            "",
+        ],
+    ]
+    results: dict[str, Any] = {"workers": WORKERS, "engine": engine_results}
+    if not args.engine_only:
+        print(f"Queues: intake, {args.bursts} pairs of {args.burst:g} s wrk bursts")
+        intake_results = intake(args.connections, args.burst, args.bursts)
+        results["intake"] = intake_results
+        rows += [
             [
-                [
-                    "engine tasks/s",
-                    engine_results["tasks_per_s"]["one queue"],
-                    engine_results["tasks_per_s"]["four queues"],
-                    f"{engine_results['median_pair_ratio_four_over_one']:.3f}",
-                ],
-                [
-                    "intake req/s",
-                    intake_results["median_rate"]["one queue"],
-                    intake_results["median_rate"]["four queues"],
-                    f"{intake_results['median_pair_ratio_four_over_one']:.3f}",
-                ],
+                "intake req/s",
+                intake_results["median_rate"]["one queue"],
+                intake_results["median_rate"]["four queues"],
+                f"{intake_results['median_pair_ratio_four_over_one']:.3f}",
             ],
-        )
-    )
-    results = {"workers": WORKERS, "engine": engine_results, "intake": intake_results}
+            [
+                "intake CPU µs/request",
+                intake_results["cpu_us_per_request"]["one queue"],
+                intake_results["cpu_us_per_request"]["four queues"],
+                "",
+            ],
+        ]
+    print()
+    print(table(["", "one queue", "four queues", "four / one (median of pairs)"], rows))
     print(f"written: {write_json('queues', results, args.json)}")
     return results
 
