@@ -131,6 +131,11 @@ def test_pause_holds_work_resume_releases_it_and_the_pause_survives_a_restart(
     first.wait_for_task("free", lambda task: task["status"] == "done")
     assert status(first, "held") == "queued"
     assert (queues(first)["default"]["waiting"], queues(first)["default"]["paused"]) == (1, True)
+    assert first.request("GET", "/stats").json()["queues"] == list(queues(first).values())
+    metrics = first.request("GET", "/metrics").body.decode()
+    assert 'taskqueue_queue_paused{queue="default"} 1.0' in metrics
+    assert 'taskqueue_queue_waiting{queue="default"} 1.0' in metrics
+    assert 'taskqueue_queue_paused{queue="other"} 0.0' in metrics
 
     first.send(signal.SIGTERM)
     assert first.wait_exit() == 0
