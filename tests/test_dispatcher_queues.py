@@ -15,6 +15,7 @@ from actors.protocol.intake import AdmitBatch, AdmitTask
 from actors.protocol.lifecycle import Connect
 from actors.protocol.queues import GetQueues, PauseQueue
 from actors.protocol.running import AttemptFinished, Run
+from actors.protocol.waiting import TasksDue
 from actors.queues import QueueInfo, QueueSpec
 from actors.reply import Reply
 from actors.repository import RepositoryActor
@@ -165,3 +166,16 @@ def test_a_rate_limited_queue_starts_a_burst_then_one_per_token_woken_by_its_ala
     # Ten at once, then two more at 10 a second: the last no sooner than 0.2 s after the start.
     assert time.monotonic() - began >= 0.2 - 0.01
     assert [task.id for task in system.runs(8)] == ["free-0"]  # another queue is not held back
+
+
+def test_a_due_retry_takes_a_token_like_any_start() -> None:
+    system = Queues((QueueSpec("slow", 2, 1.0),), queue_size=8)
+    system.submit("first", "slow")
+    assert [task.id for task in system.runs(0)] == ["first"]  # the one token a second
+    retry = new_task("retried", b"null", 3, queue="slow")
+    began = time.monotonic()
+    system.dispatcher.tell(TasksDue((retry,)))
+
+    # A worker is idle, but the retry starts only with the next token.
+    assert wait_until(lambda: system.runs(1), timeout_s=TIMEOUT_S)[0].id == "retried"
+    assert time.monotonic() - began >= 0.9  # the next token, a second after the first
