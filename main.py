@@ -32,10 +32,12 @@ from actors import (
 from actors.allow_list import AllowList
 from actors.handlers import HandlerSpec
 from actors.runners import process_runners, thread_runners
+from actors.schedule_store import SqliteScheduleStore, schedules_path
 from actors.signing import parse_signing_keys
 from actors.system import STOP_GRACE_S
 from actors.target_runner import Deliveries
 from api import ConfigError, create_app, load_config
+from api.config import queues_of
 from api.logs import configure_logging
 from api.metrics import Metrics
 from api.server import HttpServer
@@ -78,21 +80,28 @@ def main(environ: Mapping[str, str] = os.environ) -> int:
     metrics = Metrics() if config.metrics else None
     # Checked by load_config already: these cannot raise here.
     allow = AllowList.parse(config.target_allow)
+    queues = queues_of(config)
+    workers = sum(queue.workers for queue in queues)
     deliveries = Deliveries(
         allow,
-        workers=config.workers,
+        workers=workers,
         result_max_bytes=config.result_max_bytes,
         signing_keys=parse_signing_keys(config.target_signing_keys or ""),
     )
     try:
         system = TaskSystem.start(
             runners=runners,
-            workers=config.workers,
+            queues=queues,
             queue_size=config.queue_size,
             scheduled_max=config.scheduled_max,
             retry_base_ms=config.retry_base_ms,
             retry_max_ms=config.retry_max_ms,
             open_store=partial(SqliteStore.open, config.db_path) if config.db_path else None,
+            open_schedules=(
+                partial(SqliteScheduleStore.open, schedules_path(config.db_path))
+                if config.db_path
+                else None
+            ),
             retention=Retention(config.retention_max_finished, config.retention_ttl_s),
             observer=metrics.tasks if metrics else None,
             task_timeout_ms=config.task_timeout_ms,
@@ -127,11 +136,12 @@ def main(environ: Mapping[str, str] = os.environ) -> int:
         return EXIT_STARTUP_ERROR
     server.start()
     logger.info(
-        "listening on http://%s:%d (workers=%d worker_mode=%s queue_size=%d http_threads=%d "
-        "handler=%s store=%s auth=%s metrics=%s)",
+        "listening on http://%s:%d (workers=%d queues=%s worker_mode=%s queue_size=%d "
+        "http_threads=%d handler=%s store=%s auth=%s metrics=%s)",
         server.host,
         server.port,
-        config.workers,
+        workers,
+        ",".join(queue.name for queue in queues),
         config.worker_mode,
         config.queue_size,
         config.http_threads,

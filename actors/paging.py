@@ -60,8 +60,10 @@ class CreationOrder:
         limit: int | None = None,
         after: str | None = None,
         newest_first: bool = False,
+        queue: str | None = None,
     ) -> Page | None:
-        """The tasks of ``tasks`` after ``after`` with ``status``, at most ``limit`` of them;
+        """The tasks of ``tasks`` after ``after`` with ``status`` (and in ``queue``), at most
+        ``limit`` of them;
         ``newest_first`` reads creation order backwards (and "after" means older than).
 
         None when ``after`` is not a known id. Only the tasks of the page are copied out; with a
@@ -71,7 +73,10 @@ class CreationOrder:
         """
         if after is None:
             return _collect(
-                reversed(tasks.values()) if newest_first else iter(tasks.values()), status, limit
+                reversed(tasks.values()) if newest_first else iter(tasks.values()),
+                status,
+                limit,
+                queue,
             )
         self._catch_up(tasks)
         ids = self._ids
@@ -80,7 +85,8 @@ class CreationOrder:
             return None
         # By index, not islice: islice would step through every id before the start.
         positions = range(position - 1, -1, -1) if newest_first else range(position + 1, len(ids))
-        return _collect((tasks[ids[p]] for p in positions if ids[p] in tasks), status, limit)
+        found = (tasks[ids[p]] for p in positions if ids[p] in tasks)
+        return _collect(found, status, limit, queue)
 
     def invalidate(self) -> None:
         """Forget the index: to be called by whatever removes a task from the map."""
@@ -108,13 +114,18 @@ class CreationOrder:
         logger.debug("creation-order index rebuilt over %d tasks", len(self._ids))
 
 
-def _collect(tasks: Iterator[Task], status: str | None, limit: int | None) -> Page:
-    """The first ``limit`` of ``tasks`` with ``status``, and whether another one follows."""
-    if status is None and limit is None:
+def _collect(
+    tasks: Iterator[Task], status: str | None, limit: int | None, queue: str | None = None
+) -> Page:
+    """The first ``limit`` of ``tasks`` with ``status`` in ``queue``, and whether another one
+    follows."""
+    if status is None and limit is None and queue is None:
         return Page(list(tasks), more=False)  # every task (an unpaged listing): copied in C
     found: list[Task] = []
     for task in tasks:
         if status is not None and task.status != status:
+            continue
+        if queue is not None and task.queue != queue:
             continue
         if limit is not None and len(found) == limit:
             return Page(found, more=True)

@@ -35,6 +35,7 @@ from actors.protocol.lifecycle import (
     TakeStock,
     WatchStore,
 )
+from actors.protocol.queues import LoadPausedQueues, SaveQueuePaused
 from actors.protocol.reading import GetRepositoryStats, GetTask, ListPage
 from actors.protocol.running import Save, SaveRunning
 from actors.protocol.task_actions import (
@@ -46,7 +47,7 @@ from actors.protocol.task_actions import (
 from actors.reply import Reply, SystemStopped
 from actors.retention import FinishedOrder, Retention
 from actors.stats import Rejected, StatusCounts, TaskCounts
-from actors.store import StoreError
+from actors.store import QueueStates, StoreError
 from actors.task import (
     CANCELLED,
     DONE,
@@ -64,6 +65,7 @@ if TYPE_CHECKING:
 
     from actors.group_commit import Held
     from actors.outage import Failure
+    from actors.protocol.intake import Places
     from actors.store import OpenStore
 
 logger = logging.getLogger(__name__)
@@ -94,7 +96,7 @@ class _Acceptance(NamedTuple):
     granted: object
     refused: Callable[[Admission], object]
     """The client's answer when the work is withdrawn, for the reason given."""
-    places: int
+    places: Places
     """Places the dispatcher reserved: given back if withdrawn."""
 
 
@@ -156,6 +158,8 @@ class RepositoryActor(Actor):
         # try, and nothing is held: new work is refused.
         self._outage = StoreOutage()
         self._watcher: pykka.ActorRef | None = None
+        # The store, if it keeps which queues are paused (actors/store.py's QueueStates).
+        self._queue_states: QueueStates | None = None
 
     def on_start(self) -> None:
         if self._retention is not None and self._retention.ttl_s > 0:
@@ -213,8 +217,8 @@ class RepositoryActor(Actor):
                 self._insert_batch(tasks, reply, admitted_by, places, refusal)
             case CancelInRepository(task_id, reply, found, dispatcher, rounds):
                 self._mark_cancelled(task_id, reply, found, dispatcher, rounds)
-            case StoreAdmittedRequeue(task_id, reply, admitted_by, refusal):
-                self._requeue(task_id, reply, admitted_by, refusal)
+            case StoreAdmittedRequeue(task_id, reply, admitted_by, refusal, queue):
+                self._requeue(task_id, reply, admitted_by, refusal, queue)
             case DeleteTask(task_id, reply):
                 self._delete(task_id, reply)
             case SweepRetention():
@@ -226,9 +230,14 @@ class RepositoryActor(Actor):
                 self._send(reply.set, answer)
             case GetTask(task_id, reply):
                 self._send(reply.set, self._tasks.get(task_id))
-            case ListPage(reply, status, limit, after, newest_first):
+            case ListPage(reply, status, limit, after, newest_first, queue):
                 page = self._order.page(
-                    self._tasks, status=status, limit=limit, after=after, newest_first=newest_first
+                    self._tasks,
+                    status=status,
+                    limit=limit,
+                    after=after,
+                    newest_first=newest_first,
+                    queue=queue,
                 )
                 self._send(reply.set, page)
             case TakeStock(reply):
@@ -244,6 +253,11 @@ class RepositoryActor(Actor):
                     self._tell_watcher(available=False)
             case Recover(reply):
                 self._send(reply.set, self._recover())
+            case LoadPausedQueues(reply):
+                self._send(reply.set, self._paused_queues())
+            case SaveQueuePaused(name, paused, info, reply):
+                self._save_paused(name, paused)
+                self._send(reply.set, info)
             case _:
                 return super().on_receive(message)
         return None
@@ -275,7 +289,7 @@ class RepositoryActor(Actor):
     def _insert(self, task: Task, reply: Reply[Admission], admitted_by: pykka.ActorRef) -> None:
         # The dispatcher hears first and the client second: once the client has its answer, any
         # later message it causes finds the dispatcher already knowing the task's fate.
-        places = 1 if task.next_attempt_at is None else 0
+        places = (task.queue,) if task.next_attempt_at is None else ()
         refusal = Admission.DUPLICATE if task.id in self._tasks else self._unavailable()
         if refusal is not None:
             self._refused[refusal] += 1
@@ -303,7 +317,7 @@ class RepositoryActor(Actor):
         tasks: tuple[Task, ...],
         reply: Reply[BatchAdmission],
         admitted_by: pykka.ActorRef,
-        places: int,
+        places: Places,
         refusal: Admission | None,
     ) -> None:
         """All of ``tasks`` or none: a taken or repeated id refuses the batch, whatever the line."""
@@ -384,11 +398,15 @@ class RepositoryActor(Actor):
         reply: Reply[Outcome],
         admitted_by: pykka.ActorRef,
         refusal: Admission | None,
+        queue: str,
     ) -> None:
         task = self._tasks.get(task_id)
         refused: Outcome | None = None
         if task is None:
             refused = Outcome(None)
+        elif task.queue != queue:
+            # Deleted and enqueued again in another queue since the API looked it up.
+            refused = Outcome(None, conflict="task changed queue; try again")
         elif task.status not in (FAILED, CANCELLED):
             conflict = f"task is {task.status}; only a failed or cancelled task can be retried"
             refused = Outcome(None, conflict=conflict)
@@ -398,7 +416,7 @@ class RepositoryActor(Actor):
             refused = Outcome(None, refused=Admission.STORE_UNAVAILABLE)
         if refused is not None:
             if refusal is None:  # the dispatcher reserved a place for it: give it back
-                self._send(admitted_by.tell, PlacesReleased(1))
+                self._send(admitted_by.tell, PlacesReleased((queue,)))
             self._send(reply.set, refused)
             return
         assert task is not None  # refused above otherwise
@@ -419,7 +437,7 @@ class RepositoryActor(Actor):
                 reply,
                 Outcome(queued),
                 _refused_outcome,
-                places=1,
+                places=(queue,),
             )
         )
 
@@ -621,6 +639,8 @@ class RepositoryActor(Actor):
                 raise
         except StoreError as exc:
             return exc
+        if isinstance(store, QueueStates):
+            self._queue_states = store
         alarm = Alarm(self._ring, name="repository-commit-alarm")
         self._group = GroupCommit(
             store,
@@ -644,6 +664,29 @@ class RepositoryActor(Actor):
             self._next_expiry = -math.inf  # not known yet: look at the order
             self._apply_retention()
         return tuple(self._tasks.values())
+
+    def _paused_queues(self) -> frozenset[str] | StoreError:
+        if self._queue_states is None:
+            return frozenset()
+        try:
+            return self._queue_states.paused_queues()
+        except StoreError as exc:
+            return exc
+
+    def _save_paused(self, name: str, paused: bool) -> None:
+        """Keep a queue's pause for the next start. A store that cannot be written now loses
+        it (logged): the pause itself holds in this process all the same."""
+        if self._queue_states is None:
+            return
+        try:
+            self._queue_states.save_paused(name, paused)
+        except StoreError as exc:
+            logger.error(
+                "queue %r %s, but not kept for the next start: %s",
+                name,
+                "paused" if paused else "resumed",
+                exc,
+            )
 
     def _ring(self) -> None:
         # Runs on the alarm's thread: it only posts a message.

@@ -81,13 +81,14 @@ class RetryActor(Actor):
             case CancelInLine(task_id, reply, rounds):
                 entry = self._entries.pop(task_id, None)
                 if entry is not None:
+                    queue = entry[2].queue
                     entry[2] = None
                     self._emptied += 1
                     if self._emptied > max(COMPACT_AT, len(self._entries)):
                         self._compact()
                     # Before the repository answers the client: its next enqueue finds the
                     # dispatcher's count already down.
-                    self._dispatcher.tell(WaitingCancelled(1))
+                    self._dispatcher.tell(WaitingCancelled(1, queue))
                 found = entry is not None
                 tell_or_fail(
                     self._repository,

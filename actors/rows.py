@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 import msgspec
 
+from actors.queues import QUEUE_NAME
 from actors.target import decode_stored, encode_stored
 from actors.task import MAX_PRIORITY, STATUSES, Task
 
@@ -24,6 +25,7 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 
 _STATUS_SET: Final = frozenset(STATUSES)
+_QUEUE_NAME: Final = QUEUE_NAME.fullmatch
 _SYNTAX: Final = msgspec.json.Decoder(msgspec.Raw)
 """Checks JSON syntax without building the value (but not that strings are UTF-8)."""
 
@@ -46,6 +48,7 @@ def task_if_sound(row: Sequence[Any]) -> Task | None:
         timeout_ms,
         result,
         target,
+        queue,
     ) = row
     try:
         payload.isascii() or payload.decode()  # UTF-8, or UnicodeDecodeError
@@ -74,6 +77,8 @@ def task_if_sound(row: Sequence[Any]) -> Task | None:
         and (timeout_ms is None or (type(timeout_ms) is int and timeout_ms > 0))
         and (result is None or type(result) is bytes)
         and (target is None or type(target) is bytes)
+        and type(queue) is str
+        and _QUEUE_NAME(queue) is not None
     )
     if not sound:
         return None
@@ -99,7 +104,7 @@ def row_of(task: Task) -> tuple[Any, ...]:
     row = _astuple(task)
     if task.target is None:
         return row
-    return (*row[:-1], encode_stored(task.target))
+    return (*row[:-2], encode_stored(task.target), row[-1])
 
 
 def decode_row(row: Sequence[object]) -> Task:
@@ -123,6 +128,7 @@ def decode_row(row: Sequence[object]) -> Task:
         timeout_ms,
         result,
         target,
+        queue,
     ) = row
     status_text = _text(status, "status")
     if status_text not in STATUSES:
@@ -141,6 +147,7 @@ def decode_row(row: Sequence[object]) -> Task:
         timeout_ms=_optional(_positive, timeout_ms, "timeout_ms"),
         result=_optional(_json, result, "result"),
         target=_optional(_target, target, "target"),
+        queue=_queue(queue, "queue"),
     )
 
 
@@ -153,6 +160,13 @@ def _target(value: object, name: str) -> Target:
         return decode_stored(value)
     except (msgspec.DecodeError, UnicodeDecodeError, RecursionError) as exc:
         raise ValueError(f"{name} is not a target ({exc})") from None
+
+
+def _queue(value: object, name: str) -> str:
+    text = _text(value, name)
+    if _QUEUE_NAME(text) is None:
+        raise ValueError(f"{name} {text!r} is not a queue name (1-64 characters of a-z 0-9 _ -)")
+    return text
 
 
 def _optional(check: Callable[[object, str], T], value: object, name: str) -> T | None:

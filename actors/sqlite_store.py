@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-SCHEMA_VERSION: Final = 4
+SCHEMA_VERSION: Final = 5
 """Kept in ``PRAGMA user_version``. A file with a higher one was written by newer code: refused;
 one with a lower one is brought up to date at open (``_MIGRATIONS``)."""
 
@@ -55,7 +55,15 @@ CREATE TABLE tasks (
     priority INTEGER NOT NULL DEFAULT 0,
     timeout_ms INTEGER,         -- the task's own attempt time limit; NULL: the service's
     result BLOB,                -- what the handler returned, as JSON text; NULL: nothing yet
-    target BLOB                 -- where attempts are sent, as JSON text; NULL: the handler
+    target BLOB,                -- where attempts are sent, as JSON text; NULL: the handler
+    queue TEXT NOT NULL DEFAULT 'default'  -- the queue whose workers run it
+)
+"""
+
+_QUEUE_STATES: Final = """
+CREATE TABLE queue_states (
+    name TEXT PRIMARY KEY,      -- a queue's name, as QUEUES declares it
+    paused INTEGER NOT NULL     -- 1 while POST /queues/pause holds it
 )
 """
 
@@ -64,7 +72,7 @@ CREATE TABLE IF NOT EXISTS quarantine (
     -- rows of tasks that did not decode at a start, as they were, and why; never read back.
     -- A migration that adds a column to tasks adds it here too.
     seq INTEGER, id, payload, max_retries, status, attempts, created_at, updated_at,
-    last_error, next_attempt_at, priority, timeout_ms, result, target,
+    last_error, next_attempt_at, priority, timeout_ms, result, target, queue,
     reason TEXT NOT NULL,
     quarantined_at REAL NOT NULL   -- seconds since the epoch
 )
@@ -78,6 +86,7 @@ _MIGRATIONS: Final = {
         "ALTER TABLE tasks ADD COLUMN result BLOB",
     ),
     3: ("ALTER TABLE tasks ADD COLUMN target BLOB",),
+    4: ("ALTER TABLE tasks ADD COLUMN queue TEXT NOT NULL DEFAULT 'default'", _QUEUE_STATES),
 }
 
 MAX_ROWS_PER_STATEMENT: Final = 512
@@ -230,6 +239,25 @@ class SqliteStore:
         # After the commit: a file removed before it (or during it) took the commit with it.
         self._check_identity()
 
+    def paused_queues(self) -> frozenset[str]:
+        """The names of the queues paused when the store was last written."""
+        try:
+            rows = self._connection.execute("SELECT name FROM queue_states WHERE paused").fetchall()
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot be read: {exc}") from None
+        return frozenset(name for (name,) in rows)
+
+    def save_paused(self, name: str, paused: bool) -> None:
+        """Keep whether queue ``name`` is paused (its own transaction)."""
+        try:
+            self._connection.execute(
+                "INSERT INTO queue_states (name, paused) VALUES (?, ?) "
+                "ON CONFLICT (name) DO UPDATE SET paused = excluded.paused",
+                (name, int(paused)),
+            )
+        except sqlite3.Error as exc:
+            raise StoreError(f"the store at {self._path} cannot be written: {exc}") from None
+
     def close(self) -> None:
         # The last connection to close checkpoints the WAL into the file and removes it.
         self._connection.close()
@@ -380,6 +408,7 @@ def _prepare(connection: sqlite3.Connection) -> None:
         connection.execute("BEGIN IMMEDIATE")
         if fresh:
             connection.execute(_SCHEMA)
+            connection.execute(_QUEUE_STATES)
             connection.execute(f"PRAGMA application_id = {APPLICATION_ID}")
         else:
             for from_version in range(version, SCHEMA_VERSION):

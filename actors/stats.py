@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING
 
 import msgspec
 
+from actors.queues import QueueInfo
+
 if TYPE_CHECKING:
     from actors.runners import Replacements
 
@@ -125,6 +127,8 @@ class StatsBody(msgspec.Struct, frozen=True):
     new work is refused) or ``none`` (tasks in memory only)."""
     totals: Totals
     uptime_s: float
+    queues: tuple[QueueInfo, ...]
+    """Each queue now (``GET /queues``), in QUEUES order."""
 
     @classmethod
     def of(
@@ -134,6 +138,7 @@ class StatsBody(msgspec.Struct, frozen=True):
         scheduled: int,
         replacements: Replacements,
         uptime_s: float,
+        queues: tuple[QueueInfo, ...] = (),
     ) -> StatsBody:
         """The parts, each from whoever counts it, as one body (``rejected.invalid`` as the
         repository gave it: the API puts its own count in, ``with_invalid``)."""
@@ -158,6 +163,7 @@ class StatsBody(msgspec.Struct, frozen=True):
                 threads_abandoned=replacements.threads_abandoned,
             ),
             uptime_s=round(uptime_s, 3),
+            queues=queues,
         )
 
     def with_invalid(self, invalid: int) -> StatsBody:

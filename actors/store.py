@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
     from collections.abc import Collection, Sequence
@@ -47,6 +47,23 @@ class Store(Protocol):
         ...
 
 
+@runtime_checkable
+class QueueStates(Protocol):
+    """A store that also keeps which queues are paused, across restarts (POST /queues/pause).
+
+    Apart from Store so that a store without it still works: its pauses last as long as the
+    process.
+    """
+
+    def paused_queues(self) -> frozenset[str]:
+        """The names of the paused queues; StoreError if they cannot be read."""
+        ...
+
+    def save_paused(self, name: str, paused: bool) -> None:
+        """Keep whether queue ``name`` is paused, at once; StoreError if it cannot be written."""
+        ...
+
+
 OpenStore = Callable[[], Store]
 """Opens a store. The repository calls it on its own thread, the only one that uses the store."""
 
@@ -60,6 +77,7 @@ class MemoryStore:
 
     def __init__(self) -> None:
         self._tasks: dict[str, Task] = {}
+        self._paused: set[str] = set()
         self.commits = 0
         """Transactions committed so far."""
 
@@ -72,6 +90,15 @@ class MemoryStore:
         for task in tasks:
             self._tasks[task.id] = task
         self.commits += 1
+
+    def paused_queues(self) -> frozenset[str]:
+        return frozenset(self._paused)
+
+    def save_paused(self, name: str, paused: bool) -> None:
+        if paused:
+            self._paused.add(name)
+        else:
+            self._paused.discard(name)
 
     def check(self) -> None:
         """Always writable."""

@@ -23,6 +23,7 @@ from actors.protocol.lifecycle import (
     WatchStore,
     WhenIdle,
 )
+from actors.protocol.queues import GetQueues, LoadPausedQueues, PauseQueue
 from actors.protocol.reading import (
     GetDispatcherStats,
     GetReadiness,
@@ -31,17 +32,29 @@ from actors.protocol.reading import (
     ListPage,
 )
 from actors.protocol.running import Save
+from actors.protocol.schedules import (
+    AddSchedule,
+    DeleteSchedule,
+    GetSchedule,
+    ListSchedules,
+    OpenSchedules,
+    PauseSchedule,
+    StopSchedules,
+)
 from actors.protocol.task_actions import AdmitRequeue, CancelInLine, DeleteTask
 from actors.protocol.waiting import StopRetryTimer
+from actors.queues import default_queues
 from actors.recovery import plan_recovery
 from actors.reply import Reply, SystemStopped
 from actors.repository import RepositoryActor
 from actors.retention import DEFAULT_RETENTION
 from actors.retry import RetryActor
 from actors.runners import RunnerCounts, StartsWarm, thread_runners
+from actors.schedules import ScheduleActor
 from actors.stats import StatsBody
 from actors.store import StoreError
 from actors.target_runner import Deliveries, with_targets
+from actors.task import DEFAULT_QUEUE
 from actors.worker import DEFAULT_TASK_TIMEOUT_MS, AttemptPolicy, RetryPolicy, WorkerActor
 
 if TYPE_CHECKING:
@@ -51,8 +64,11 @@ if TYPE_CHECKING:
     from actors.backoff import Uniform
     from actors.observer import AttemptObserver
     from actors.paging import Page
+    from actors.queues import QueueInfo, QueueSpec
     from actors.retention import Retention
     from actors.runners import RunnerFactory
+    from actors.schedule import Schedule, Timing
+    from actors.schedule_store import OpenScheduleStore
     from actors.stats import LineCounts, TaskCounts
     from actors.store import OpenStore
     from actors.task import Task
@@ -96,7 +112,14 @@ class ShutdownSummary(NamedTuple):
 class StatsAnswer:
     """The three actors' answers to one stats question, asked in parallel, awaited together."""
 
-    __slots__ = ("_dispatcher", "_repository", "_retry", "_runner_counts", "_started_at")
+    __slots__ = (
+        "_dispatcher",
+        "_queues",
+        "_repository",
+        "_retry",
+        "_runner_counts",
+        "_started_at",
+    )
 
     def __init__(
         self,
@@ -105,12 +128,14 @@ class StatsAnswer:
         retry: Reply[int],
         started_at: float,
         runner_counts: RunnerCounts,
+        queues: Reply[tuple[QueueInfo, ...]] | None = None,
     ) -> None:
         self._repository = repository
         self._dispatcher = dispatcher
         self._retry = retry
         self._started_at = started_at
         self._runner_counts = runner_counts
+        self._queues = queues
 
     def get(self, *, timeout: float | None = None) -> StatsBody:
         """All three answers within ``timeout`` in all; else ``pykka.Timeout``, or
@@ -124,14 +149,17 @@ class StatsAnswer:
         line = self._dispatcher.get(timeout=left())
         scheduled = self._retry.get(timeout=left())
         uptime_s = time.monotonic() - self._started_at
-        return StatsBody.of(tasks, line, scheduled, self._runner_counts.read(), uptime_s)
+        queues = () if self._queues is None else self._queues.get(timeout=left())
+        replacements = self._runner_counts.read()
+        return StatsBody.of(tasks, line, scheduled, replacements, uptime_s, queues)
 
 
 class TaskSystem:
     """The actor system as one object: usable with or without HTTP.
 
-    ``start`` builds repository -> dispatcher -> workers -> retry actor, each started after what
-    it talks to; ``stop`` takes them down retry -> dispatcher -> workers -> repository. Each
+    ``start`` builds repository -> dispatcher -> workers -> retry actor -> schedule actor, each
+    started after what it talks to; ``stop`` takes them down schedule actor -> retry ->
+    dispatcher -> workers -> repository. Each
     question (the methods ending in ``_async``) returns a Reply for the caller to wait on with
     its own timeout: its ``get`` raises SystemStopped, at once, if an actor it needed has
     stopped or crashed. With ``open_store`` the tasks are durable, and ``start`` first recovers
@@ -148,6 +176,7 @@ class TaskSystem:
         runners: tuple[AttemptRunner, ...] = (),
         runner_counts: RunnerCounts | None = None,
         durable: bool = False,
+        queues: Sequence[QueueSpec] = (),
     ) -> None:
         self._repository = repository
         self._dispatcher = dispatcher
@@ -157,6 +186,9 @@ class TaskSystem:
         self._runner_counts = runner_counts or RunnerCounts()
         self._durable = durable
         self._started_at = time.monotonic()
+        self._schedules: pykka.ActorRef | None = None
+        self._queue_names = frozenset(spec.name for spec in queues)
+        self._first_queue = queues[0].name if queues else DEFAULT_QUEUE
 
     @classmethod
     def start(
@@ -177,6 +209,8 @@ class TaskSystem:
         task_timeout_ms: int = DEFAULT_TASK_TIMEOUT_MS,
         result_max_bytes: int = DEFAULT_RESULT_MAX_BYTES,
         deliveries: Deliveries | None = None,
+        open_schedules: OpenScheduleStore | None = None,
+        queues: Sequence[QueueSpec] | None = None,
     ) -> TaskSystem:
         """Start the actors; with ``open_store``, over a durable store, recovering its tasks.
 
@@ -193,7 +227,15 @@ class TaskSystem:
         kept (the service's defaults; ``KEEP_ALL`` keeps them all), their ages measured
         with ``clock``. ``observer`` hears of every attempt's end from the workers (the
         metrics' histograms).
+
+        ``queues`` declares the queues, each with workers of its own (their sum replaces
+        ``workers``); without it, one queue, ``default``, with ``workers`` workers.
         """
+        if queues is None:
+            queues = default_queues(workers)
+        workers = sum(spec.workers for spec in queues)
+        if not queues or any(spec.workers < 1 for spec in queues):
+            raise ValueError("each queue needs at least 1 worker")
         if workers < 1 or queue_size < 1:
             raise ValueError("workers and queue_size must be at least 1")
         if (handler is None) == (runners is None):
@@ -215,13 +257,16 @@ class TaskSystem:
         try:
             repository = RepositoryActor.start(open_store, retention=retention, clock=clock)
             stored = _recover(repository) if open_store is not None else ()
+            paused = _paused_queues(repository) if open_store is not None else frozenset()
         except BaseException:
             _close_all(made, 0.0)
             raise
         plan = plan_recovery(stored, now=time.time(), policy=policy, uniform=uniform)
         for task in plan.saves:
             repository.tell(Save(task))
-        dispatcher = DispatcherActor.start(queue_size, repository, scheduled_max)
+        dispatcher = DispatcherActor.start(
+            queue_size, repository, scheduled_max, queues=queues, paused=paused
+        )
         repository.tell(WatchStore(dispatcher))
         worker_refs = tuple(
             WorkerActor.start(
@@ -239,7 +284,7 @@ class TaskSystem:
         if open_store is not None:
             logger.info("%s", plan.describe())
         logger.debug("actor system started with %d workers", workers)
-        return cls(
+        system = cls(
             repository,
             dispatcher,
             worker_refs,
@@ -247,7 +292,30 @@ class TaskSystem:
             runners=made,
             runner_counts=counts,
             durable=open_store is not None,
+            queues=queues,
         )
+        # Last: its firings, a catch-up among them, go through the dispatcher like any task.
+        system._start_schedules(dispatcher, repository, open_schedules)
+        return system
+
+    def _start_schedules(
+        self,
+        dispatcher: pykka.ActorRef,
+        repository: pykka.ActorRef,
+        open_schedules: OpenScheduleStore | None,
+    ) -> None:
+        """Start the schedule actor over its store (None: in memory); StoreError, with every
+        actor stopped, if the store cannot be used."""
+        self._schedules = ScheduleActor.start(dispatcher, repository, open_schedules)
+        reply: Reply[int | StoreError] = Reply()
+        tell_or_fail(self._schedules, OpenSchedules(reply))
+        try:
+            opened = reply.get()
+            if isinstance(opened, StoreError):
+                raise opened
+        except BaseException:
+            self.stop(time.monotonic())
+            raise
 
     # --- what the API asks ---------------------------------------------------------------------
 
@@ -269,11 +337,69 @@ class TaskSystem:
         tell_or_fail(self._dispatcher, CancelInLine(task_id, reply))
         return reply
 
-    def requeue_async(self, task_id: str) -> Reply[Outcome]:
-        """Queue a failed or cancelled task again for a fresh round of attempts."""
+    def requeue_async(self, task_id: str, queue: str | None = None) -> Reply[Outcome]:
+        """Queue a failed or cancelled task of ``queue`` (None: the first queue) again for a
+        fresh round of attempts; refused with a conflict if the task is in another queue."""
         reply: Reply[Outcome] = Reply()
-        tell_or_fail(self._dispatcher, AdmitRequeue(task_id, reply))
+        queue = self._first_queue if queue is None else queue
+        tell_or_fail(self._dispatcher, AdmitRequeue(task_id, reply, queue))
         return reply
+
+    @property
+    def queue_names(self) -> frozenset[str]:
+        """The names of the queues tasks may name."""
+        return self._queue_names
+
+    def queues_async(self) -> Reply[tuple[QueueInfo, ...]]:
+        """Each queue as it is now, in QUEUES order."""
+        reply: Reply[tuple[QueueInfo, ...]] = Reply()
+        tell_or_fail(self._dispatcher, GetQueues(reply))
+        return reply
+
+    def pause_async(self, name: str, *, paused: bool = True) -> Reply[QueueInfo | None]:
+        """Pause (or resume) queue ``name``; the reply is the queue then, or None if unknown.
+        With a store the new state is kept for the next start before the reply is set."""
+        reply: Reply[QueueInfo | None] = Reply()
+        tell_or_fail(self._dispatcher, PauseQueue(name, paused, reply))
+        return reply
+
+    def add_schedule_async(
+        self, schedule_id: str, timing: Timing, task: Task
+    ) -> Reply[Schedule | None]:
+        """Create a schedule firing ``task`` (a template: each firing gives it an id); the
+        reply is the schedule, or None if the id is taken; it fails with StoreError if the
+        store cannot be written."""
+        reply: Reply[Schedule | None] = Reply()
+        tell_or_fail(self._schedule_actor(), AddSchedule(schedule_id, timing, task, reply))
+        return reply
+
+    def get_schedule_async(self, schedule_id: str) -> Reply[Schedule | None]:
+        """The schedule as it is now, or None if the id is unknown."""
+        reply: Reply[Schedule | None] = Reply()
+        tell_or_fail(self._schedule_actor(), GetSchedule(schedule_id, reply))
+        return reply
+
+    def list_schedules_async(self) -> Reply[tuple[Schedule, ...]]:
+        """Every schedule, in creation order."""
+        reply: Reply[tuple[Schedule, ...]] = Reply()
+        tell_or_fail(self._schedule_actor(), ListSchedules(reply))
+        return reply
+
+    def pause_schedule_async(self, schedule_id: str, *, paused: bool) -> Reply[Schedule | None]:
+        """Pause a schedule, or resume it from now on; None if the id is unknown."""
+        reply: Reply[Schedule | None] = Reply()
+        tell_or_fail(self._schedule_actor(), PauseSchedule(schedule_id, paused, reply))
+        return reply
+
+    def delete_schedule_async(self, schedule_id: str) -> Reply[bool]:
+        """Forget a schedule (the tasks it enqueued stay); False if the id is unknown."""
+        reply: Reply[bool] = Reply()
+        tell_or_fail(self._schedule_actor(), DeleteSchedule(schedule_id, reply))
+        return reply
+
+    def _schedule_actor(self) -> pykka.ActorRef:
+        assert self._schedules is not None, "started by start()"
+        return self._schedules
 
     def delete_async(self, task_id: str) -> Reply[Outcome]:
         """Forget a finished task."""
@@ -294,12 +420,14 @@ class TaskSystem:
         limit: int | None = None,
         after: str | None = None,
         newest_first: bool = False,
+        queue: str | None = None,
     ) -> Reply[Page | None]:
         """Tasks in creation order (or newest first) after ``after``, with ``status``, at most
         ``limit`` of them (without any of these, every task); the reply is None when ``after``
-        is not a known id."""
+        is not a known id; ``queue`` keeps only that queue's tasks."""
         reply: Reply[Page | None] = Reply()
-        tell_or_fail(self._repository, ListPage(reply, status, limit, after, newest_first))
+        message = ListPage(reply, status, limit, after, newest_first, queue)
+        tell_or_fail(self._repository, message)
         return reply
 
     def ready_async(self) -> Reply[Readiness]:
@@ -317,7 +445,11 @@ class TaskSystem:
         retry: Reply[int] = Reply()
         tell_or_fail(self._repository, GetRepositoryStats(repository))
         tell_or_fail(self._dispatcher, GetDispatcherStats(dispatcher, retry))
-        return StatsAnswer(repository, dispatcher, retry, self._started_at, self._runner_counts)
+        queues: Reply[tuple[QueueInfo, ...]] = Reply()
+        tell_or_fail(self._dispatcher, GetQueues(queues))
+        return StatsAnswer(
+            repository, dispatcher, retry, self._started_at, self._runner_counts, queues
+        )
 
     # --- shutdown ------------------------------------------------------------------------------
 
@@ -325,6 +457,9 @@ class TaskSystem:
         """Refuse new tasks from now on and stop starting queued ones; False (logged) if the
         dispatcher is dead or did not answer within ``timeout_s``."""
         stopping = _Stopping(time.monotonic() + timeout_s)
+        # First the schedules' timer: nothing fires into a closing line.
+        if self._schedules is not None:
+            stopping.ask(self._schedules, "schedule actor", StopSchedules, 0)
         return stopping.ask(self._dispatcher, "dispatcher", BeginShutdown, False)
 
     def wait_idle(self, timeout_s: float) -> bool:
@@ -339,7 +474,8 @@ class TaskSystem:
         return True
 
     def stop(self, deadline: float | None = None) -> ShutdownSummary:
-        """Shut down: intake, running attempts, then retry -> dispatcher -> workers -> repository.
+        """Shut down: the schedule actor, intake, running attempts, then retry -> dispatcher ->
+        workers -> repository.
 
         ``deadline`` (a ``time.monotonic()`` value) bounds the wait for running attempts, and
         stopping the actors takes at most ``STOP_GRACE_S`` more: an actor that is dead or stuck
@@ -348,6 +484,10 @@ class TaskSystem:
         if deadline is None:
             deadline = time.monotonic() + 30.0
         stopping = _Stopping(max(deadline, time.monotonic()) + STOP_GRACE_S)
+        if self._schedules is not None:
+            # First of all, so nothing fires into a stopping line; its schedules are stored.
+            stopping.ask(self._schedules, "schedule actor", StopSchedules, 0)
+            stopping.stop(self._schedules, "schedule actor")
         begun = stopping.ask(self._dispatcher, "dispatcher", BeginShutdown, False)
         drained = begun and self.wait_idle(deadline - time.monotonic())
         stopping.ask(self._retry, "retry actor", StopRetryTimer, 0)
@@ -444,6 +584,21 @@ class _Stopping:
         logger.warning("shutdown: the %s %s; given up on", name, why)
         if name not in self.unanswered:
             self.unanswered.append(name)
+
+
+def _paused_queues(repository: pykka.ActorRef) -> frozenset[str]:
+    """The queues the store keeps paused; StoreError (with the repository stopped) if it
+    cannot say."""
+    reply: Reply[frozenset[str] | StoreError] = Reply()
+    try:
+        tell_or_fail(repository, LoadPausedQueues(reply))
+        found = reply.get()
+        if isinstance(found, StoreError):
+            raise found
+    except BaseException:
+        repository.stop()
+        raise
+    return found
 
 
 def _recover(repository: pykka.ActorRef) -> tuple[Task, ...]:

@@ -28,6 +28,9 @@ MAX_PRIORITY: Final = 9
 
 NULL_PAYLOAD: Final = b"null"
 
+DEFAULT_QUEUE: Final = "default"
+"""The queue of a task that names none, and the only queue without QUEUES (actors/queues.py)."""
+
 
 class Task(msgspec.Struct, frozen=True, gc=False):
     """One task's state at one moment.
@@ -57,6 +60,8 @@ class Task(msgspec.Struct, frozen=True, gc=False):
     result: bytes | None = None
     # Schema 4: where attempts are sent instead of the handler (None: the handler runs them).
     target: Target | None = None
+    # Schema 5: the queue whose line and workers run it.
+    queue: str = DEFAULT_QUEUE
 
     @property
     def is_final(self) -> bool:
@@ -73,6 +78,7 @@ def new_task(
     delay_s: float = 0.0,
     timeout_ms: int | None = None,
     target: Target | None = None,
+    queue: str = DEFAULT_QUEUE,
 ) -> Task:
     """A freshly accepted task: queued, no attempts yet; with ``delay_s``, due that much later."""
     created = time.time() if now is None else now
@@ -88,6 +94,7 @@ def new_task(
         priority=priority,
         timeout_ms=timeout_ms,
         target=target,
+        queue=queue,
     )
 
 

@@ -15,8 +15,10 @@ from api.errors import handle_system_stopped, handle_unexpected, serialize_error
 from api.health import HealthResource
 from api.metrics import METRICS_PATH, Metrics, MetricsResource
 from api.openapi import OPENAPI_PATH, OpenApiResource
+from api.queues import add_queue_routes
 from api.reply import REQUEST_TIMEOUT_S
 from api.request_id import RequestIds
+from api.schedules import add_schedule_routes
 from api.stats import InvalidCount, ReadinessResource, StatsResource
 from api.tasks import DEFAULT_LISTINGS_MAX, TaskListResource, TaskResource
 
@@ -91,6 +93,14 @@ def create_app(
     app.add_route(
         "/tasks",
         TaskListResource(system, timeout_s=request_timeout_s, listings_max=listings_max),
+    )
+    add_queue_routes(app, system, timeout_s=request_timeout_s)
+    add_schedule_routes(
+        app,
+        system,
+        max_body_bytes=max_body_bytes,
+        timeout_s=request_timeout_s,
+        allow=target_allow,
     )
     app.add_route("/healthz", HealthResource())
     app.add_route("/stats", StatsResource(system, invalid, timeout_s=request_timeout_s))

@@ -10,6 +10,7 @@ import msgspec
 from msgspec import Meta
 
 from actors.allow_list import AllowList, InvalidAllowList
+from actors.queues import QUEUES_SYNTAX, InvalidQueues, QueueSpec, default_queues, parse_queues
 from actors.signing import InvalidSigningKeys, parse_signing_keys
 
 
@@ -30,6 +31,9 @@ class Config(msgspec.Struct, frozen=True, rename="upper", kw_only=True):
     host: str = "127.0.0.1"
     port: Annotated[int, Meta(ge=0, le=65535)] = 8080
     workers: Annotated[int, Meta(ge=1, le=1024)] = 4
+    # Unset: one queue, default, with WORKERS workers. Set: name:workers[:max_per_second],
+    # comma-separated, each queue with workers of its own (actors/queues.py); not with WORKERS.
+    queues: str | None = None
     queue_size: Annotated[int, Meta(ge=1, le=10_000_000)] = 64
     retry_base_ms: Annotated[int, Meta(ge=0, le=DAY_MS)] = 100
     retry_max_ms: Annotated[int, Meta(ge=0, le=30 * DAY_MS)] = 30_000
@@ -165,12 +169,31 @@ def load_config(environ: Mapping[str, str]) -> Config:
                     f"{name}={given[name]} needs WORKER_MODE=process: a thread cannot be "
                     "replaced while it runs, so it cannot be recycled"
                 )
+    if config.queues is not None:
+        if "WORKERS" in given:
+            raise ConfigError(
+                f"QUEUES={given['QUEUES']!r} and WORKERS={given['WORKERS']!r} are both set: "
+                "QUEUES gives each queue its workers, so leave WORKERS unset"
+            )
+        try:
+            parse_queues(config.queues)
+        except InvalidQueues as exc:
+            raise ConfigError(
+                f"invalid QUEUES={given['QUEUES']!r}: {exc}; expected {QUEUES_SYNTAX}"
+            ) from None
     try:
         AllowList.parse(config.target_allow)
         parse_signing_keys(config.target_signing_keys or "")
     except (InvalidAllowList, InvalidSigningKeys) as exc:
         raise ConfigError(str(exc)) from None
     return config
+
+
+def queues_of(config: Config) -> tuple[QueueSpec, ...]:
+    """The queues ``config`` declares: QUEUES, or one queue ``default`` with WORKERS workers."""
+    if config.queues is None:
+        return default_queues(config.workers)
+    return parse_queues(config.queues)  # checked by load_config: cannot raise here
 
 
 def _describe(exc: msgspec.ValidationError, given: Mapping[str, str]) -> str:

@@ -6,6 +6,8 @@ from typing import TYPE_CHECKING
 
 import falcon
 
+from actors.protocol.answers import Outcome
+from actors.reply import Reply
 from api.enqueue import refused
 from api.options import JsonOptions
 from api.reply import wait_for
@@ -14,8 +16,6 @@ from api.schema import encoder, task_body
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from actors.protocol.answers import Outcome
-    from actors.reply import Reply
     from actors.system import TaskSystem
 
 
@@ -61,5 +61,15 @@ def cancel_resource(system: TaskSystem, *, timeout_s: float) -> TaskActionResour
 
 
 def retry_resource(system: TaskSystem, *, timeout_s: float) -> TaskActionResource:
-    """``POST /task/retry``: a failed or cancelled task is queued again, attempts from 0."""
-    return TaskActionResource(lambda task_id: system.requeue_async(task_id), timeout_s=timeout_s)
+    """``POST /task/retry``: a failed or cancelled task is queued again, attempts from 0, in
+    its own queue (looked up first: the place is reserved in that queue's line)."""
+
+    def requeue(task_id: str) -> Reply[Outcome]:
+        task = wait_for(system.get_async(task_id), timeout_s)
+        if task is None:
+            unknown: Reply[Outcome] = Reply()
+            unknown.set(Outcome(None))
+            return unknown
+        return system.requeue_async(task_id, task.queue)
+
+    return TaskActionResource(requeue, timeout_s=timeout_s)

@@ -15,14 +15,23 @@ from actors.task import log_fields, new_task
 from api.errors import ItemError, service_unavailable
 from api.options import JsonOptions
 from api.reply import wait_for
-from api.schema import InvalidBody, decode_batch, decode_enqueue, encoder, task_body
+from api.schema import (
+    UNKNOWN_QUEUE,
+    InvalidBody,
+    decode_batch,
+    decode_enqueue,
+    encoder,
+    task_body,
+)
 
 if TYPE_CHECKING:
+    from collections.abc import Collection
+
     from actors.allow_list import AllowList
     from actors.system import TaskSystem
     from actors.target import Target, TargetBody
     from actors.task import Task
-    from api.schema import EnqueueRequest
+    from api.schema import EnqueueRequest, TaskFields
     from api.stats import InvalidCount
 
 logger = logging.getLogger(__name__)
@@ -76,7 +85,7 @@ class EnqueueResource(_Intake):
         except InvalidBody as exc:
             raise self._invalid_body(exc) from None
         try:
-            task = task_of(request, allow=self._allow)
+            task = task_of(request, allow=self._allow, queues=self._system.queue_names)
         except InvalidBody as exc:
             raise self._invalid_body(exc) from None
         admission = wait_for(self._system.submit_async(task), self._timeout_s)
@@ -104,9 +113,10 @@ class BatchEnqueueResource(_Intake):
         # One clock reading for the batch: its tasks are created together, in input order.
         now = time.time()
         tasks: list[Task] = []
+        queues = self._system.queue_names
         for index, request in enumerate(requests):
             try:
-                tasks.append(task_of(request, now, allow=self._allow))
+                tasks.append(task_of(request, now, allow=self._allow, queues=queues))
             except InvalidBody as exc:
                 raise self._invalid_body(InvalidBody(str(exc), index)) from None
         answer = wait_for(self._system.submit_batch_async(tasks), self._timeout_s)
@@ -121,20 +131,48 @@ class BatchEnqueueResource(_Intake):
 
 
 def task_of(
-    request: EnqueueRequest, now: float | None = None, *, allow: AllowList | None = None
+    request: EnqueueRequest,
+    now: float | None = None,
+    *,
+    allow: AllowList | None = None,
+    queues: Collection[str] | None = None,
 ) -> Task:
     """The new task ``request`` asks for; InvalidBody when its target is invalid or not under
-    ``allow`` (None allows no target)."""
-    target = None if request.target is UNSET else _target(request.target, allow)
-    return new_task(
+    ``allow`` (None allows no target), or its queue is not one of ``queues`` (None: any)."""
+    return task_from(
         request.id,
-        bytes(request.payload),
-        request.max_retries,
+        request,
         now,
-        priority=request.priority,
         delay_s=request.delay_ms / 1000,
-        timeout_ms=None if request.timeout_ms is UNSET else request.timeout_ms,
+        allow=allow,
+        queues=queues,
+    )
+
+
+def task_from(
+    task_id: str,
+    fields: TaskFields,
+    now: float | None = None,
+    *,
+    delay_s: float = 0.0,
+    allow: AllowList | None = None,
+    queues: Collection[str] | None = None,
+) -> Task:
+    """A new task ``task_id`` made of ``fields`` (an enqueue body, or a schedule's task), due
+    ``delay_s`` from now; InvalidBody as ``task_of`` says."""
+    if queues is not None and fields.queue not in queues:
+        raise InvalidBody(UNKNOWN_QUEUE)
+    target = None if fields.target is UNSET else _target(fields.target, allow)
+    return new_task(
+        task_id,
+        bytes(fields.payload),
+        fields.max_retries,
+        now,
+        priority=fields.priority,
+        delay_s=delay_s,
+        timeout_ms=None if fields.timeout_ms is UNSET else fields.timeout_ms,
         target=target,
+        queue=fields.queue,
     )
 
 

@@ -36,13 +36,14 @@ from api.reply import wait_for
 from api.tally import Tally
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import Iterator, Sequence
 
     import falcon
     from falcon.routing import CompiledRouter
     from prometheus_client.metrics_core import Metric
 
     from actors.observer import AttemptOutcome
+    from actors.queues import QueueInfo
     from actors.system import TaskSystem
     from actors.task import Task
     from api.stats import InvalidCount
@@ -201,6 +202,34 @@ class StatsCollector:
             "(SCHEDULED_MAX).",
             body.scheduled_max,
         )
+        yield from _queue_gauges(body.queues)
+
+
+_QUEUE_GAUGES: Final = (
+    ("waiting", "Tasks waiting in a queue's line for one of its workers."),
+    ("scheduled", "Tasks of a queue waiting for a later attempt."),
+    ("workers", "A queue's workers."),
+    ("busy", "A queue's workers running an attempt now."),
+    ("paused", "1 while a queue is paused (POST /queues/pause), else 0."),
+)
+
+
+def _queue_gauges(queues: Sequence[QueueInfo]) -> Iterator[Metric]:
+    """Each queue's line and workers, labelled ``queue``; and the rate of those with one."""
+    for field, doc in _QUEUE_GAUGES:
+        family = GaugeMetricFamily(f"{PREFIX}_queue_{field}", doc, labels=["queue"])
+        for queue in queues:
+            family.add_metric([queue.name], float(getattr(queue, field)))
+        yield family
+    rate = GaugeMetricFamily(
+        f"{PREFIX}_queue_max_per_second",
+        "Most attempts a queue starts a second (QUEUES); only queues with a limit.",
+        labels=["queue"],
+    )
+    for queue in queues:
+        if queue.max_per_second is not None:
+            rate.add_metric([queue.name], queue.max_per_second)
+    yield rate
 
 
 class HttpMetrics:

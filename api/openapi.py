@@ -18,12 +18,14 @@ from actors.task import STATUSES
 from api.auth import OPEN_PATHS
 from api.metrics import METRICS_PATH
 from api.options import JsonOptions
+from api.schedules import MAX_SCHEDULE_ID_LENGTH, ScheduleBody, ScheduleRequest
 from api.schema import (
     BatchRequest,
     EnqueueRequest,
     ErrorBody,
     ItemErrorBody,
     TaskBody,
+    TaskFields,
     encoder,
 )
 from api.stats import ReadinessBody
@@ -53,6 +55,7 @@ def _schema_twin(struct: type[msgspec.Struct]) -> type[msgspec.Struct]:
         fields,
         forbid_unknown_fields=struct.__struct_config__.forbid_unknown_fields,
         frozen=True,
+        kw_only=True,  # a required field (an enqueue's id) may follow optional inherited ones
         namespace={"__doc__": struct.__doc__},
     )
 
@@ -158,6 +161,175 @@ def _task_action(operation_id: str, summary: str, conflict: str, **more: Any) ->
     }
 
 
+_QUEUE: Final = {"$ref": _REF.format(name="QueueInfo")}
+_QUEUE_NAME: Final = _query(
+    "name", {"type": "string", "minLength": 1}, "The queue's name.", required=True
+)
+
+
+def _queue_action(operation_id: str, summary: str) -> dict[str, Any]:
+    """Pause or resume one queue named by ``name``."""
+    return {
+        "operationId": operation_id,
+        "summary": summary,
+        "parameters": [_QUEUE_NAME],
+        "responses": {
+            "200": _json(_QUEUE, "The queue after the action."),
+            "400": _error("`name` is missing or empty."),
+            "404": _error('No queue with this name (`"queue not found"`).'),
+            "503": _error(_BUSY, Retry_After=_RETRY_AFTER),
+        },
+    }
+
+
+_QUEUE_PATHS: Final[dict[str, dict[str, Any]]] = {
+    "/queues": {
+        "get": {
+            "operationId": "listQueues",
+            "summary": "Each queue QUEUES declares, in that order, as it is now.",
+            "responses": {
+                "200": _json({"type": "array", "items": _QUEUE}, "The queues."),
+                "503": _error(_BUSY, Retry_After=_RETRY_AFTER),
+            },
+        }
+    },
+    "/queues/pause": {
+        "post": _queue_action(
+            "pauseQueue",
+            "Pause a queue: it still accepts tasks and lets running attempts finish, but starts"
+            " none until resumed. With `DB_PATH` the pause survives a restart.",
+        )
+    },
+    "/queues/resume": {
+        "post": _queue_action("resumeQueue", "Resume a paused queue: its tasks start again.")
+    },
+}
+
+
+def _schedule_request_twin() -> type[msgspec.Struct]:
+    """ScheduleRequest with its ``task`` (read as Raw, then checked as TaskFields) shown as the
+    TaskFields it must be."""
+    task = _schema_twin(TaskFields)
+    fields: list[tuple[str, Any] | tuple[str, Any, Any]] = []
+    for field in msgspec.structs.fields(ScheduleRequest):
+        if field.name == "task":
+            fields.append((field.name, task))
+        elif field.required:
+            fields.append((field.name, field.type))
+        else:
+            fields.append((field.name, field.type, field.default))
+    return msgspec.defstruct(
+        "ScheduleRequest",
+        fields,
+        forbid_unknown_fields=True,
+        frozen=True,
+        namespace={"__doc__": ScheduleRequest.__doc__},
+    )
+
+
+(_SCHEDULE_REQUEST, _SCHEDULE), _SCHEDULE_COMPONENTS = msgspec.json.schema_components(
+    (_schedule_request_twin(), ScheduleBody), ref_template=_REF
+)
+_COMPONENTS.update(_SCHEDULE_COMPONENTS)
+_SCHEDULE_ID: Final = _query(
+    "id", {"type": "string", "minLength": 1}, "The schedule's id.", required=True
+)
+_SCHEDULE_NOT_FOUND: Final = 'No schedule with this id (`"schedule not found"`).'
+
+
+def _schedule_action(operation_id: str, summary: str) -> dict[str, Any]:
+    """Pause or resume one schedule named by ``id``."""
+    return {
+        "operationId": operation_id,
+        "summary": summary,
+        "parameters": [_SCHEDULE_ID],
+        "responses": {
+            "200": _json(_SCHEDULE, "The schedule after the action."),
+            "400": _error("`id` is missing or empty."),
+            "404": _error(_SCHEDULE_NOT_FOUND),
+            "503": _error(_BUSY, Retry_After=_RETRY_AFTER),
+        },
+    }
+
+
+_SCHEDULE_PATHS: Final[dict[str, dict[str, Any]]] = {
+    "/schedules": {
+        "post": {
+            "operationId": "createSchedule",
+            "summary": "Create a schedule: a task enqueued on a clock, by cron or period.",
+            "requestBody": {
+                "required": True,
+                "description": (
+                    "Exactly one of `cron` and `every_ms`. `task` holds what an enqueue body"
+                    " holds but `id` and `delay_ms`, under the same rules. Each firing enqueues"
+                    " a task `<schedule id>@<fire time, RFC 3339 UTC to the second>` (so a"
+                    f" schedule's id is at most {MAX_SCHEDULE_ID_LENGTH} characters), admitted"
+                    " past the line's bound like a retry; a firing is skipped (counted in"
+                    " `skipped`) while the last firing's task is still queued or running."
+                ),
+                "content": {"application/json": {"schema": _SCHEDULE_REQUEST}},
+            },
+            "responses": {
+                "201": _json(_SCHEDULE, "The schedule, with its first `next_run_at`."),
+                "400": _error(
+                    "The body is not JSON or not a valid schedule: a bad cron expression, both"
+                    " or neither of `cron` and `every_ms`, an unknown field, an unknown"
+                    ' `timezone`, or a `task` that is not a valid task (`"unknown queue"`,'
+                    ' `"target not allowed"`...).'
+                ),
+                "409": _error('A schedule with this id exists (`"schedule already exists"`).'),
+                "413": _error("The body is larger than `MAX_BODY_BYTES`."),
+                "503": _error(_BUSY, Retry_After=_RETRY_AFTER),
+            },
+        },
+        "get": {
+            "operationId": "listSchedules",
+            "summary": "Every schedule, in creation order.",
+            "responses": {
+                "200": _json({"type": "array", "items": _SCHEDULE}, "The schedules."),
+                "503": _error(_BUSY, Retry_After=_RETRY_AFTER),
+            },
+        },
+    },
+    "/schedule": {
+        "get": {
+            "operationId": "getSchedule",
+            "summary": "One schedule.",
+            "parameters": [_SCHEDULE_ID],
+            "responses": {
+                "200": _json(_SCHEDULE, "The schedule."),
+                "400": _error("`id` is missing or empty."),
+                "404": _error(_SCHEDULE_NOT_FOUND),
+                "503": _error(_BUSY, Retry_After=_RETRY_AFTER),
+            },
+        },
+        "delete": {
+            "operationId": "deleteSchedule",
+            "summary": "Forget a schedule; the tasks it enqueued stay.",
+            "parameters": [_SCHEDULE_ID],
+            "responses": {
+                "204": {"description": "Deleted; no body."},
+                "400": _error("`id` is missing or empty."),
+                "404": _error(_SCHEDULE_NOT_FOUND),
+                "503": _error(_BUSY, Retry_After=_RETRY_AFTER),
+            },
+        },
+    },
+    "/schedule/pause": {
+        "post": _schedule_action(
+            "pauseSchedule", "Pause a schedule: it fires no more until resumed."
+        )
+    },
+    "/schedule/resume": {
+        "post": _schedule_action(
+            "resumeSchedule",
+            "Resume a paused schedule from now on; the firings missed while paused are not"
+            " made up.",
+        )
+    },
+}
+
+
 _PATHS: Final[dict[str, dict[str, Any]]] = {
     "/enqueue": {
         "post": {
@@ -177,12 +349,14 @@ _PATHS: Final[dict[str, dict[str, Any]]] = {
                 "201": _json(_TASK, "The task, exactly as accepted."),
                 "400": _error(
                     "The body is not JSON, or not a valid task, or its target is outside"
-                    ' `TARGET_ALLOW` (`"target not allowed"`; nothing is stored).'
+                    ' `TARGET_ALLOW` (`"target not allowed"`), or its `queue` is not one QUEUES'
+                    ' declares (`"unknown queue"`); nothing is stored.'
                 ),
                 "409": _error("A task with this id already exists; it is unchanged."),
                 "413": _error("The body is larger than `MAX_BODY_BYTES`."),
                 "503": _error(
-                    "The line is full (`Retry-After`), the task is delayed and `SCHEDULED_MAX`"
+                    "The task's queue's line is full (`Retry-After`; other queues are not"
+                    " affected), the task is delayed and `SCHEDULED_MAX`"
                     ' tasks already wait for their time (`"too many scheduled tasks"`,'
                     " `Retry-After`), the store cannot be written (`store unavailable`,"
                     " `Retry-After`; the task is not stored), shutdown has begun, or the task"
@@ -301,6 +475,12 @@ _PATHS: Final[dict[str, dict[str, Any]]] = {
                     {"type": "string", "enum": list(ORDERS)},
                     "`asc`: creation order (the default); `desc`: newest first.",
                 ),
+                _query(
+                    "queue",
+                    {"type": "string", "minLength": 1},
+                    'Only the tasks of this queue (400 `"unknown queue"` for one QUEUES does not'
+                    " declare).",
+                ),
             ],
             "responses": {
                 "200": _json({"type": "array", "items": _TASK}, "The tasks.", Link=_LINK),
@@ -316,6 +496,8 @@ _PATHS: Final[dict[str, dict[str, Any]]] = {
             },
         }
     },
+    **_QUEUE_PATHS,
+    **_SCHEDULE_PATHS,
     "/healthz": {
         "get": {
             "operationId": "health",
@@ -331,7 +513,8 @@ _PATHS: Final[dict[str, dict[str, Any]]] = {
                 "200": _json(_READINESS, "`ready`."),
                 "503": _json(
                     _READINESS,
-                    "`full`, `too many scheduled tasks`, `store unavailable` or `shutting down`.",
+                    "`full` (every queue's line is full), `too many scheduled tasks`, `store"
+                    " unavailable` or `shutting down`.",
                 ),
             },
         }

@@ -10,7 +10,7 @@ import msgspec
 from msgspec import UNSET, Meta, Raw, UnsetType
 
 from actors.target import TargetBody, describe_target_error, redacted
-from actors.task import MAX_PRIORITY, NULL_PAYLOAD
+from actors.task import DEFAULT_QUEUE, MAX_PRIORITY, NULL_PAYLOAD
 
 if TYPE_CHECKING:
     from actors.task import Task
@@ -25,6 +25,8 @@ MAX_BATCH: Final = 1000
 MIN_TIMEOUT_MS: Final = 100
 MAX_TIMEOUT_MS: Final = 86_400_000
 """One day: the longest time limit a task may set for each of its attempts."""
+UNKNOWN_QUEUE: Final = "unknown queue"
+"""The 400 for a task naming a queue QUEUES does not declare."""
 
 TaskId = Annotated[
     str,
@@ -68,21 +70,39 @@ TimeoutMs = Annotated[
 ]
 
 
-class EnqueueRequest(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
-    """The body of ``POST /enqueue``, and each item of a batch. Any field not named here is
+QueueName = Annotated[
+    str,
+    Meta(
+        pattern=r"^[a-z0-9_-]{1,64}$",
+        description="The queue that runs the task, one QUEUES declares; default: default.",
+    ),
+]
+
+
+class TaskFields(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    """What a new task is made of, but its id and its delay: the enqueue body without them
+    (``EnqueueRequest``), and what a schedule's ``task`` holds. Any field not named here is
     refused."""
 
-    id: TaskId
     # Kept as the client's JSON text: validated, never turned into Python objects on intake.
     payload: Raw = Raw(NULL_PAYLOAD)
     max_retries: MaxRetries = DEFAULT_MAX_RETRIES
     priority: Priority = 0
-    delay_ms: DelayMs = 0
+    # Checked against the declared queues by enqueue's task_of (400 unknown queue).
+    queue: QueueName = DEFAULT_QUEUE
     # UNSET rather than None: `null` is refused like any other value that is not an integer.
     timeout_ms: TimeoutMs | UnsetType = UNSET
     # Where attempts are sent instead of TASK_HANDLER; checked further by enqueue's task_of.
     # UNSET, as timeout_ms: `null` is refused rather than read as "no target".
     target: TargetBody | UnsetType = UNSET
+
+
+class EnqueueRequest(TaskFields, kw_only=True, forbid_unknown_fields=True, frozen=True):
+    """The body of ``POST /enqueue``, and each item of a batch: a task's fields, its id and
+    its delay. Any field not named here is refused."""
+
+    id: TaskId
+    delay_ms: DelayMs = 0
 
 
 BatchRequest = Annotated[
@@ -131,6 +151,8 @@ class TaskBody(msgspec.Struct, frozen=True):
             )
         ),
     ]
+    # Always sent (the encoder writes defaults too).
+    queue: Annotated[str, Meta(description="The queue whose workers run the task.")] = DEFAULT_QUEUE
 
 
 class ErrorBody(msgspec.Struct, frozen=True):
@@ -173,6 +195,7 @@ def task_body(task: Task) -> TaskBody:
         timeout_ms=task.timeout_ms,
         result=None if task.result is None else Raw(task.result),
         target=None if task.target is None else redacted(task.target),
+        queue=task.queue,
     )
 
 
@@ -198,6 +221,7 @@ _FIELD_RULES: Final = {
     "priority": f"priority must be an integer from 0 to {MAX_PRIORITY}",
     "delay_ms": f"delay_ms must be an integer from 0 to {MAX_DELAY_MS} (30 days)",
     "timeout_ms": f"timeout_ms must be an integer from {MIN_TIMEOUT_MS} to {MAX_TIMEOUT_MS}",
+    "queue": UNKNOWN_QUEUE,
 }
 _AT_FIELD: Final = re.compile(r" - at `\$\.(\w+)`$")
 _AT_ITEM: Final = re.compile(r" - at `\$\[(\d+)\](?:\.(\w+))?`$")

@@ -15,7 +15,7 @@ from api.control import raise_unless_done, task_id_param
 from api.errors import service_unavailable
 from api.options import JsonOptions
 from api.reply import wait_for
-from api.schema import encoder, task_body
+from api.schema import UNKNOWN_QUEUE, encoder, task_body
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Generator, Iterator
@@ -27,7 +27,7 @@ MAX_LIMIT: Final = 1000
 """The most tasks one page of ``GET /tasks?limit=`` may ask for."""
 
 _DIGITS: Final = re.compile(r"[0-9]{1,9}")
-_PAGING_PARAMS: Final = ("status", "limit", "after", "order")
+_PAGING_PARAMS: Final = ("status", "limit", "after", "order", "queue")
 ORDERS: Final = ("asc", "desc")
 """``order=asc``: creation order, oldest first (the default); ``desc``: newest first."""
 DEFAULT_LISTINGS_MAX: Final = 4
@@ -93,9 +93,12 @@ class TaskListResource(JsonOptions):
         if order is not None and order not in ORDERS:
             raise falcon.HTTPBadRequest(description="order must be asc or desc")
         newest_first = order == "desc"
+        queue = _single(params, "queue")
+        if queue is not None and queue not in self._system.queue_names:
+            raise falcon.HTTPBadRequest(description=UNKNOWN_QUEUE)
         page = wait_for(
             self._system.list_page_async(
-                status=status, limit=limit, after=after, newest_first=newest_first
+                status=status, limit=limit, after=after, newest_first=newest_first, queue=queue
             ),
             self._timeout_s,
         )
@@ -103,7 +106,8 @@ class TaskListResource(JsonOptions):
             raise falcon.HTTPBadRequest(description="after: no task with that id")
         resp.data = encoder.encode([task_body(task) for task in page.tasks])
         if page.more:
-            resp.set_header("Link", _next_link(status, limit, order, page.tasks[-1].id))
+            link = _next_link(status, limit, order, page.tasks[-1].id, queue)
+            resp.set_header("Link", link)
 
     def _list_all(self, resp: falcon.Response) -> None:
         if not self._listings.acquire(blocking=False):
@@ -172,8 +176,14 @@ def _limit(text: str | None) -> int | None:
     return int(text)
 
 
-def _next_link(status: str | None, limit: int | None, order: str | None, last_id: str) -> str:
-    query = [("status", status), ("limit", None if limit is None else str(limit))]
+def _next_link(
+    status: str | None,
+    limit: int | None,
+    order: str | None,
+    last_id: str,
+    queue: str | None = None,
+) -> str:
+    query = [("status", status), ("queue", queue), ("limit", None if limit is None else str(limit))]
     query += [("order", order), ("after", last_id)]
     encoded = "&".join(f"{name}={quote(value, safe='')}" for name, value in query if value)
     return f'</tasks?{encoded}>; rel="next"'

@@ -12,10 +12,11 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from common import median
-from wrkrun import run_wrk
+from wrkrun import SCRIPT, run_wrk
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
+    from pathlib import Path
 
 WARMUP_S = 2.0
 
@@ -27,17 +28,23 @@ class Target(NamedTuple):
 
 
 def paired_bursts(
-    first: Target, second: Target, *, connections: int, burst_s: float, bursts: int
+    first: Target,
+    second: Target,
+    *,
+    connections: int,
+    burst_s: float,
+    bursts: int,
+    script: Path = SCRIPT,
 ) -> dict[str, Any]:
-    """Warm both up, then ``bursts`` pairs of ``burst_s`` wrk runs, the order flipping each
-    pair. Returns each side's rates, every result, and the ratios first / second."""
+    """Warm both up, then ``bursts`` pairs of ``burst_s`` wrk runs (of ``script``), the order
+    flipping each pair. Returns each side's rates, every result, and the ratios first / second."""
     for target in (first, second):
-        run_wrk(target.port, connections, WARMUP_S, target.pid)
+        run_wrk(target.port, connections, WARMUP_S, target.pid, script)
     rates: dict[str, list[float]] = {first.name: [], second.name: []}
     results: dict[str, list[Any]] = {first.name: [], second.name: []}
     for number in range(bursts):
         for target in (first, second) if number % 2 == 0 else (second, first):
-            result = run_wrk(target.port, connections, burst_s, target.pid)
+            result = run_wrk(target.port, connections, burst_s, target.pid, script)
             rates[target.name].append(result.rps)
             results[target.name].append(result)
     ratios = [a / b for a, b in zip(rates[first.name], rates[second.name], strict=True)]

@@ -7,9 +7,12 @@ import shutil
 import subprocess
 import uuid
 from dataclasses import asdict, dataclass
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from common import BENCH_DIR, HOST, CpuWatch, quiet_measurement
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 SCRIPT: Final = BENCH_DIR / "unique_ids.lua"
 WRK_THREADS: Final = 2
@@ -61,8 +64,11 @@ def require_wrk() -> str:
     return path
 
 
-def run_wrk(port: int, connections: int, duration_s: float, server_pid: int) -> WrkResult:
-    """One wrk run of POST /enqueue with fresh unique ids; stops by itself after ``duration_s``."""
+def run_wrk(
+    port: int, connections: int, duration_s: float, server_pid: int, script: Path = SCRIPT
+) -> WrkResult:
+    """One wrk run of POST /enqueue with fresh unique ids (``script`` writes the bodies); stops
+    by itself after ``duration_s``."""
     command = [
         require_wrk(),
         f"-t{min(WRK_THREADS, connections)}",
@@ -70,7 +76,7 @@ def run_wrk(port: int, connections: int, duration_s: float, server_pid: int) -> 
         f"-d{duration_s:g}s",
         f"--timeout={TIMEOUT_S}s",
         "-s",
-        str(SCRIPT),
+        str(script),
         f"http://{HOST}:{port}",
         "--",
         uuid.uuid4().hex[:8],

@@ -315,3 +315,11 @@ def hold(task: TaskView) -> None:
     """Keep the worker busy until the service stops (at most BLOCK_LIMIT_S), then succeed: the
     README's "slow handler", behind whose first task the line fills up (tests/test_readme.py)."""
     time.sleep(BLOCK_LIMIT_S)
+
+
+def record_start(task: TaskView) -> None:
+    """Append one JSON line ``{"id", "attempt", "at"}`` to the file ``payload["log"]`` as the
+    attempt starts, ``at`` being ``time.time()``; then succeed."""
+    line = json.dumps({"id": task.id, "attempt": task.attempts, "at": time.time()})
+    with Path(task.payload["log"]).open("a", encoding="utf-8") as log:
+        log.write(line + "\n")

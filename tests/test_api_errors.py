@@ -345,6 +345,8 @@ def test_a_wrong_method_is_405_json_with_an_allow_header(
 class SilentSystem:
     """Looks like a TaskSystem to the API, but no answer ever comes."""
 
+    queue_names = frozenset({"default"})
+
     def __init__(self) -> None:
         self.asked = 0
 

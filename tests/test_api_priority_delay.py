@@ -90,7 +90,14 @@ def test_priorities_at_the_bounds_are_accepted_and_shown_after_the_seed_fields(
 
     assert body["priority"] == priority
     # Fields added after the seed's come after its last one, next_attempt_at, in the order added.
-    assert list(body)[-5:] == ["next_attempt_at", "priority", "timeout_ms", "result", "target"]
+    assert list(body)[-6:] == [
+        "next_attempt_at",
+        "priority",
+        "timeout_ms",
+        "result",
+        "target",
+        "queue",
+    ]
     assert get_task(client, "p").json["priority"] == priority
 
 

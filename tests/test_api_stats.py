@@ -109,6 +109,17 @@ def test_stats_count_exactly_what_happened_to_every_enqueue(
             "processes_replaced": {"timeout": 0, "crash": 0, "max_tasks": 0, "max_memory": 0},
             "threads_abandoned": 0,
         },
+        "queues": [
+            {
+                "name": "default",
+                "workers": 1,
+                "busy": 1,
+                "waiting": 2,
+                "scheduled": 0,
+                "paused": False,
+                "max_per_second": None,
+            }
+        ],
     }
 
     gate.open()

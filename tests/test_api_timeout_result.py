@@ -159,7 +159,9 @@ def test_the_result_is_written_out_verbatim_as_stored() -> None:
 
     encoded = encoder.encode(task_body(task))
 
-    assert encoded.endswith(b',"timeout_ms":null,"result":' + stored + b',"target":null}')
+    assert encoded.endswith(
+        b',"timeout_ms":null,"result":' + stored + b',"target":null,"queue":"default"}'
+    )
 
 
 def test_without_a_result_it_is_null_and_the_timeout_is_the_tasks_own() -> None:

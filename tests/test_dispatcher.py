@@ -15,6 +15,7 @@ from actors.protocol.intake import AdmitTask, AnswerRefusal, StoreAdmittedTask, 
 from actors.protocol.lifecycle import BeginShutdown, Connect, StoreAvailability, WhenIdle
 from actors.protocol.reading import GetDispatcherStats, GetReadiness, GetTask
 from actors.protocol.running import AttemptFinished, Run
+from actors.protocol.schedules import AdmitFiring
 from actors.protocol.task_actions import CancelInLine
 from actors.protocol.waiting import HoldUntilDue, TasksDue
 from actors.reply import Reply
@@ -418,3 +419,31 @@ def test_shutting_down_outranks_a_store_that_is_down(repository: pykka.ActorRef)
 
     assert readiness(line) is Readiness.SHUTTING_DOWN
     assert line.submit("new") is Admission.SHUTTING_DOWN
+
+
+def firing(line: Line, task_id: str) -> Admission:
+    """A schedule's firing, admitted through the dispatcher as the ScheduleActor sends it."""
+    reply: Reply[Admission] = Reply()
+    line.dispatcher.tell(AdmitFiring(new_task(task_id, b"null", max_retries=0), reply))
+    return reply.get(timeout=TIMEOUT_S)
+
+
+def test_a_firing_gets_into_a_full_line_and_its_place_counts(repository: pykka.ActorRef) -> None:
+    line = Line(queue_size=1, workers=1, repository=repository)
+    line.submit("running")
+    line.submit("waiting")
+    assert line.submit("refused") is Admission.QUEUE_FULL
+
+    assert firing(line, "poll@2026-11-30T02:00:00Z") is Admission.ACCEPTED
+    assert line.stats().waiting == 2
+    assert firing(line, "poll@2026-11-30T02:00:00Z") is Admission.DUPLICATE
+    assert line.stats().waiting == 2  # the duplicate's reserved place is let go
+    line.finish(0)
+    assert line.submit("still-refused") is Admission.QUEUE_FULL  # two waited, one left: full
+
+
+def test_a_firing_is_refused_while_shutting_down(repository: pykka.ActorRef) -> None:
+    line = Line(queue_size=1, workers=1, repository=repository)
+    assert ask(line.dispatcher, BeginShutdown) is True
+    assert firing(line, "poll@2026-11-30T02:00:00Z") is Admission.SHUTTING_DOWN
+    assert line.stored("poll@2026-11-30T02:00:00Z") is None

@@ -521,3 +521,95 @@ def test_the_form_enqueues_a_task_with_a_target_and_the_detail_shows_only_header
     shown = browser.find_element(By.CSS_SELECTOR, ".field-target").text
     assert shown == "PUT https://hooks.example/in/a (headers: Authorization)"
     assert "s3cret" not in browser.page_source
+
+
+def queue_row(browser: WebDriver, name: str) -> dict[str, str] | None:
+    """The row of queue ``name``: its ``data-paused`` and cells' text, or None if not there."""
+    row: dict[str, str] | None = browser.execute_script(
+        "const row = [...document.querySelectorAll('#queue-rows tr')]"
+        "  .find((row) => row.dataset.queue === arguments[0]);"
+        "return row ? {paused: row.dataset.paused, text: row.textContent} : null;",
+        name,
+    )
+    return row
+
+
+def test_a_row_per_queue_whose_button_pauses_and_resumes_it_and_the_form_names_a_queue(
+    start_service: Callable[..., Service], browser: WebDriver
+) -> None:
+    service = start_service("record_run", QUEUES="default:1,emails:2:5", WORKER_MODE="thread")
+    open_dashboard(browser, service)
+    wait_until(lambda: queue_row(browser, "emails"), timeout_s=PAGE_TIMEOUT_S)
+    names = browser.execute_script(
+        "return [...document.querySelectorAll('#queue-rows tr')].map((row) => row.dataset.queue);"
+    )
+    assert names == ["default", "emails"]
+
+    wait_until(
+        lambda: click(browser, 'button[aria-label="pause queue emails"]'), timeout_s=PAGE_TIMEOUT_S
+    )
+    wait_until(lambda: (queue_row(browser, "emails") or {}).get("paused") == "true")
+    paused = {queue["name"]: queue["paused"] for queue in service.request("GET", "/queues").json()}
+    assert paused == {"default": False, "emails": True}
+
+    fields = {
+        "enqueue-id": "for emails",
+        "enqueue-payload": '{"log": "/dev/null"}',
+        "enqueue-queue": "emails",
+    }
+    for field, value in fields.items():
+        browser.find_element(By.ID, field).send_keys(value)
+    browser.find_element(By.CSS_SELECTOR, "#enqueue button[type=submit]").click()
+    wait_until(lambda: row_status(browser, "for emails") == "queued", timeout_s=PAGE_TIMEOUT_S)
+    assert service.task("for emails")["queue"] == "emails"
+    # Held: the paused queue's row counts it as waiting.
+    wait_until(lambda: "paused0 / 21" in (queue_row(browser, "emails") or {}).get("text", ""))
+
+    wait_until(
+        lambda: click(browser, 'button[aria-label="resume queue emails"]'), timeout_s=PAGE_TIMEOUT_S
+    )
+    service.wait_for_task("for emails", lambda task: task["status"] == "done")
+    wait_until(lambda: (queue_row(browser, "emails") or {}).get("paused") == "false")
+
+
+def schedule_row(browser: WebDriver, schedule_id: str) -> dict[str, str] | None:
+    """The row of schedule ``schedule_id``: its ``data-paused`` and cells' text, or None."""
+    row: dict[str, str] | None = browser.execute_script(
+        "const row = [...document.querySelectorAll('#schedule-rows tr')]"
+        "  .find((row) => row.dataset.schedule === arguments[0]);"
+        "return row ? {paused: row.dataset.paused, text: row.textContent} : null;",
+        schedule_id,
+    )
+    return row
+
+
+def test_a_row_per_schedule_as_text_whose_button_pauses_and_resumes_it(
+    start_service: Callable[..., Service], browser: WebDriver
+) -> None:
+    service = start_service("record_run", WORKER_MODE="thread")
+    markup = "<img src=x onerror=alert(1)>"
+    for body in (
+        {"id": "nightly", "cron": "0 3 * * *", "timezone": "Europe/Berlin", "task": {}},
+        {"id": markup, "cron": "0 3 * * *", "task": {}},
+    ):
+        reply = service.request("POST", "/schedules", json.dumps(body).encode())
+        assert reply.status == 201, reply
+    open_dashboard(browser, service)
+    row = wait_until(lambda: schedule_row(browser, "nightly"), timeout_s=PAGE_TIMEOUT_S)
+    assert row["paused"] == "false"
+    assert "0 3 * * * (Europe/Berlin)" in row["text"]
+    assert markup in (schedule_row(browser, markup) or {}).get("text", "")
+    assert browser.find_elements(By.CSS_SELECTOR, "#schedule-rows img") == []
+
+    wait_until(
+        lambda: click(browser, 'button[aria-label="pause schedule nightly"]'),
+        timeout_s=PAGE_TIMEOUT_S,
+    )
+    wait_until(lambda: (schedule_row(browser, "nightly") or {}).get("paused") == "true")
+    assert service.request("GET", "/schedule?id=nightly").json()["paused"] is True
+    wait_until(
+        lambda: click(browser, 'button[aria-label="resume schedule nightly"]'),
+        timeout_s=PAGE_TIMEOUT_S,
+    )
+    wait_until(lambda: (schedule_row(browser, "nightly") or {}).get("paused") == "false")
+    assert service.request("GET", "/schedule?id=nightly").json()["paused"] is False

@@ -244,7 +244,15 @@ def test_every_metric_is_named_with_the_prefix_and_typed() -> None:
         "taskqueue_workers_busy": "gauge",
         "taskqueue_queue_size": "gauge",
         "taskqueue_scheduled_max": "gauge",
+        "taskqueue_queue_waiting": "gauge",
+        "taskqueue_queue_scheduled": "gauge",
+        "taskqueue_queue_workers": "gauge",
+        "taskqueue_queue_busy": "gauge",
+        "taskqueue_queue_paused": "gauge",
+        "taskqueue_queue_max_per_second": "gauge",
     }
+    assert scrape.value("taskqueue_queue_workers", queue="default") == 1
+    assert scrape.value("taskqueue_queue_paused", queue="default") == 0
     assert scrape.value("taskqueue_tasks_cancelled_total") == 0
     assert scrape.value("taskqueue_tasks_evicted_total") == 0
     for reason in ("timeout", "crash", "max_tasks", "max_memory"):

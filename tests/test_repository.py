@@ -125,7 +125,7 @@ def test_a_duplicate_id_is_refused_and_the_stored_task_is_unchanged(
 
     assert insert(repository, impostor, dispatcher) is Admission.DUPLICATE
 
-    assert dispatcher.told == [PlacesReleased(1)]
+    assert dispatcher.told == [PlacesReleased(("default",))]
     assert dispatcher.reply_was_set == [False]
     assert get(repository, "task-1") == original
     assert list_all(repository) == [original]
@@ -494,7 +494,7 @@ def test_a_commit_that_fails_refuses_the_insert_it_held_at_once_and_leaves_no_tr
     assert answer is Admission.STORE_UNAVAILABLE
     assert repository.is_alive()
     assert get(repository, "task-1") is None
-    assert dispatcher.told == [StoreAvailability(False), PlacesReleased(1)]
+    assert dispatcher.told == [StoreAvailability(False), PlacesReleased(("default",))]
     stats = repository_stats(repository)
     assert (stats.enqueued, stats.rejected.store_unavailable) == (0, 1)
     assert stats.tasks.queued == 0
@@ -643,7 +643,7 @@ def test_a_retry_by_hand_whose_commit_fails_is_refused_and_the_task_stays_failed
 
     assert reply.get(timeout=TIMEOUT_S) == Outcome(None, refused=Admission.STORE_UNAVAILABLE)
     assert get(repository, "t") == failed
-    assert dispatcher.told == [StoreAvailability(False), PlacesReleased(1)]
+    assert dispatcher.told == [StoreAvailability(False), PlacesReleased(("default",))]
     assert repository_stats(repository).tasks.failed == 1
 
 

@@ -67,7 +67,7 @@ def test_a_schema_1_file_is_migrated_and_its_tasks_get_priority_0(tmp_path: Path
     ]
     assert reloaded["new"].priority == 7
     version = sqlite3.connect(path).execute("PRAGMA user_version").fetchone()[0]
-    assert version == SCHEMA_VERSION == 4
+    assert version == SCHEMA_VERSION == 5
 
 
 def write_schema_2_file(path: Path) -> None:
@@ -101,7 +101,7 @@ def test_a_schema_2_file_gains_timeouts_and_results(tmp_path: Path) -> None:
     assert (old.id, old.priority, old.timeout_ms, old.result) == ("old", 4, None, None)
     assert reloaded["new"].timeout_ms == 1500
     assert reloaded["new"].result == b'{"n":1}'
-    assert sqlite3.connect(path).execute("PRAGMA user_version").fetchone()[0] == 4
+    assert sqlite3.connect(path).execute("PRAGMA user_version").fetchone()[0] == 5
 
 
 def test_deleted_rows_are_gone_and_a_reused_id_goes_last(tmp_path: Path) -> None:
@@ -194,6 +194,6 @@ def test_a_schema_3_file_gains_targets_and_its_quarantine_the_column_too(
     assert reloaded["new"].target == target
     assert left == ["old"]
     check = sqlite3.connect(path)
-    assert check.execute("PRAGMA user_version").fetchone()[0] == 4
+    assert check.execute("PRAGMA user_version").fetchone()[0] == 5
     (reason,) = check.execute("SELECT reason FROM quarantine WHERE id = 'new'").fetchone()
     assert reason.startswith("target is not a target")

@@ -7,7 +7,7 @@ whose reserved place becomes a place in line.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING, NamedTuple, TypeAlias
 
 if TYPE_CHECKING:
     import pykka
@@ -15,6 +15,9 @@ if TYPE_CHECKING:
     from actors.protocol.answers import Admission, BatchAdmission
     from actors.reply import Reply
     from actors.task import Task
+
+Places: TypeAlias = "tuple[str, ...]"
+"""Places the dispatcher reserved in its lines: the queue of each (empty: none)."""
 
 
 class AdmitTask(NamedTuple):
@@ -55,7 +58,7 @@ class TaskStored(NamedTuple):
 class PlacesReleased(NamedTuple):
     """Repository -> dispatcher: tasks it reserved places for were refused; free the places."""
 
-    places: int
+    places: Places
 
 
 class AdmitBatch(NamedTuple):
@@ -75,7 +78,7 @@ class StoreAdmittedBatch(NamedTuple):
     tasks: tuple[Task, ...]
     reply: Reply[BatchAdmission]
     admitted_by: pykka.ActorRef
-    places: int
+    places: Places
     """Places the dispatcher reserved for the batch (its tasks that are not delayed)."""
     refusal: Admission | None = None
 
@@ -84,4 +87,4 @@ class BatchStored(NamedTuple):
     """Repository -> dispatcher: the whole batch is stored."""
 
     tasks: tuple[Task, ...]
-    places: int
+    places: Places

@@ -32,6 +32,8 @@ class ListPage(NamedTuple):
     limit: int | None = None
     after: str | None = None
     newest_first: bool = False
+    queue: str | None = None
+    """Only the tasks of this queue (None: of any)."""
 
 
 class GetReadiness(NamedTuple):

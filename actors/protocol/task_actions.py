@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, NamedTuple
 
+from actors.task import DEFAULT_QUEUE
+
 if TYPE_CHECKING:
     import pykka
 
@@ -41,10 +43,11 @@ class CancelInRepository(NamedTuple):
 
 class AdmitRequeue(NamedTuple):
     """Request thread -> dispatcher: queue a failed or cancelled task again, attempts from 0,
-    if the line has room."""
+    if the line of ``queue`` (the task's) has room."""
 
     task_id: str
     reply: Reply[Outcome]
+    queue: str = DEFAULT_QUEUE
 
 
 class StoreAdmittedRequeue(NamedTuple):
@@ -55,6 +58,8 @@ class StoreAdmittedRequeue(NamedTuple):
     reply: Reply[Outcome]
     admitted_by: pykka.ActorRef
     refusal: Admission | None = None
+    queue: str = DEFAULT_QUEUE
+    """The queue the dispatcher reserved a place in: a task of another one is not requeued."""
 
 
 class DeleteTask(NamedTuple):

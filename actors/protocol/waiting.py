@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, NamedTuple
 
+from actors.task import DEFAULT_QUEUE
+
 if TYPE_CHECKING:
     from actors.reply import Reply
     from actors.task import Task
@@ -29,6 +31,7 @@ class WaitingCancelled(NamedTuple):
     never come due (the dispatcher counts the tasks waiting there)."""
 
     cancelled: int
+    queue: str = DEFAULT_QUEUE
 
 
 class AlarmRang(NamedTuple):

@@ -178,6 +178,94 @@ function showStats(stats) {
   }
 }
 
+// --- queues: a row each, from /stats, with its pause or resume button ----------------------
+
+let queuesShown = null; // the queues as last drawn: rows are rebuilt only when they change
+
+function queueRow(queue) {
+  const row = element("tr");
+  row.dataset.queue = queue.name;
+  row.dataset.paused = String(queue.paused);
+  const action = queue.paused ? "resume" : "pause";
+  const actions = element("td", undefined, "actions");
+  actions.append(
+    button(action, `${action} queue ${queue.name}`, async () => {
+      try {
+        await api("POST", `/queues/${action}?${new URLSearchParams({ name: queue.name })}`);
+        setMessage(`${action === "pause" ? "paused" : "resumed"} queue ${queue.name}`);
+      } catch (error) {
+        setMessage(`${action} ${queue.name}: ${error.message}`, true);
+      }
+      await refresh();
+    }),
+  );
+  row.append(
+    element("th", queue.name),
+    element("td", queue.paused ? "paused" : "running", queue.paused ? "status status-paused" : "status"),
+    element("td", `${queue.busy} / ${queue.workers}`, "number"),
+    element("td", String(queue.waiting), "number"),
+    element("td", String(queue.scheduled), "number optional"),
+    element("td", queue.max_per_second == null ? "–" : String(queue.max_per_second), "number optional"),
+    actions,
+  );
+  row.firstChild.scope = "row";
+  return row;
+}
+
+function showQueues(queues) {
+  const key = JSON.stringify(queues ?? []);
+  if (key === queuesShown) return;
+  queuesShown = key;
+  $("queue-rows").replaceChildren(...(queues ?? []).map(queueRow));
+}
+
+// --- schedules: a row each, from /schedules, with its pause or resume button ---------------
+
+let schedulesShown = null; // the schedules as last drawn: rows are rebuilt only when they change
+
+function scheduleWhen(schedule) {
+  if (schedule.cron == null) return `every ${schedule.every_ms / 1000} s`;
+  return schedule.timezone === "UTC" ? schedule.cron : `${schedule.cron} (${schedule.timezone})`;
+}
+
+function scheduleRow(schedule) {
+  const row = element("tr");
+  row.dataset.schedule = schedule.id;
+  row.dataset.paused = String(schedule.paused);
+  const action = schedule.paused ? "resume" : "pause";
+  const actions = element("td", undefined, "actions");
+  actions.append(
+    button(action, `${action} schedule ${schedule.id}`, async () => {
+      try {
+        await api("POST", `/schedule/${action}?${new URLSearchParams({ id: schedule.id })}`);
+        setMessage(`${action === "pause" ? "paused" : "resumed"} schedule ${schedule.id}`);
+      } catch (error) {
+        setMessage(`${action} ${schedule.id}: ${error.message}`, true);
+      }
+      await refresh();
+    }),
+  );
+  const next = schedule.next_run_at == null ? "–" : new Date(schedule.next_run_at).toLocaleString();
+  row.append(
+    element("th", schedule.id),
+    element("td", scheduleWhen(schedule)),
+    element("td", schedule.paused ? "paused" : "active", schedule.paused ? "status status-paused" : "status"),
+    element("td", next),
+    element("td", String(schedule.fired), "number"),
+    element("td", String(schedule.skipped), "number optional"),
+    actions,
+  );
+  row.firstChild.scope = "row";
+  return row;
+}
+
+function showSchedules(schedules) {
+  const key = JSON.stringify(schedules);
+  if (key === schedulesShown) return;
+  schedulesShown = key;
+  $("schedule-rows").replaceChildren(...schedules.map(scheduleRow));
+}
+
 // --- throughput: tasks finished per second, from the deltas of the /stats totals -----------
 
 let samples = []; // {uptime, done, failed}, oldest first
@@ -382,6 +470,7 @@ async function refreshDetail() {
   const fields = [
     ["status", task.status],
     ["attempts", `${task.attempts} (max_retries ${task.max_retries})`],
+    ["queue", task.queue ?? "default"],
     ["priority", String(task.priority ?? 0)],
     ["timeout_ms", task.timeout_ms == null ? "service default (TASK_TIMEOUT_MS)" : `${task.timeout_ms} ms`],
     ["target", describeTarget(task.target)],
@@ -423,6 +512,8 @@ function enqueueBody(form) {
     const value = form.elements[name].value.trim();
     if (value) body[name] = Number(value);
   }
+  const queue = form.elements.queue.value.trim();
+  if (queue) body.queue = queue;
   const url = form.elements.target_url.value.trim();
   if (url) {
     body.target = { url, method: form.elements.target_method.value };
@@ -477,6 +568,8 @@ async function refreshOnce() {
   try {
     const stats = (await api("GET", "/stats")).data;
     showStats(stats);
+    showQueues(stats.queues);
+    showSchedules((await api("GET", "/schedules")).data);
     recordSample(stats);
     drawChart();
     await refreshTasks();
