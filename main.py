@@ -3,7 +3,8 @@
     pip install -e . && python main.py
 
 Exit codes: 0 after a graceful shutdown, 2 for a startup error (bad configuration, a handler
-that cannot be imported, a DB_PATH that is not a usable store, an address that cannot be bound),
+that cannot be imported, a DB_PATH that is not a usable store, a DATABASE_URL that cannot be used,
+an address that cannot be bound),
 1 when a second signal cut the shutdown short.
 """
 
@@ -17,6 +18,7 @@ import threading
 import time
 from functools import partial
 from typing import TYPE_CHECKING, Final
+from urllib.parse import urlsplit, urlunsplit
 
 import msgspec
 
@@ -31,6 +33,7 @@ from actors import (
 )
 from actors.allow_list import AllowList
 from actors.handlers import HandlerSpec
+from actors.pg_connect import Cluster, DatabaseUrl, default_instance_id
 from actors.runners import process_runners, thread_runners
 from actors.signing import parse_signing_keys
 from actors.system import STOP_GRACE_S
@@ -85,6 +88,11 @@ def main(environ: Mapping[str, str] = os.environ) -> int:
         signing_keys=parse_signing_keys(config.target_signing_keys or ""),
     )
     try:
+        cluster = build_cluster(config)
+    except StoreError as exc:
+        print(f"task_queue: {exc}", file=sys.stderr)
+        return EXIT_STARTUP_ERROR
+    try:
         system = TaskSystem.start(
             runners=runners,
             workers=config.workers,
@@ -98,11 +106,13 @@ def main(environ: Mapping[str, str] = os.environ) -> int:
             task_timeout_ms=config.task_timeout_ms,
             result_max_bytes=config.result_max_bytes,
             deliveries=deliveries,
+            cluster=cluster,
         )
     except HandlerLoadError as exc:  # from a worker process, which loads it itself
         return _bad_handler(exc)
     except StoreError as exc:
-        print(f"task_queue: DB_PATH={config.db_path}: {exc}", file=sys.stderr)
+        where = "DATABASE_URL" if cluster is not None else f"DB_PATH={config.db_path}"
+        print(f"task_queue: {where}: {exc}", file=sys.stderr)
         return EXIT_STARTUP_ERROR
     try:
         server = HttpServer(
@@ -128,7 +138,7 @@ def main(environ: Mapping[str, str] = os.environ) -> int:
     server.start()
     logger.info(
         "listening on http://%s:%d (workers=%d worker_mode=%s queue_size=%d http_threads=%d "
-        "handler=%s store=%s auth=%s metrics=%s)",
+        "handler=%s store=%s auth=%s metrics=%s%s)",
         server.host,
         server.port,
         config.workers,
@@ -136,10 +146,11 @@ def main(environ: Mapping[str, str] = os.environ) -> int:
         config.queue_size,
         config.http_threads,
         config.task_handler or "built-in simulation",
-        config.db_path or "memory only",
+        describe_store(config, cluster),
         # Whether a token is set, never the token itself.
         "bearer token" if config.api_token else "none",
         ("public" if config.metrics_public else "on") if config.metrics else "off",
+        f" instance={cluster.instance_id}" if cluster is not None else "",
         extra={"address": f"http://{server.host}:{server.port}"},
     )
 
@@ -173,13 +184,41 @@ def main(environ: Mapping[str, str] = os.environ) -> int:
     return 0
 
 
+def build_cluster(config: Config) -> Cluster | None:
+    """The cluster DATABASE_URL names, or None; StoreError if it is not a PostgreSQL URL."""
+    if config.database_url is None:
+        return None
+    return Cluster(
+        DatabaseUrl.parse(config.database_url),
+        config.instance_id or default_instance_id(),
+        config.lease_ms,
+    )
+
+
+def describe_store(config: Config, cluster: Cluster | None) -> str:
+    if cluster is not None:
+        return f"postgresql ({cluster.url.describe()})"
+    return config.db_path or "memory only"
+
+
 def safe_config(config: Config) -> dict[str, object]:
     """The effective configuration by variable name, with API_TOKEN and TARGET_SIGNING_KEYS
-    said as set or unset."""
+    said as set or unset, and DATABASE_URL without its password."""
     settings: dict[str, object] = msgspec.to_builtins(config)
+    if config.database_url is not None:
+        settings["DATABASE_URL"] = _without_password(config.database_url)
     settings["API_TOKEN"] = "set" if config.api_token else "unset"
     settings["TARGET_SIGNING_KEYS"] = "set" if config.target_signing_keys else "unset"
     return settings
+
+
+def _without_password(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.rsplit("@", 1)[-1]
+    user = parts.username or ""
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{netloc}"))
 
 
 def describe_config(config: Config) -> str:

@@ -56,6 +56,7 @@ if TYPE_CHECKING:
     from actors.backoff import Uniform
     from actors.observer import AttemptObserver
     from actors.paging import Page
+    from actors.pg_connect import Cluster
     from actors.retention import Retention
     from actors.runners import RunnerFactory
     from actors.stats import LineCounts, TaskCounts
@@ -182,6 +183,7 @@ class TaskSystem:
         task_timeout_ms: int = DEFAULT_TASK_TIMEOUT_MS,
         result_max_bytes: int = DEFAULT_RESULT_MAX_BYTES,
         deliveries: Deliveries | None = None,
+        cluster: Cluster | None = None,
     ) -> TaskSystem:
         """Start the actors; with ``open_store``, over a durable store, recovering its tasks.
 
@@ -197,7 +199,8 @@ class TaskSystem:
         left running) when the store cannot be used. ``retention`` bounds the finished tasks
         kept (the service's defaults; ``KEEP_ALL`` keeps them all), their ages measured
         with ``clock``. ``observer`` hears of every attempt's end from the workers (the
-        metrics' histograms).
+        metrics' histograms). With ``cluster`` (instead of ``open_store``), the tasks are in a
+        PostgreSQL database shared with other instances (actors/cluster.py).
         """
         if workers < 1 or queue_size < 1:
             raise ValueError("workers and queue_size must be at least 1")
@@ -210,13 +213,25 @@ class TaskSystem:
             deliveries = Deliveries(AllowList(), workers=workers, result_max_bytes=result_max_bytes)
         runners = with_targets(runners, deliveries)
         policy = RetryPolicy(base_ms=retry_base_ms, max_ms=retry_max_ms)
-        attempt_policy = AttemptPolicy(
-            policy, task_timeout_ms=task_timeout_ms, durable=open_store is not None
-        )
+        durable = open_store is not None or cluster is not None
+        attempt_policy = AttemptPolicy(policy, task_timeout_ms=task_timeout_ms, durable=durable)
         counts = RunnerCounts()
         # First of all: a runner that cannot start (a handler its child cannot load, raising
         # HandlerLoadError) stops the start before the store is even opened.
         made = _make_runners(runners, workers, counts)
+        if cluster is not None:
+            return cls._start_cluster(
+                cluster,
+                made,
+                counts,
+                attempt_policy,
+                uniform,
+                observer,
+                retention,
+                clock,
+                queue_size,
+                scheduled_max,
+            )
         try:
             repository = RepositoryActor.start(open_store, retention=retention, clock=clock)
             stored = _recover(repository) if open_store is not None else ()
@@ -253,6 +268,39 @@ class TaskSystem:
             runner_counts=counts,
             durable=open_store is not None,
         )
+
+    @classmethod
+    def _start_cluster(
+        cls,
+        cluster: Cluster,
+        made: tuple[AttemptRunner, ...],
+        counts: RunnerCounts,
+        policy: AttemptPolicy,
+        uniform: Uniform,
+        observer: AttemptObserver | None,
+        retention: Retention,
+        clock: Callable[[], float],
+        queue_size: int,
+        scheduled_max: int,
+    ) -> TaskSystem:
+        from actors.cluster import start_cluster  # psycopg is loaded only in cluster mode
+
+        try:
+            actors = start_cluster(
+                cluster,
+                made,
+                policy=policy,
+                uniform=uniform,
+                observer=observer,
+                retention=retention,
+                clock=clock,
+                queue_size=queue_size,
+                scheduled_max=scheduled_max,
+            )
+        except BaseException:
+            _close_all(made, 0.0)
+            raise
+        return cls(*actors, runners=made, runner_counts=counts, durable=True)
 
     # --- what the API asks ---------------------------------------------------------------------
 

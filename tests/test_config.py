@@ -75,11 +75,14 @@ def test_every_variable_is_read_and_parsed() -> None:
         "LISTINGS_MAX": "2",
         "TARGET_ALLOW": "https://hooks.example/in, http://127.0.0.1:9000",
         "TARGET_SIGNING_KEYS": "a-signing-key-of-length",
+        "INSTANCE_ID": "node-a",
+        "LEASE_MS": "4000",
     }
 
     config = load_config(environ)
 
-    assert set(environ) == set(CONFIG_VARIABLES)
+    # DATABASE_URL excludes DB_PATH: tests/test_pg_config.py reads it.
+    assert set(environ) | {"DATABASE_URL"} == set(CONFIG_VARIABLES)
     assert config == Config(
         host="0.0.0.0",
         port=9090,
@@ -112,6 +115,8 @@ def test_every_variable_is_read_and_parsed() -> None:
         listings_max=2,
         target_allow="https://hooks.example/in, http://127.0.0.1:9000",
         target_signing_keys="a-signing-key-of-length",
+        instance_id="node-a",
+        lease_ms=4000,
     )
 
 
