@@ -395,6 +395,7 @@ class ClusterRepositoryActor(Actor):
             ),
             cancelled=self._cancelled,
             evicted=self._evicted,
+            instance=self._store.instance_id if self._store is not None else None,
         )
 
     # --- outcomes, leases, retention --------------------------------------------------------------

@@ -74,6 +74,8 @@ class TaskCounts(msgspec.Struct, frozen=True):
     """Tasks cancelled through the API since start."""
     evicted: int
     """Finished tasks the retention rules removed since start."""
+    instance: str | None = None
+    """This instance's INSTANCE_ID in a cluster (DATABASE_URL); None otherwise."""
 
 
 class LineCounts(msgspec.Struct, frozen=True):
@@ -109,7 +111,7 @@ class Totals(msgspec.Struct, frozen=True):
     """Handler threads left running past their time limit (WORKER_MODE=thread)."""
 
 
-class StatsBody(msgspec.Struct, frozen=True):
+class StatsBody(msgspec.Struct, frozen=True, omit_defaults=True):
     """The body of ``GET /stats``."""
 
     tasks: StatusCounts
@@ -125,6 +127,9 @@ class StatsBody(msgspec.Struct, frozen=True):
     new work is refused) or ``none`` (tasks in memory only)."""
     totals: Totals
     uptime_s: float
+    instance: str | None = None
+    """The instance that answered, in a cluster (DATABASE_URL): its INSTANCE_ID. Left out
+    otherwise."""
 
     @classmethod
     def of(
@@ -158,6 +163,7 @@ class StatsBody(msgspec.Struct, frozen=True):
                 threads_abandoned=replacements.threads_abandoned,
             ),
             uptime_s=round(uptime_s, 3),
+            instance=tasks.instance,
         )
 
     def with_invalid(self, invalid: int) -> StatsBody:
