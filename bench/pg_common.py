@@ -14,9 +14,21 @@ import json
 import sys
 import threading
 import time
-from typing import TYPE_CHECKING, Final, NamedTuple
+from typing import TYPE_CHECKING, Any, Final, NamedTuple
 
-from common import HOST, ROOT, free_port, start_service, stop, wait_ready
+from common import (
+    BIG_QUEUE,
+    HOST,
+    NOOP_HANDLER,
+    ROOT,
+    CpuWatch,
+    free_port,
+    http_request,
+    start_service,
+    stop,
+    wait_for_quiet,
+    wait_ready,
+)
 
 sys.path.insert(0, str(ROOT))  # tests.pg_server, as the test suite has it
 
@@ -151,3 +163,50 @@ def enqueue_all(
     for thread in threads:
         thread.join()
     return Intake(accepted, refused, time.monotonic() - started)
+
+
+def run_service(
+    server: PgServer, count: int, tasks: int, clients: int, name: str, **settings: str
+) -> dict[str, Any]:
+    """``tasks`` no-op tasks through ``count`` instances on a fresh database: enqueued by
+    ``clients`` HTTP clients spread over them while they run; the figures, end to end (from the
+    first enqueue to the last task's end, its ``updated_at``)."""
+    database = server.create_database(name.replace("-", "_"))
+    url = server.url(database)
+    options = {"TASK_HANDLER": NOOP_HANDLER, "QUEUE_SIZE": str(BIG_QUEUE), **settings}
+    ids = [f"{name}-{n}" for n in range(tasks)]
+    try:
+        with instances(count, url, name, **options) as started:
+            wait_for_quiet()
+            watch = CpuWatch([instance.process.pid for instance in started])
+            began = time.time()
+            intake = enqueue_all([instance.port for instance in started], ids, clients)
+            finished = wait_until_done(url, intake.accepted)
+            service_cpu_s = sum(watch.pid_seconds(instance.process.pid) for instance in started)
+            foreign_cores = watch.foreign_cores()
+            attempts = [instance_attempts(instance.port) for instance in started]
+        return {
+            "instances": count,
+            "tasks": tasks,
+            "clients": clients,
+            "accepted": intake.accepted,
+            "refused": intake.refused,
+            "intake_s": intake.seconds,
+            "intake_per_s": intake.accepted / intake.seconds,
+            "end_to_end_s": finished - began,
+            "tasks_per_s": intake.accepted / (finished - began),
+            "attempts_by_instance": attempts,
+            "service_cpu_s": service_cpu_s,
+            "foreign_cores": foreign_cores,
+        }
+    finally:
+        server.drop_database(database)
+
+
+def instance_attempts(port: int) -> int | None:
+    """The attempts an instance counts in /stats (its own, or the cluster's if it says so)."""
+    status, body = http_request(port, "GET", "/stats")
+    if status != 200:
+        return None
+    attempts = json.loads(body).get("totals", {}).get("attempts")
+    return attempts if isinstance(attempts, int) else None
