@@ -84,8 +84,9 @@ def instances(
         yield started
     finally:
         for instance in started:
+            ended_already = instance.process.poll() is not None  # a benchmark killed it
             code = stop(instance.process)
-            if code != 0:
+            if code != 0 and not ended_already:
                 print(f"  warning: {instance.name} exited with {code} (bench/out/logs/)")
 
 
