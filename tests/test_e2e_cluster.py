@@ -11,7 +11,9 @@ says when the attempt started.
 from __future__ import annotations
 
 import datetime
+import json
 import signal
+import socket
 import statistics
 import threading
 import time
@@ -21,7 +23,7 @@ import pytest
 
 from tests.handlers import read_runs
 from tests.support import wait_until
-from tests.test_e2e import Service, launch
+from tests.test_e2e import Service, exchange, launch
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -170,6 +172,90 @@ def test_work_spreads_over_the_instances_and_each_task_runs_exactly_once(
     assert all(len(attempts) == 1 for attempts in by_id.values()), "a task ran twice"
     ran_on = {run[0]["pid"] for run in by_id.values()}
     assert ran_on == {service.process.pid for service in instances}
+
+
+def test_one_id_sent_to_two_instances_at_once_is_accepted_exactly_once(cluster: Cluster) -> None:
+    instances = [cluster.start(name, QUEUE_SIZE=1000) for name in ("alpha", "beta")]
+    ids = [f"race-{n:03d}" for n in range(150)]
+    statuses: dict[str, list[int]] = {task_id: [] for task_id in ids}
+    lock = threading.Lock()
+    start = threading.Barrier(len(instances))
+
+    def send_all(service: Service) -> None:
+        connection = service.connect()
+        start.wait()
+        try:
+            for task_id in ids:
+                body = json.dumps({"id": task_id, "delay_ms": 600_000}).encode()
+                reply = exchange(connection, "POST", "/enqueue", body)
+                with lock:
+                    statuses[task_id].append(reply.status)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=send_all, args=(service,)) for service in instances]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert {task_id: sorted(got) for task_id, got in statuses.items()} == {
+        task_id: [201, 409] for task_id in ids
+    }
+    assert [task["id"] for task in list_tasks(instances[1])] == ids
+
+
+def test_instances_started_together_on_an_empty_database_create_one_schema_and_all_serve(
+    cluster: Cluster,
+) -> None:
+    names = [f"starter-{n}" for n in range(4)]
+    failures: list[BaseException] = []
+
+    def start(name: str) -> None:
+        try:
+            cluster.start(name)
+        except BaseException as exc:  # an instance that did not come up: its log is in exc
+            failures.append(exc)
+
+    threads = [threading.Thread(target=start, args=(name,)) for name in names]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert not failures, failures
+    for n, service in enumerate(cluster.instances):
+        service.accept({"id": f"from-{n}", "delay_ms": 600_000})
+    assert len(list_tasks(cluster.instances[0])) == len(names)
+
+
+def test_an_instance_without_instance_id_is_named_by_host_and_pid(cluster: Cluster) -> None:
+    named = cluster.start("named")
+    unnamed = cluster.start("", WORKERS=1)  # empty counts as unset
+
+    stats = unnamed.request("GET", "/stats").body.decode()
+
+    assert f"{socket.gethostname()}-{unnamed.process.pid}-" in stats, stats
+    assert "named" in named.request("GET", "/stats").body.decode()
+
+
+def test_scheduled_max_bounds_the_delayed_tasks_of_the_whole_cluster(cluster: Cluster) -> None:
+    scheduled_max = 5
+    instances = [cluster.start(name, SCHEDULED_MAX=scheduled_max) for name in ("a", "b")]
+    accepted = 0
+    for n in range(2 * scheduled_max):
+        reply = instances[n % 2].enqueue({"id": f"later-{n}", "delay_ms": 600_000})
+        if reply.status == 201:
+            accepted += 1
+            continue
+        assert (reply.status, reply.json()) == (503, {"error": "too many scheduled tasks"})
+        assert "retry-after" in reply.headers
+
+    assert scheduled_max <= accepted <= scheduled_max + len(instances), accepted
+    for service in instances:
+        late = service.enqueue({"id": f"late-{service.port}", "delay_ms": 600_000})
+        assert late.status == 503, late
+        assert service.enqueue({"id": f"now-{service.port}"}).status == 201
 
 
 # --- an instance dies --------------------------------------------------------------------------
