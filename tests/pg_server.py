@@ -45,6 +45,9 @@ HOST: Final = "127.0.0.1"
 START_TIMEOUT_S: Final = 30
 """How long ``pg_ctl`` may wait for the server to accept connections (it takes about 0.2 s)."""
 
+START_ATTEMPTS: Final = 3
+"""Ports tried before giving up on starting the server."""
+
 COMMAND_TIMEOUT_S: Final = 60.0
 """Any one of the server's programs (initdb takes a second or two) must end within this."""
 
@@ -256,7 +259,16 @@ def private_server(
     """A started private server, stopped and removed on leaving (the benchmarks use it too)."""
     server = PgServer.create(bin_dir, settings)
     try:
-        server.start()
+        for attempt in range(1, START_ATTEMPTS + 1):
+            try:
+                server.start()
+                break
+            except RuntimeError:
+                # The free port may have been taken since it was picked (other test runs share
+                # the machine): a server that could not bind tries another one.
+                if attempt == START_ATTEMPTS or "could not bind" not in server.server_log():
+                    raise
+                server.port = free_port()
         yield server
     finally:
         server.remove()
