@@ -68,6 +68,17 @@ _CREATE: Final = (
         WHERE status IN ('done', 'failed', 'cancelled')""",
     # GET /tasks?status=: one status in creation order.
     f"CREATE INDEX task_queue_status ON {TABLE} (status, seq)",
+    # What lets intake skip counting the queue (actors/pg_store.py): written only under
+    # INTAKE_LOCK, so it adds no contention of its own.
+    """
+    CREATE TABLE task_queue_intake (
+        one boolean PRIMARY KEY DEFAULT true CHECK (one),
+        -- never less than the queued and running tasks: raised by every intake, set exactly
+        -- whenever intake has to count
+        bound bigint NOT NULL
+    )
+    """,
+    "INSERT INTO task_queue_intake (bound) VALUES (0)",
 )
 
 _MIGRATIONS: Final[dict[int, tuple[str, ...]]] = {

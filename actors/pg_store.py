@@ -67,6 +67,12 @@ _LINE: Final = (
     f"SELECT count(*) FILTER (WHERE {_DUE}), count(*) FILTER (WHERE NOT {_DUE}) "
     f"FROM {TABLE} WHERE status = 'queued'"
 )
+_COUNT: Final = (
+    f"SELECT count(*) FILTER (WHERE status = 'queued' AND {_DUE}), "
+    f"count(*) FILTER (WHERE status = 'queued' AND NOT {_DUE}), "
+    f"count(*) FILTER (WHERE status = 'running') FROM {TABLE} "
+    "WHERE status IN ('queued', 'running')"
+)
 _CLAIM: Final = (
     f"UPDATE {TABLE} SET status = 'running', attempts = attempts + 1, owner = %s, "
     "lease_until = clock_timestamp() + %s * interval '1 millisecond', "
@@ -194,7 +200,11 @@ class PgStore:
         """Delete what this instance accepted and then withdrew, and insert ``tasks`` that fit
         the cluster's bounds, in one transaction; ``refused`` says which were not taken."""
         self.refused = {}
-        with self._using("cannot be written") as connection, connection.transaction():
+        with (
+            self._using("cannot be written") as connection,
+            connection.pipeline(),
+            connection.transaction(),
+        ):
             if deleted:
                 # Only rows this instance inserted and nobody has touched since: a withdrawn
                 # task whose commit reached the database after all.
@@ -214,8 +224,39 @@ class PgStore:
     def _insert_within_bounds(
         self, connection: psycopg.Connection, tasks: Sequence[Task]
     ) -> list[str]:
+        """Insert what fits the cluster's bounds; in two round trips, pipelined.
+
+        Counting the waiting tasks at every commit would cost as much as the queue is long,
+        so intake keeps ``task_queue_intake.bound``, never less than the queued and running
+        tasks (a claim or a retry moves a task between the two, and the rest only lowers
+        them): while the bound leaves room, nothing is counted. Only near the bounds does a
+        commit count exactly, and set the bound to what it found.
+        """
         connection.execute("SELECT pg_advisory_xact_lock(%s)", (INTAKE_LOCK,))
-        waiting, scheduled = self._line(connection)
+        row = connection.execute("SELECT bound FROM task_queue_intake").fetchone()
+        bound = int(row[0]) if row is not None else 0
+        delayed = sum(1 for task in tasks if task.next_attempt_at is not None)
+        if bound + len(tasks) <= self._queue_size and (
+            not delayed or bound + delayed <= self._scheduled_max
+        ):
+            fit = list(tasks)
+        else:
+            waiting, scheduled, running = self._exact(connection)
+            bound = waiting + scheduled + running
+            fit = self._fitting(tasks, waiting, scheduled)
+        if not fit:
+            connection.execute("UPDATE task_queue_intake SET bound = %s", (bound,))
+            return []
+        columns = list(zip(*map(row_of, fit), strict=True))
+        inserted = connection.execute(_INSERT, (self.instance_id, *map(list, columns)))
+        connection.execute("UPDATE task_queue_intake SET bound = %s", (bound + len(fit),))
+        taken = {row[0] for row in inserted.fetchall()}
+        for task in fit:
+            if task.id not in taken:
+                self.refused[task.id] = Admission.DUPLICATE
+        return list(taken)
+
+    def _fitting(self, tasks: Sequence[Task], waiting: int, scheduled: int) -> list[Task]:
         fit: list[Task] = []
         for task in tasks:
             refusal = self._refusal(waiting, scheduled, task)
@@ -227,15 +268,7 @@ class PgStore:
                 waiting += 1
             else:
                 scheduled += 1
-        if not fit:
-            return []
-        columns = list(zip(*map(row_of, fit), strict=True))
-        rows = connection.execute(_INSERT, (self.instance_id, *map(list, columns))).fetchall()
-        taken = {row[0] for row in rows}
-        for task in fit:
-            if task.id not in taken:
-                self.refused[task.id] = Admission.DUPLICATE
-        return list(taken)
+        return fit
 
     def _refusal(self, waiting: int, scheduled: int, task: Task) -> Admission | None:
         """The dispatcher's rules (actors/dispatcher.py ``_refusal``) over the whole cluster."""
@@ -248,6 +281,13 @@ class PgStore:
         return None
 
     @staticmethod
+    def _exact(connection: psycopg.Connection) -> tuple[int, int, int]:
+        """Queued tasks due now, queued tasks waiting for their time, running tasks."""
+        row = connection.execute(_COUNT).fetchone()
+        assert row is not None
+        return int(row[0]), int(row[1]), int(row[2])
+
+    @staticmethod
     def _line(connection: psycopg.Connection) -> tuple[int, int]:
         row = connection.execute(_LINE).fetchone()
         assert row is not None
@@ -256,7 +296,11 @@ class PgStore:
     def insert_batch(self, tasks: Sequence[Task]) -> BatchAdmission:
         """All of ``tasks`` in one transaction, or none (a taken id, a full queue)."""
         self.refused = {}
-        with self._using("cannot be written") as connection, connection.transaction():
+        with (
+            self._using("cannot be written") as connection,
+            connection.pipeline(),
+            connection.transaction(),
+        ):
             taken = self._insert_within_bounds(connection, tasks)
             if self.refused:
                 raise psycopg.Rollback  # leaves the block, the transaction rolled back
@@ -407,6 +451,7 @@ class PgStore:
                 f"next_attempt_at = NULL WHERE id = %s RETURNING {COLUMNS}",
                 (now, task_id),
             ).fetchone()
+            connection.execute("UPDATE task_queue_intake SET bound = bound + 1")
             connection.execute("SELECT pg_notify(%s, %s)", (CHANNEL, self.instance_id))
         assert row is not None
         return Outcome(_task(row))

@@ -310,3 +310,23 @@ def test_failed_outcomes_keep_their_error(pg_database: str) -> None:
         assert (stored.status, stored.last_error) == (FAILED, "boom")
     finally:
         a.close()
+
+
+def test_intake_counts_only_near_the_bound_and_never_lets_a_stale_count_refuse(
+    store: PgStore, pg_database: str
+) -> None:
+    small = open_store(pg_database, "small", queue_size=3, scheduled_max=3)
+    try:
+        # Far more tasks than the bound pass through one by one: each is claimed and finished
+        # before the next, so the queue never holds more than one.
+        for n in range(12):
+            assert enqueue(small, new_task(f"t{n}", b"{}", 3)) == {}
+            (task,) = small.claim(1)
+            done = task.__class__(**{**_fields(task), "status": DONE, "attempts": 1})
+            assert small.finish([done]) == {task.id}
+        with psycopg.connect(pg_database) as connection:
+            row = connection.execute("SELECT bound FROM task_queue_intake").fetchone()
+        assert row is not None
+        assert row[0] <= 4  # set exactly whenever intake counted
+    finally:
+        small.close()
