@@ -67,14 +67,16 @@ def main(environ: Mapping[str, str] = os.environ) -> int:
     except ConfigError as exc:
         print(f"task_queue: {exc}", file=sys.stderr)
         return EXIT_STARTUP_ERROR
-    configure_logging(config.log_level, config.log_format)
+    # Known before the first line is logged: in a cluster, every line names its instance.
+    instance_id = (config.instance_id or default_instance_id()) if config.database_url else None
+    configure_logging(config.log_level, config.log_format, instance=instance_id)
     logger.info("configuration: %s", describe_config(config), extra={"config": safe_config(config)})
     # Stop signals are taken with sigwait by the main thread, never by a handler running at an
     # arbitrary point. Blocked before any thread starts, so every thread inherits the mask:
     # even one that the TASK_HANDLER module starts when it is imported, just below.
     signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
     try:
-        runners = build_runners(config)
+        runners = build_runners(config, instance_id)
     except HandlerLoadError as exc:
         return _bad_handler(exc)
 
@@ -88,7 +90,7 @@ def main(environ: Mapping[str, str] = os.environ) -> int:
         signing_keys=parse_signing_keys(config.target_signing_keys or ""),
     )
     try:
-        cluster = build_cluster(config)
+        cluster = build_cluster(config, instance_id)
     except StoreError as exc:
         print(f"task_queue: {exc}", file=sys.stderr)
         return EXIT_STARTUP_ERROR
@@ -184,13 +186,14 @@ def main(environ: Mapping[str, str] = os.environ) -> int:
     return 0
 
 
-def build_cluster(config: Config) -> Cluster | None:
-    """The cluster DATABASE_URL names, or None; StoreError if it is not a PostgreSQL URL."""
+def build_cluster(config: Config, instance_id: str | None = None) -> Cluster | None:
+    """The cluster DATABASE_URL names, with this instance as ``instance_id`` (default:
+    INSTANCE_ID, else made up), or None; StoreError if it is not a PostgreSQL URL."""
     if config.database_url is None:
         return None
     return Cluster(
         DatabaseUrl.parse(config.database_url),
-        config.instance_id or default_instance_id(),
+        instance_id or config.instance_id or default_instance_id(),
         config.lease_ms,
     )
 
@@ -228,7 +231,7 @@ def describe_config(config: Config) -> str:
     )
 
 
-def build_runners(config: Config) -> RunnerFactory:
+def build_runners(config: Config, instance_id: str | None = None) -> RunnerFactory:
     """Where each worker runs its attempts, as WORKER_MODE says."""
     if config.worker_mode == "thread":
         return thread_runners(build_handler(config), config.result_max_bytes)
@@ -242,7 +245,9 @@ def build_runners(config: Config) -> RunnerFactory:
         max_tasks=config.worker_max_tasks,
         max_memory_mb=config.worker_max_memory_mb,
         # A handler's own log lines reach the service's log in its format.
-        log_setup=partial(configure_logging, config.log_level, config.log_format),
+        log_setup=partial(
+            configure_logging, config.log_level, config.log_format, instance=instance_id
+        ),
     )
 
 

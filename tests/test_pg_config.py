@@ -67,3 +67,26 @@ def test_errors_scrub_the_password_even_if_a_driver_quoted_it() -> None:
     error = url.error("cannot connect", RuntimeError("bad password s3cret-pw given"))
     assert "s3cret" not in str(error)
     assert "host db.example:5433, database tasks" in str(error)
+
+
+def test_in_a_cluster_every_log_line_names_its_instance() -> None:
+    import io
+    import logging
+
+    from api.logs import configure_logging
+
+    stream = io.StringIO()
+    root = logging.getLogger()
+    before = (root.handlers[:], root.level)
+    try:
+        configure_logging("INFO", "text", stream, instance="node-7")
+        logging.getLogger("anything").info("hello")
+        configure_logging("INFO", "json", stream, instance="node-7")
+        logging.getLogger("anything").info("again")
+    finally:
+        root.handlers[:], _ = before
+        root.setLevel(before[1])
+
+    text, json_line = stream.getvalue().splitlines()
+    assert text.endswith("hello [instance=node-7]")
+    assert '"instance":"node-7"' in json_line
