@@ -332,6 +332,11 @@ class ClusterRepositoryActor(Actor):
 
     def _read(self, reply: Reply[Any], read: Callable[[PgStore], object]) -> None:
         assert self._store is not None
+        if self._outage.error is not None:
+            # Not tried again here: an unreachable host could hold this actor for seconds at
+            # each read. The tick tries the database.
+            reply.fail(self._outage.error)
+            return
         try:
             reply.set(read(self._store))
         except StoreError as exc:

@@ -7,11 +7,17 @@ from typing import TYPE_CHECKING
 import falcon
 
 from actors.reply import SystemStopped
+from actors.store import StoreError
 from api.auth import OPEN_PATHS, BearerTokenAuth
 from api.control import cancel_resource, retry_resource
 from api.dashboard import DASHBOARD_PATHS, add_dashboard_routes
 from api.enqueue import BatchEnqueueResource, EnqueueResource
-from api.errors import handle_system_stopped, handle_unexpected, serialize_error
+from api.errors import (
+    handle_store_error,
+    handle_system_stopped,
+    handle_unexpected,
+    serialize_error,
+)
 from api.health import HealthResource
 from api.metrics import METRICS_PATH, Metrics, MetricsResource
 from api.openapi import OPENAPI_PATH, OpenApiResource
@@ -64,6 +70,7 @@ def create_app(
         app.add_middleware(BearerTokenAuth(api_token, open_paths=open_paths | DASHBOARD_PATHS))
     app.add_error_handler(Exception, handle_unexpected)
     app.add_error_handler(SystemStopped, handle_system_stopped)
+    app.add_error_handler(StoreError, handle_store_error)
     invalid = InvalidCount()
     app.add_route(
         "/enqueue",

@@ -14,6 +14,7 @@ from actors.messages import Admission, Readiness
 from actors.pg_connect import Cluster, DatabaseUrl
 from actors.recovery import INTERRUPTED
 from actors.retention import KEEP_ALL
+from actors.store import StoreError
 from actors.task import DONE, QUEUED, RUNNING, new_task
 from tests.support import ANSWER_S, starting_systems, wait_until
 
@@ -157,6 +158,8 @@ def test_with_the_database_down_intake_is_refused_quickly_and_comes_back_by_itse
         assert answers == [Admission.STORE_UNAVAILABLE] * 3
         assert time.monotonic() - began < 3
         assert a.ready_async().get(timeout=ANSWER_S) is Readiness.STORE_UNAVAILABLE
+        with pytest.raises(StoreError):  # the API answers it with 503 (api/errors.py)
+            a.get_async("running").get(timeout=ANSWER_S)
         release.set()  # the running attempt ends during the outage
         wait_until(lambda: a.stats_async().get(timeout=ANSWER_S).workers.busy == 0)
     finally:
