@@ -350,6 +350,7 @@ class ClusterRepositoryActor(Actor):
         return outcome
 
     def _reads(self, read: Callable[[PgStore], Any], default: Any) -> Any:
+        """A read whose last answer (``default``) is good enough in an outage."""
         return self._writes(read, default)
 
     def _writes(self, write: Callable[[PgStore], Any], default: Any) -> Any:
@@ -378,11 +379,7 @@ class ClusterRepositoryActor(Actor):
         waiting, _ = self._read_line()
         if self._outage.down:
             return Readiness.STORE_UNAVAILABLE
-        return Readiness.FULL if waiting >= self._store_queue_size() else Readiness.READY
-
-    def _store_queue_size(self) -> int:
-        assert self._store is not None
-        return self._store._queue_size
+        return Readiness.FULL if waiting >= self._store.queue_size else Readiness.READY
 
     def _stats(self) -> TaskCounts:
         refused = self._refused

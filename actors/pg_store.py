@@ -87,7 +87,10 @@ _FINISH: Final = (
     "result = f.result, owner = NULL, lease_until = NULL "
     "FROM unnest(%s::text[], %s::text[], %s::int4[], %s::float8[], %s::text[], %s::float8[], "
     "%s::bytea[]) AS f(id, status, attempts, updated_at, last_error, next_attempt_at, result) "
-    "WHERE t.id = f.id AND t.owner = %s AND t.status = 'running' RETURNING t.id"
+    # The same attempt, too: one rescued and claimed again here must not take the outcome of
+    # the attempt before it.
+    "WHERE t.id = f.id AND t.owner = %s AND t.status = 'running' AND t.attempts = f.attempts "
+    "RETURNING t.id"
 )
 
 
@@ -123,8 +126,9 @@ class PgStore:
         self.url = url
         self.instance_id = instance_id
         self.lease_ms = lease_ms
-        self._queue_size = queue_size
-        self._scheduled_max = scheduled_max
+        self.queue_size = queue_size
+        """QUEUE_SIZE: the tasks that may wait in the whole cluster."""
+        self.scheduled_max = scheduled_max
         self._connection: psycopg.Connection | None = None
         self.refused: dict[str, Admission] = {}
         """The tasks the last ``commit`` did not take, and why."""
@@ -236,8 +240,8 @@ class PgStore:
         row = connection.execute("SELECT bound FROM task_queue_intake").fetchone()
         bound = int(row[0]) if row is not None else 0
         delayed = sum(1 for task in tasks if task.next_attempt_at is not None)
-        if bound + len(tasks) <= self._queue_size and (
-            not delayed or bound + delayed <= self._scheduled_max
+        if bound + len(tasks) <= self.queue_size and (
+            not delayed or bound + delayed <= self.scheduled_max
         ):
             fit = list(tasks)
         else:
@@ -273,10 +277,10 @@ class PgStore:
     def _refusal(self, waiting: int, scheduled: int, task: Task) -> Admission | None:
         """The dispatcher's rules (actors/dispatcher.py ``_refusal``) over the whole cluster."""
         if task.next_attempt_at is None:
-            return Admission.QUEUE_FULL if waiting + 1 > self._queue_size else None
-        if waiting >= self._queue_size:
+            return Admission.QUEUE_FULL if waiting + 1 > self.queue_size else None
+        if waiting >= self.queue_size:
             return Admission.QUEUE_FULL
-        if scheduled + 1 > self._scheduled_max:
+        if scheduled + 1 > self.scheduled_max:
             return Admission.TOO_MANY_SCHEDULED
         return None
 
@@ -444,7 +448,7 @@ class PgStore:
                     conflict=f"task is {found[0]}; only a failed or cancelled task can be retried",
                 )
             waiting, _ = self._line(connection)
-            if waiting + 1 > self._queue_size:
+            if waiting + 1 > self.queue_size:
                 return Outcome(None, refused=Admission.QUEUE_FULL)
             row = connection.execute(
                 f"UPDATE {TABLE} SET status = 'queued', attempts = 0, updated_at = %s, "

@@ -15,7 +15,7 @@ from actors.pg_connect import Cluster, DatabaseUrl
 from actors.recovery import INTERRUPTED
 from actors.retention import KEEP_ALL
 from actors.store import StoreError
-from actors.task import DONE, QUEUED, RUNNING, new_task
+from actors.task import DONE, QUEUED, new_task
 from tests.support import ANSWER_S, starting_systems, wait_until
 
 if TYPE_CHECKING:

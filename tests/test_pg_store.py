@@ -330,3 +330,22 @@ def test_intake_counts_only_near_the_bound_and_never_lets_a_stale_count_refuse(
         assert row[0] <= 4  # set exactly whenever intake counted
     finally:
         small.close()
+
+
+def test_a_late_outcome_never_overwrites_the_next_attempt_of_the_same_instance(
+    store: PgStore,
+) -> None:
+    enqueue(store, new_task("t", b"{}", 3))
+    (first,) = store.claim(1)
+    # Its lease ran out and it was rescued; this instance claimed it again for attempt 2.
+    store.execute(
+        "reset",
+        "UPDATE task_queue_tasks SET status = 'queued', owner = NULL, lease_until = NULL",
+    )
+    store.claim(1)
+    late = first.__class__(**{**_fields(first), "status": DONE, "attempts": 1})
+
+    assert store.finish([late]) == set()
+    stored = store.get("t")
+    assert stored is not None
+    assert (stored.status, stored.attempts) == (RUNNING, 2)
