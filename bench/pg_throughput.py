@@ -12,6 +12,8 @@ task's end, its ``updated_at``), the intake rate, and how many attempts each ins
 On a 2-core machine the instances, their worker processes, PostgreSQL and the clients share two
 cores: more instances bring more workers, not more cores, so the figure says what the
 coordination costs (claims, leases, wake-ups), not how far the cluster scales on real machines.
+"Other load" counts everything but this script and the instances' own processes: their worker
+processes and PostgreSQL are in it too, so it reads high even on a quiet machine.
 """
 
 from __future__ import annotations
