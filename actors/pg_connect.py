@@ -27,6 +27,11 @@ STATEMENT_TIMEOUT_MS: Final = 10_000
 """No statement of ours takes long: one that does is waiting on a lock or a dying server, and
 the repository, which waits on it, must get its thread back."""
 
+IDLE_IN_TRANSACTION_MS: Final = 5_000
+"""Our transactions never wait on us between statements for longer than a round trip: one
+that does belongs to an instance that hung or lost the network mid-transaction, and the
+server ends it, so the locks it holds (the intake lock among them) never stall the cluster."""
+
 TCP_USER_TIMEOUT_MS: Final = 5_000
 """A server that vanishes mid-statement (a cut network) is noticed this soon, not after the
 kernel's minutes of retransmissions."""
@@ -74,7 +79,10 @@ class DatabaseUrl(NamedTuple):
                 autocommit=True,
                 connect_timeout=CONNECT_TIMEOUT_S,
                 application_name=application[:63],
-                options=f"-c statement_timeout={STATEMENT_TIMEOUT_MS}",
+                options=(
+                    f"-c statement_timeout={STATEMENT_TIMEOUT_MS} "
+                    f"-c idle_in_transaction_session_timeout={IDLE_IN_TRANSACTION_MS}"
+                ),
                 keepalives=1,
                 keepalives_idle=5,
                 keepalives_interval=2,
