@@ -25,6 +25,7 @@ database straight from the client; the service's enqueue is an HTTP request firs
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import signal
 import subprocess
@@ -52,6 +53,10 @@ def make_app(url: str, pool_size: int = 1) -> procrastinate.App:
     """A procrastinate app on ``url`` with one task, ``noop``, that does nothing."""
     import procrastinate
 
+    # procrastinate warns about an app made in the __main__ module, whose tasks a worker that
+    # imports the module would not find by their default names; here the task is named
+    # explicitly and the worker process makes the same app.
+    logging.getLogger("procrastinate.blueprints").setLevel(logging.ERROR)
     app = procrastinate.App(
         connector=procrastinate.PsycopgConnector(
             conninfo=url, min_size=pool_size, max_size=pool_size
