@@ -32,6 +32,17 @@ IDLE_IN_TRANSACTION_MS: Final = 5_000
 that does belongs to an instance that hung or lost the network mid-transaction, and the
 server ends it, so the locks it holds (the intake lock among them) never stall the cluster."""
 
+SYNCHRONOUS_COMMIT: Final = "off"
+"""The connection's default: a commit does not wait for its WAL to reach the disk (it does
+within ``wal_writer_delay``, 200 ms by default). Claims, outcomes and lease renewals are each a
+commit, one or more per task, made one after the other by the repository: waiting for a disk
+flush each would bound an instance to a few hundred tasks a second. Only a crash of the
+PostgreSQL server itself (never of an instance) can take such commits back, and what it takes
+back runs again: a claim undone leaves the task queued, an outcome undone leaves the attempt
+running until its lease ends, when it is rescued as interrupted (at least once). The commits a
+client is promised (intake, cancel, retry by hand, delete) set it back on (actors/pg_store.py).
+The same trade as SQLite's ``synchronous=NORMAL`` (actors/sqlite_store.py)."""
+
 TCP_USER_TIMEOUT_MS: Final = 5_000
 """A server that vanishes mid-statement (a cut network) is noticed this soon, not after the
 kernel's minutes of retransmissions."""
@@ -81,7 +92,8 @@ class DatabaseUrl(NamedTuple):
                 application_name=application[:63],
                 options=(
                     f"-c statement_timeout={STATEMENT_TIMEOUT_MS} "
-                    f"-c idle_in_transaction_session_timeout={IDLE_IN_TRANSACTION_MS}"
+                    f"-c idle_in_transaction_session_timeout={IDLE_IN_TRANSACTION_MS} "
+                    f"-c synchronous_commit={SYNCHRONOUS_COMMIT}"
                 ),
                 keepalives=1,
                 keepalives_idle=5,

@@ -67,6 +67,11 @@ _LINE: Final = (
     f"SELECT count(*) FILTER (WHERE {_DUE}), count(*) FILTER (WHERE NOT {_DUE}) "
     f"FROM {TABLE} WHERE status = 'queued'"
 )
+_DURABLE: Final = "SET LOCAL synchronous_commit = on"
+"""For the transactions whose commit is promised to a client (an enqueue's 201, a cancel, a
+retry by hand, a delete): they wait for the WAL to reach the disk. The rest (claims, outcomes,
+lease renewals, rescues, retention) commit asynchronously, the connection's default
+(actors/pg_connect.py): see there why."""
 _COUNT: Final = (
     f"SELECT count(*) FILTER (WHERE status = 'queued' AND {_DUE}), "
     f"count(*) FILTER (WHERE status = 'queued' AND NOT {_DUE}), "
@@ -209,6 +214,7 @@ class PgStore:
             connection.pipeline(),
             connection.transaction(),
         ):
+            connection.execute(_DURABLE)
             if deleted:
                 # Only rows this instance inserted and nobody has touched since: a withdrawn
                 # task whose commit reached the database after all.
@@ -305,6 +311,7 @@ class PgStore:
             connection.pipeline(),
             connection.transaction(),
         ):
+            connection.execute(_DURABLE)
             taken = self._insert_within_bounds(connection, tasks)
             if self.refused:
                 raise psycopg.Rollback  # leaves the block, the transaction rolled back
@@ -417,7 +424,8 @@ class PgStore:
 
     def cancel(self, task_id: str, now: float) -> Outcome:
         """Cancel a queued task, whichever instance took it in."""
-        with self._using("cannot be written") as connection:
+        with self._using("cannot be written") as connection, connection.transaction():
+            connection.execute(_DURABLE)  # a cancel promises the task never runs
             row = connection.execute(
                 f"UPDATE {TABLE} SET status = 'cancelled', updated_at = %s, "
                 "next_attempt_at = NULL WHERE id = %s AND status = 'queued' "
@@ -436,6 +444,7 @@ class PgStore:
     def requeue(self, task_id: str, now: float) -> Outcome:
         """Queue a failed or cancelled task again, attempts from 0, if the queue has room."""
         with self._using("cannot be written") as connection, connection.transaction():
+            connection.execute(_DURABLE)
             connection.execute("SELECT pg_advisory_xact_lock(%s)", (INTAKE_LOCK,))
             found = connection.execute(
                 f"SELECT status FROM {TABLE} WHERE id = %s FOR UPDATE", (task_id,)
@@ -462,7 +471,8 @@ class PgStore:
 
     def delete(self, task_id: str) -> Outcome:
         """Forget a finished task."""
-        with self._using("cannot be written") as connection:
+        with self._using("cannot be written") as connection, connection.transaction():
+            connection.execute(_DURABLE)
             row = connection.execute(
                 f"DELETE FROM {TABLE} WHERE id = %s AND {_FINAL} RETURNING {COLUMNS}",
                 (task_id,),
