@@ -306,6 +306,11 @@ class PgStore:
     def insert_batch(self, tasks: Sequence[Task]) -> BatchAdmission:
         """All of ``tasks`` in one transaction, or none (a taken id, a full queue)."""
         self.refused = {}
+        seen: set[str] = set()
+        for position, task in enumerate(tasks):
+            if task.id in seen:  # the insert would take the first and skip it silently
+                return BatchAdmission(Admission.DUPLICATE, position)
+            seen.add(task.id)
         with (
             self._using("cannot be written") as connection,
             connection.pipeline(),

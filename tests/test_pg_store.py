@@ -144,6 +144,9 @@ def test_a_batch_is_taken_whole_or_not_at_all(store: PgStore) -> None:
     assert store.get("x") is None
     assert store.insert_batch([new_task("x", b"{}", 3)]) == BatchAdmission(Admission.ACCEPTED)
     assert store.get("x") is not None
+    repeated = [new_task("y", b"{}", 3), new_task("z", b"{}", 3), new_task("y", b"{}", 3)]
+    assert store.insert_batch(repeated) == BatchAdmission(Admission.DUPLICATE, 2)
+    assert store.get("y") is None
 
 
 def test_claims_take_priority_first_then_creation_and_never_the_same_task_twice(
