@@ -190,7 +190,7 @@ class ClusterRepositoryActor(Actor):
                 self._refused[answer] += 1
                 reply.set(answer)
             case Claim(wanted, dispatcher):
-                claimed = self._writes(lambda store: store.claim(wanted), [])
+                claimed = self._claim(wanted)
                 with contextlib.suppress(pykka.ActorDeadError):
                     dispatcher.tell(Claimed(tuple(claimed), wanted))
             case SaveRunning(_, committed):
@@ -402,6 +402,21 @@ class ClusterRepositoryActor(Actor):
 
     # --- outcomes, leases, retention --------------------------------------------------------------
 
+    def _claim(self, wanted: int) -> list[Task]:
+        """Claim, writing the outcomes that wait in the same round trip (an attempt's end is
+        followed by its worker's claim)."""
+        assert self._store is not None
+        if self._outage.down:
+            return []
+        outcomes = list(self._outcomes.values())[:OUTCOMES_CAP]
+        try:
+            claimed, written = self._store.claim(wanted, outcomes)
+        except StoreError as exc:
+            self._failed(exc)
+            return []
+        self._written(outcomes, written)
+        return claimed
+
     def _write_outcomes(self) -> None:
         if not self._outcomes or self._outage.down:
             return
@@ -412,6 +427,9 @@ class ClusterRepositoryActor(Actor):
         except StoreError as exc:
             self._failed(exc)
             return
+        self._written(outcomes, written)
+
+    def _written(self, outcomes: list[Task], written: set[str]) -> None:
         for task in outcomes:
             del self._outcomes[task.id]
             if task.id not in written:

@@ -394,38 +394,53 @@ class PgStore:
 
     # --- work -----------------------------------------------------------------------------------
 
-    def claim(self, limit: int) -> list[Task]:
+    def claim(self, limit: int, finished: Sequence[Task] = ()) -> tuple[list[Task], set[str]]:
         """Up to ``limit`` due queued tasks, highest priority first, then oldest, each now
         running here under a lease of ``lease_ms``; returned as they were before the claim
-        (queued, attempts not yet counted), which is what a worker's Run starts from."""
+        (queued, attempts not yet counted), which is what a worker's Run starts from.
+
+        The outcomes ``finished`` are written first, in the same round trip (pipelined): a
+        worker that ends an attempt asks for the next task at once. Returned second: the ids
+        written, as ``finish`` returns them.
+        """
         with self._using("cannot claim") as connection:
-            rows = connection.execute(_CLAIM, (self.instance_id, self.lease_ms, limit)).fetchall()
+            if finished:
+                with connection.pipeline():
+                    written = connection.execute(_FINISH, self._finish_params(finished))
+                    claimed = connection.execute(_CLAIM, (self.instance_id, self.lease_ms, limit))
+                    ids = {row[0] for row in written.fetchall()}
+                    rows = claimed.fetchall()
+            else:
+                ids = set()
+                rows = connection.execute(
+                    _CLAIM, (self.instance_id, self.lease_ms, limit)
+                ).fetchall()
         rows.sort(key=lambda row: (-row[9], row[-1]))
-        claimed = tasks_of(row[:-1] for row in rows)
-        return [
+        tasks = [
             msgspec.structs.replace(task, status=QUEUED, attempts=task.attempts - 1)
-            for task in claimed
+            for task in tasks_of(row[:-1] for row in rows)
         ]
+        return tasks, ids
 
     def finish(self, tasks: Sequence[Task]) -> set[str]:
         """Write the outcome of attempts this instance holds the lease of; the ids written.
         An id missing from the answer lost its lease (rescued elsewhere): its outcome is
         dropped, as the rescuer counted that attempt as interrupted."""
         with self._using("cannot be written") as connection:
-            rows = connection.execute(
-                _FINISH,
-                (
-                    [task.id for task in tasks],
-                    [task.status for task in tasks],
-                    [task.attempts for task in tasks],
-                    [task.updated_at for task in tasks],
-                    [task.last_error for task in tasks],
-                    [task.next_attempt_at for task in tasks],
-                    [task.result for task in tasks],
-                    self.instance_id,
-                ),
-            ).fetchall()
+            rows = connection.execute(_FINISH, self._finish_params(tasks)).fetchall()
         return {row[0] for row in rows}
+
+    def _finish_params(self, tasks: Sequence[Task]) -> tuple[object, ...]:
+        return (
+            [task.id for task in tasks],
+            [task.status for task in tasks],
+            [task.attempts for task in tasks],
+            [task.updated_at for task in tasks],
+            [task.last_error for task in tasks],
+            [task.next_attempt_at for task in tasks],
+            [task.result for task in tasks],
+            self.instance_id,
+        )
 
     def cancel(self, task_id: str, now: float) -> Outcome:
         """Cancel a queued task, whichever instance took it in."""

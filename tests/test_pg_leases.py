@@ -37,7 +37,7 @@ def test_an_expired_lease_is_an_interrupted_attempt_retried_with_backoff(pg_data
     dead, alive = open_store(pg_database, "dead"), open_store(pg_database, "alive")
     try:
         dead.commit([new_task("t", b"{}", 3), new_task("last", b"{}", 0)])
-        assert len(dead.claim(2)) == 2
+        assert len(dead.claim(2)[0]) == 2
         assert rescue(alive, POLICY, no_jitter) == []  # the leases still run
 
         rescued = wait_until(lambda: rescue(alive, POLICY, no_jitter), timeout_s=5)

@@ -127,7 +127,7 @@ def test_the_queue_bound_holds_across_instances(pg_database: str) -> None:
         delayed = [new_task(f"d{n}", b"{}", 3, delay_s=60) for n in range(3)]
         # The line is full: a delayed task is refused too, as in one process.
         assert enqueue(a, delayed[0]) == {"d0": Admission.QUEUE_FULL}
-        assert a.claim(1)[0].id == "a1"
+        assert a.claim(1)[0][0].id == "a1"
         assert enqueue(a, *delayed) == {"d2": Admission.TOO_MANY_SCHEDULED}
         assert a.line() == (2, 2)
     finally:
@@ -160,8 +160,8 @@ def test_claims_take_priority_first_then_creation_and_never_the_same_task_twice(
         tasks.append(new_task("later", b"{}", 3, now, delay_s=60))
         enqueue(a, *tasks)
 
-        first = a.claim(3)
-        second = b.claim(10)
+        first = a.claim(3)[0]
+        second = b.claim(10)[0]
 
         assert [task.id for task in first] == ["urgent", "t0", "t1"]
         assert [task.id for task in second] == ["t2", "t3", "t4", "t5"]
@@ -170,7 +170,7 @@ def test_claims_take_priority_first_then_creation_and_never_the_same_task_twice(
         stored = a.get("t2")
         assert stored is not None
         assert (stored.status, stored.attempts) == (RUNNING, 1)
-        assert a.claim(10) == []
+        assert a.claim(10)[0] == []
     finally:
         a.close()
         b.close()
@@ -186,7 +186,7 @@ def test_claims_racing_from_many_connections_take_each_task_once(pg_database: st
     def claimer(name: str) -> None:
         own = open_store(pg_database, name)
         try:
-            while batch := own.claim(7):
+            while batch := own.claim(7)[0]:
                 with lock:
                     claimed.extend(task.id for task in batch)
         finally:
@@ -205,7 +205,7 @@ def test_an_outcome_is_written_only_by_the_instance_holding_the_lease(pg_databas
     a, b = open_store(pg_database, "a"), open_store(pg_database, "b")
     try:
         enqueue(a, new_task("t", b"{}", 3))
-        (task,) = a.claim(1)
+        (task,) = a.claim(1)[0]
         done = task.__class__(**{**_fields(task), "status": DONE, "attempts": 1})
 
         assert b.finish([done]) == set()
@@ -303,7 +303,7 @@ def test_failed_outcomes_keep_their_error(pg_database: str) -> None:
     a = open_store(pg_database)
     try:
         enqueue(a, new_task("t", b"{}", 0))
-        (task,) = a.claim(1)
+        (task,) = a.claim(1)[0]
         failed = task.__class__(
             **{**_fields(task), "status": FAILED, "attempts": 1, "last_error": "boom"}
         )
@@ -324,7 +324,7 @@ def test_intake_counts_only_near_the_bound_and_never_lets_a_stale_count_refuse(
         # before the next, so the queue never holds more than one.
         for n in range(12):
             assert enqueue(small, new_task(f"t{n}", b"{}", 3)) == {}
-            (task,) = small.claim(1)
+            (task,) = small.claim(1)[0]
             done = task.__class__(**{**_fields(task), "status": DONE, "attempts": 1})
             assert small.finish([done]) == {task.id}
         with psycopg.connect(pg_database) as connection:
@@ -339,7 +339,7 @@ def test_a_late_outcome_never_overwrites_the_next_attempt_of_the_same_instance(
     store: PgStore,
 ) -> None:
     enqueue(store, new_task("t", b"{}", 3))
-    (first,) = store.claim(1)
+    (first,) = store.claim(1)[0]
     # Its lease ran out and it was rescued; this instance claimed it again for attempt 2.
     store.execute(
         "reset",
@@ -352,3 +352,17 @@ def test_a_late_outcome_never_overwrites_the_next_attempt_of_the_same_instance(
     stored = store.get("t")
     assert stored is not None
     assert (stored.status, stored.attempts) == (RUNNING, 2)
+
+
+def test_a_claim_writes_the_outcomes_that_wait_in_the_same_round_trip(store: PgStore) -> None:
+    enqueue(store, new_task("first", b"{}", 3), new_task("second", b"{}", 3))
+    (first,) = store.claim(1)[0]
+    done = first.__class__(**{**_fields(first), "status": DONE, "attempts": 1})
+
+    claimed, written = store.claim(5, [done])
+
+    assert [task.id for task in claimed] == ["second"]
+    assert written == {"first"}
+    stored = store.get("first")
+    assert stored is not None
+    assert stored.status == DONE
