@@ -3,7 +3,8 @@
     pip install -e . && python main.py
 
 Exit codes: 0 after a graceful shutdown, 2 for a startup error (bad configuration, a handler
-that cannot be imported, a DB_PATH that is not a usable store, an address that cannot be bound),
+that cannot be imported, a DB_PATH that is not a usable store, a DATABASE_URL that cannot be used,
+an address that cannot be bound),
 1 when a second signal cut the shutdown short.
 """
 
@@ -17,6 +18,7 @@ import threading
 import time
 from functools import partial
 from typing import TYPE_CHECKING, Final
+from urllib.parse import urlsplit, urlunsplit
 
 import msgspec
 
@@ -31,6 +33,7 @@ from actors import (
 )
 from actors.allow_list import AllowList
 from actors.handlers import HandlerSpec
+from actors.pg_connect import Cluster, DatabaseUrl, default_instance_id
 from actors.runners import process_runners, thread_runners
 from actors.schedule_store import SqliteScheduleStore, schedules_path
 from actors.signing import parse_signing_keys
@@ -66,14 +69,16 @@ def main(environ: Mapping[str, str] = os.environ) -> int:
     except ConfigError as exc:
         print(f"task_queue: {exc}", file=sys.stderr)
         return EXIT_STARTUP_ERROR
-    configure_logging(config.log_level, config.log_format)
+    # Known before the first line is logged: in a cluster, every line names its instance.
+    instance_id = (config.instance_id or default_instance_id()) if config.database_url else None
+    configure_logging(config.log_level, config.log_format, instance=instance_id)
     logger.info("configuration: %s", describe_config(config), extra={"config": safe_config(config)})
     # Stop signals are taken with sigwait by the main thread, never by a handler running at an
     # arbitrary point. Blocked before any thread starts, so every thread inherits the mask:
     # even one that the TASK_HANDLER module starts when it is imported, just below.
     signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
     try:
-        runners = build_runners(config)
+        runners = build_runners(config, instance_id)
     except HandlerLoadError as exc:
         return _bad_handler(exc)
 
@@ -88,6 +93,11 @@ def main(environ: Mapping[str, str] = os.environ) -> int:
         result_max_bytes=config.result_max_bytes,
         signing_keys=parse_signing_keys(config.target_signing_keys or ""),
     )
+    try:
+        cluster = build_cluster(config, instance_id)
+    except StoreError as exc:
+        print(f"task_queue: {exc}", file=sys.stderr)
+        return EXIT_STARTUP_ERROR
     try:
         system = TaskSystem.start(
             runners=runners,
@@ -107,11 +117,13 @@ def main(environ: Mapping[str, str] = os.environ) -> int:
             task_timeout_ms=config.task_timeout_ms,
             result_max_bytes=config.result_max_bytes,
             deliveries=deliveries,
+            cluster=cluster,
         )
     except HandlerLoadError as exc:  # from a worker process, which loads it itself
         return _bad_handler(exc)
     except StoreError as exc:
-        print(f"task_queue: DB_PATH={config.db_path}: {exc}", file=sys.stderr)
+        where = "DATABASE_URL" if cluster is not None else f"DB_PATH={config.db_path}"
+        print(f"task_queue: {where}: {exc}", file=sys.stderr)
         return EXIT_STARTUP_ERROR
     try:
         server = HttpServer(
@@ -137,7 +149,7 @@ def main(environ: Mapping[str, str] = os.environ) -> int:
     server.start()
     logger.info(
         "listening on http://%s:%d (workers=%d queues=%s worker_mode=%s queue_size=%d "
-        "http_threads=%d handler=%s store=%s auth=%s metrics=%s)",
+        "http_threads=%d handler=%s store=%s auth=%s metrics=%s%s)",
         server.host,
         server.port,
         workers,
@@ -146,10 +158,11 @@ def main(environ: Mapping[str, str] = os.environ) -> int:
         config.queue_size,
         config.http_threads,
         config.task_handler or "built-in simulation",
-        config.db_path or "memory only",
+        describe_store(config, cluster),
         # Whether a token is set, never the token itself.
         "bearer token" if config.api_token else "none",
         ("public" if config.metrics_public else "on") if config.metrics else "off",
+        f" instance={cluster.instance_id}" if cluster is not None else "",
         extra={"address": f"http://{server.host}:{server.port}"},
     )
 
@@ -183,13 +196,42 @@ def main(environ: Mapping[str, str] = os.environ) -> int:
     return 0
 
 
+def build_cluster(config: Config, instance_id: str | None = None) -> Cluster | None:
+    """The cluster DATABASE_URL names, with this instance as ``instance_id`` (default:
+    INSTANCE_ID, else made up), or None; StoreError if it is not a PostgreSQL URL."""
+    if config.database_url is None:
+        return None
+    return Cluster(
+        DatabaseUrl.parse(config.database_url),
+        instance_id or config.instance_id or default_instance_id(),
+        config.lease_ms,
+    )
+
+
+def describe_store(config: Config, cluster: Cluster | None) -> str:
+    if cluster is not None:
+        return f"postgresql ({cluster.url.describe()})"
+    return config.db_path or "memory only"
+
+
 def safe_config(config: Config) -> dict[str, object]:
     """The effective configuration by variable name, with API_TOKEN and TARGET_SIGNING_KEYS
-    said as set or unset."""
+    said as set or unset, and DATABASE_URL without its password."""
     settings: dict[str, object] = msgspec.to_builtins(config)
+    if config.database_url is not None:
+        settings["DATABASE_URL"] = _without_password(config.database_url)
     settings["API_TOKEN"] = "set" if config.api_token else "unset"
     settings["TARGET_SIGNING_KEYS"] = "set" if config.target_signing_keys else "unset"
     return settings
+
+
+def _without_password(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.rsplit("@", 1)[-1]
+    user = parts.username or ""
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{netloc}"))
 
 
 def describe_config(config: Config) -> str:
@@ -199,7 +241,7 @@ def describe_config(config: Config) -> str:
     )
 
 
-def build_runners(config: Config) -> RunnerFactory:
+def build_runners(config: Config, instance_id: str | None = None) -> RunnerFactory:
     """Where each worker runs its attempts, as WORKER_MODE says."""
     if config.worker_mode == "thread":
         return thread_runners(build_handler(config), config.result_max_bytes)
@@ -213,7 +255,9 @@ def build_runners(config: Config) -> RunnerFactory:
         max_tasks=config.worker_max_tasks,
         max_memory_mb=config.worker_max_memory_mb,
         # A handler's own log lines reach the service's log in its format.
-        log_setup=partial(configure_logging, config.log_level, config.log_format),
+        log_setup=partial(
+            configure_logging, config.log_level, config.log_format, instance=instance_id
+        ),
     )
 
 

@@ -4,7 +4,8 @@ Start a ``TaskSystem`` with a handler (run on threads of this process) or with
 ``runners=process_runners(HandlerSpec("package.module:function"), ...)`` (a worker process
 each), ``submit_async`` tasks made with ``new_task``, read them back with ``get_async`` (each
 answer a Reply to ``get(timeout=...)``), and ``stop`` it; README.md ("How it works") shows it
-whole.
+whole. With ``cluster=Cluster(DatabaseUrl.parse(url), instance_id)`` the tasks are in PostgreSQL,
+one queue with every other instance on that database (actors/cluster.py).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 from actors.attempt import PermanentError
 from actors.backoff import compute_backoff_ms, should_retry
 from actors.handlers import HandlerLoadError, HandlerSpec, load_handler, noop, simulation
+from actors.pg_connect import Cluster, DatabaseUrl
 from actors.protocol.answers import Admission, BatchAdmission, Outcome
 from actors.reply import SystemStopped
 from actors.retention import KEEP_ALL, Retention
@@ -41,6 +43,8 @@ __all__ = [
     "STATUSES",
     "Admission",
     "BatchAdmission",
+    "Cluster",
+    "DatabaseUrl",
     "HandlerLoadError",
     "HandlerSpec",
     "MemoryStore",

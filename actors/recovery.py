@@ -75,7 +75,7 @@ def plan_recovery(
             retries.append((task, max(0.0, task.next_attempt_at - now)))
         elif task.status == RUNNING:
             interrupted += 1
-            after = _after_interruption(task, now, policy, uniform)
+            after = after_interruption(task, now, policy, uniform)
             saves.append(after)
             if after.status == FAILED:
                 interrupted_failed += 1
@@ -95,7 +95,10 @@ def plan_recovery(
     )
 
 
-def _after_interruption(task: Task, now: float, policy: RetryPolicy, uniform: Uniform) -> Task:
+def after_interruption(task: Task, now: float, policy: RetryPolicy, uniform: Uniform) -> Task:
+    """``task``, whose attempt was cut off, with that attempt counted as failed ("interrupted"):
+    waiting for a retry with backoff, or failed if it has none left. Also the rule for an
+    attempt whose lease expired in a cluster (actors/leases.py)."""
     if not should_retry(task.attempts, task.max_retries):
         return replace(task, status=FAILED, last_error=INTERRUPTED, updated_at=now)
     delay_ms = compute_backoff_ms(

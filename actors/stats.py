@@ -76,6 +76,8 @@ class TaskCounts(msgspec.Struct, frozen=True):
     """Tasks cancelled through the API since start."""
     evicted: int
     """Finished tasks the retention rules removed since start."""
+    instance: str | None = None
+    """This instance's INSTANCE_ID in a cluster (DATABASE_URL); None otherwise."""
 
 
 class LineCounts(msgspec.Struct, frozen=True):
@@ -111,7 +113,7 @@ class Totals(msgspec.Struct, frozen=True):
     """Handler threads left running past their time limit (WORKER_MODE=thread)."""
 
 
-class StatsBody(msgspec.Struct, frozen=True):
+class StatsBody(msgspec.Struct, frozen=True, omit_defaults=True):
     """The body of ``GET /stats``."""
 
     tasks: StatusCounts
@@ -129,6 +131,9 @@ class StatsBody(msgspec.Struct, frozen=True):
     uptime_s: float
     queues: tuple[QueueInfo, ...]
     """Each queue now (``GET /queues``), in QUEUES order."""
+    instance: str | None = None
+    """The instance that answered, in a cluster (DATABASE_URL): its INSTANCE_ID. Left out
+    otherwise."""
 
     @classmethod
     def of(
@@ -164,6 +169,7 @@ class StatsBody(msgspec.Struct, frozen=True):
             ),
             uptime_s=round(uptime_s, 3),
             queues=queues,
+            instance=tasks.instance,
         )
 
     def with_invalid(self, invalid: int) -> StatsBody:

@@ -64,6 +64,7 @@ if TYPE_CHECKING:
     from actors.backoff import Uniform
     from actors.observer import AttemptObserver
     from actors.paging import Page
+    from actors.pg_connect import Cluster
     from actors.queues import QueueInfo, QueueSpec
     from actors.retention import Retention
     from actors.runners import RunnerFactory
@@ -177,6 +178,7 @@ class TaskSystem:
         runner_counts: RunnerCounts | None = None,
         durable: bool = False,
         queues: Sequence[QueueSpec] = (),
+        clustered: bool = False,
     ) -> None:
         self._repository = repository
         self._dispatcher = dispatcher
@@ -188,6 +190,9 @@ class TaskSystem:
         self._started_at = time.monotonic()
         self._schedules: pykka.ActorRef | None = None
         self._queue_names = frozenset(spec.name for spec in queues)
+        self.clustered = clustered
+        """Whether the tasks are in a PostgreSQL database shared with other instances: then the
+        one queue, ``default``, and no schedules (actors/cluster.py)."""
         self._first_queue = queues[0].name if queues else DEFAULT_QUEUE
 
     @classmethod
@@ -211,6 +216,7 @@ class TaskSystem:
         deliveries: Deliveries | None = None,
         open_schedules: OpenScheduleStore | None = None,
         queues: Sequence[QueueSpec] | None = None,
+        cluster: Cluster | None = None,
     ) -> TaskSystem:
         """Start the actors; with ``open_store``, over a durable store, recovering its tasks.
 
@@ -226,7 +232,8 @@ class TaskSystem:
         left running) when the store cannot be used. ``retention`` bounds the finished tasks
         kept (the service's defaults; ``KEEP_ALL`` keeps them all), their ages measured
         with ``clock``. ``observer`` hears of every attempt's end from the workers (the
-        metrics' histograms).
+        metrics' histograms). With ``cluster`` (instead of ``open_store``), the tasks are in a
+        PostgreSQL database shared with other instances (actors/cluster.py).
 
         ``queues`` declares the queues, each with workers of its own (their sum replaces
         ``workers``); without it, one queue, ``default``, with ``workers`` workers.
@@ -247,13 +254,25 @@ class TaskSystem:
             deliveries = Deliveries(AllowList(), workers=workers, result_max_bytes=result_max_bytes)
         runners = with_targets(runners, deliveries)
         policy = RetryPolicy(base_ms=retry_base_ms, max_ms=retry_max_ms)
-        attempt_policy = AttemptPolicy(
-            policy, task_timeout_ms=task_timeout_ms, durable=open_store is not None
-        )
+        durable = open_store is not None or cluster is not None
+        attempt_policy = AttemptPolicy(policy, task_timeout_ms=task_timeout_ms, durable=durable)
         counts = RunnerCounts()
         # First of all: a runner that cannot start (a handler its child cannot load, raising
         # HandlerLoadError) stops the start before the store is even opened.
         made = _make_runners(runners, workers, counts)
+        if cluster is not None:
+            return cls._start_cluster(
+                cluster,
+                made,
+                counts,
+                attempt_policy,
+                uniform,
+                observer,
+                retention,
+                clock,
+                queue_size,
+                scheduled_max,
+            )
         try:
             repository = RepositoryActor.start(open_store, retention=retention, clock=clock)
             stored = _recover(repository) if open_store is not None else ()
@@ -316,6 +335,46 @@ class TaskSystem:
         except BaseException:
             self.stop(time.monotonic())
             raise
+
+    @classmethod
+    def _start_cluster(
+        cls,
+        cluster: Cluster,
+        made: tuple[AttemptRunner, ...],
+        counts: RunnerCounts,
+        policy: AttemptPolicy,
+        uniform: Uniform,
+        observer: AttemptObserver | None,
+        retention: Retention,
+        clock: Callable[[], float],
+        queue_size: int,
+        scheduled_max: int,
+    ) -> TaskSystem:
+        from actors.cluster import start_cluster  # psycopg is loaded only in cluster mode
+
+        try:
+            actors = start_cluster(
+                cluster,
+                made,
+                policy=policy,
+                uniform=uniform,
+                observer=observer,
+                retention=retention,
+                clock=clock,
+                queue_size=queue_size,
+                scheduled_max=scheduled_max,
+            )
+        except BaseException:
+            _close_all(made, 0.0)
+            raise
+        return cls(
+            *actors,
+            runners=made,
+            runner_counts=counts,
+            durable=True,
+            queues=default_queues(len(made)),
+            clustered=True,
+        )
 
     # --- what the API asks ---------------------------------------------------------------------
 
@@ -445,8 +504,10 @@ class TaskSystem:
         retry: Reply[int] = Reply()
         tell_or_fail(self._repository, GetRepositoryStats(repository))
         tell_or_fail(self._dispatcher, GetDispatcherStats(dispatcher, retry))
-        queues: Reply[tuple[QueueInfo, ...]] = Reply()
-        tell_or_fail(self._dispatcher, GetQueues(queues))
+        queues: Reply[tuple[QueueInfo, ...]] | None = None
+        if not self.clustered:  # a cluster's dispatcher keeps no lines of its own to show
+            queues = Reply()
+            tell_or_fail(self._dispatcher, GetQueues(queues))
         return StatsAnswer(
             repository, dispatcher, retry, self._started_at, self._runner_counts, queues
         )

@@ -7,11 +7,17 @@ from typing import TYPE_CHECKING
 import falcon
 
 from actors.reply import SystemStopped
+from actors.store import StoreError
 from api.auth import OPEN_PATHS, BearerTokenAuth
 from api.control import cancel_resource, retry_resource
 from api.dashboard import DASHBOARD_PATHS, add_dashboard_routes
 from api.enqueue import BatchEnqueueResource, EnqueueResource
-from api.errors import handle_system_stopped, handle_unexpected, serialize_error
+from api.errors import (
+    handle_store_error,
+    handle_system_stopped,
+    handle_unexpected,
+    serialize_error,
+)
 from api.health import HealthResource
 from api.metrics import METRICS_PATH, Metrics, MetricsResource
 from api.openapi import OPENAPI_PATH, OpenApiResource
@@ -66,6 +72,7 @@ def create_app(
         app.add_middleware(BearerTokenAuth(api_token, open_paths=open_paths | DASHBOARD_PATHS))
     app.add_error_handler(Exception, handle_unexpected)
     app.add_error_handler(SystemStopped, handle_system_stopped)
+    app.add_error_handler(StoreError, handle_store_error)
     invalid = InvalidCount()
     app.add_route(
         "/enqueue",
@@ -94,14 +101,15 @@ def create_app(
         "/tasks",
         TaskListResource(system, timeout_s=request_timeout_s, listings_max=listings_max),
     )
-    add_queue_routes(app, system, timeout_s=request_timeout_s)
-    add_schedule_routes(
-        app,
-        system,
-        max_body_bytes=max_body_bytes,
-        timeout_s=request_timeout_s,
-        allow=target_allow,
-    )
+    if not system.clustered:  # a cluster has the one queue and no schedules yet
+        add_queue_routes(app, system, timeout_s=request_timeout_s)
+        add_schedule_routes(
+            app,
+            system,
+            max_body_bytes=max_body_bytes,
+            timeout_s=request_timeout_s,
+            allow=target_allow,
+        )
     app.add_route("/healthz", HealthResource())
     app.add_route("/stats", StatsResource(system, invalid, timeout_s=request_timeout_s))
     app.add_route("/readyz", ReadinessResource(system, timeout_s=request_timeout_s))

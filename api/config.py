@@ -52,6 +52,16 @@ class Config(msgspec.Struct, frozen=True, rename="upper", kw_only=True):
     # Unset: tasks live in memory only. Set: the SQLite file that keeps them across restarts;
     # whether it is usable is checked when the store opens (actors/sqlite_store.py).
     db_path: str | None = None
+    # Unset: no cluster. Set (postgresql://user:password@host:port/dbname): the PostgreSQL
+    # database every instance with the same URL shares as one queue (actors/cluster.py). Never
+    # logged with its password.
+    database_url: str | None = None
+    # The name of this instance in the database, the logs and /stats (default: hostname, pid
+    # and a random suffix; actors/cluster.py).
+    instance_id: str | None = None
+    # How long a claimed attempt is this instance's before any other may rescue it: renewed
+    # well before it ends while the attempt runs (actors/leases.py).
+    lease_ms: Annotated[int, Meta(ge=300, le=DAY_MS)] = 15_000
     # Unset: no authentication. Set: every endpoint but /healthz and /readyz needs
     # `Authorization: Bearer <token>` (api/auth.py). Never logged.
     api_token: str | None = None
@@ -181,6 +191,20 @@ def load_config(environ: Mapping[str, str]) -> Config:
             raise ConfigError(
                 f"invalid QUEUES={given['QUEUES']!r}: {exc}; expected {QUEUES_SYNTAX}"
             ) from None
+    if config.database_url is not None:
+        if config.db_path is not None:
+            raise ConfigError(
+                "DB_PATH and DATABASE_URL are both set: choose one store, the SQLite file or "
+                "the PostgreSQL database"
+            )
+        if config.queues is not None:
+            raise ConfigError(
+                f"QUEUES={given['QUEUES']!r} and DATABASE_URL are both set: a cluster has the one "
+                "queue, default, with WORKERS workers, so leave QUEUES unset"
+            )
+        if not config.database_url.startswith(("postgresql://", "postgres://")):
+            # The URL itself is not echoed: it may hold a password.
+            raise ConfigError("DATABASE_URL must start with postgresql:// or postgres://")
     try:
         AllowList.parse(config.target_allow)
         parse_signing_keys(config.target_signing_keys or "")

@@ -69,5 +69,12 @@ def handle_system_stopped(
     raise service_unavailable("task system stopped", retry_after_s=RETRY_AFTER_STOPPED_S)
 
 
+def handle_store_error(
+    req: falcon.Request, resp: falcon.Response, error: Exception, params: Mapping[str, Any]
+) -> None:
+    """A read the database could not answer (a cluster's, in an outage): 503, as enqueues."""
+    raise service_unavailable("store unavailable", retry_after_s=1)
+
+
 def service_unavailable(message: str, retry_after_s: int | None = None) -> falcon.HTTPError:
     return falcon.HTTPServiceUnavailable(description=message, retry_after=retry_after_s)

@@ -19,8 +19,9 @@ from api.request_id import current_request_id
 
 LogFormat = Literal["text", "json"]
 
-CONTEXT_FIELDS: Final = ("request_id", "task_id", "attempt")
-"""What every line says when it applies: the request, the task and the attempt it is about."""
+CONTEXT_FIELDS: Final = ("instance", "request_id", "task_id", "attempt")
+"""What every line says when it applies: the instance of a cluster that wrote it (INSTANCE_ID),
+the request, the task and the attempt it is about."""
 
 TRACEBACK_FIELD: Final = "traceback"
 """An ``extra`` field holding a traceback already formatted as text (one from a worker's child
@@ -48,6 +49,18 @@ class RequestIdFilter(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         record.request_id = current_request_id.get()
+        return True
+
+
+class InstanceFilter(logging.Filter):
+    """Puts the instance's INSTANCE_ID on every record: in a cluster, whose line it is."""
+
+    def __init__(self, instance: str) -> None:
+        super().__init__()
+        self._instance = instance
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.instance = self._instance
         return True
 
 
@@ -126,12 +139,21 @@ def _escaped(value: Any) -> Any:
     return value
 
 
-def configure_logging(level: str, log_format: LogFormat, stream: IO[str] = sys.stderr) -> None:
-    """Send every logger's lines to ``stream`` in ``log_format``, from ``level`` up."""
+def configure_logging(
+    level: str,
+    log_format: LogFormat,
+    stream: IO[str] = sys.stderr,
+    *,
+    instance: str | None = None,
+) -> None:
+    """Send every logger's lines to ``stream`` in ``log_format``, from ``level`` up; with
+    ``instance`` (a cluster's INSTANCE_ID), each line names it."""
     handler = logging.StreamHandler(stream)
     handler.setFormatter(JsonFormatter() if log_format == "json" else TextFormatter())
     # On the handler, not a logger: records propagated from any logger pass through it.
     handler.addFilter(RequestIdFilter())
+    if instance is not None:
+        handler.addFilter(InstanceFilter(instance))
     root = logging.getLogger()
     for old in root.handlers[:]:
         root.removeHandler(old)

@@ -7,6 +7,9 @@ import pytest
 
 from tests.api_client import Recorder
 
+# The private PostgreSQL server's fixtures (pg_server, pg_database), for every test module.
+pytest_plugins = ["tests.pg_server"]
+
 
 @pytest.fixture(autouse=True)
 def stop_all_actors() -> Iterator[None]:

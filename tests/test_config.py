@@ -75,6 +75,8 @@ def test_every_variable_is_read_and_parsed() -> None:
         "LISTINGS_MAX": "2",
         "TARGET_ALLOW": "https://hooks.example/in, http://127.0.0.1:9000",
         "TARGET_SIGNING_KEYS": "a-signing-key-of-length",
+        "INSTANCE_ID": "node-a",
+        "LEASE_MS": "4000",
     }
 
     config = load_config(environ)
@@ -113,6 +115,8 @@ def test_every_variable_is_read_and_parsed() -> None:
         listings_max=2,
         target_allow="https://hooks.example/in, http://127.0.0.1:9000",
         target_signing_keys="a-signing-key-of-length",
+        instance_id="node-a",
+        lease_ms=4000,
     )
 
 
