@@ -53,6 +53,7 @@ _CREATE: Final = (
         timeout_ms bigint,
         result bytea,
         target bytea,
+        queue text NOT NULL DEFAULT 'default',  -- always default: a cluster has the one queue
         owner text,                    -- the instance running its attempt (status running)
         lease_until timestamptz,       -- the database's clock: instances' clocks may differ
         enqueued_by text NOT NULL      -- the instance that accepted it

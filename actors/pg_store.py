@@ -52,6 +52,7 @@ _TYPES: Final = [
     "int8[]",
     "bytea[]",
     "bytea[]",
+    "text[]",
 ]
 _UNNEST: Final = ", ".join(f"%s::{kind}" for kind in _TYPES)
 _NOW: Final = "extract(epoch FROM clock_timestamp())"
