@@ -613,3 +613,19 @@ def test_a_row_per_schedule_as_text_whose_button_pauses_and_resumes_it(
     )
     wait_until(lambda: (schedule_row(browser, "nightly") or {}).get("paused") == "false")
     assert service.request("GET", "/schedule?id=nightly").json()["paused"] is False
+
+
+def test_a_cluster_instance_shows_its_counters_with_no_queue_or_schedule_rows(
+    start_service: Callable[..., Service], browser: WebDriver, pg_database: str
+) -> None:
+    # A cluster answers 404 on /schedules: the page still updates, with no rows to show.
+    service = start_service("fail_times", DATABASE_URL=pg_database, INSTANCE_ID="node-a")
+    service.accept({"id": "in-a-cluster", "payload": {"failures": 0}})
+    open_dashboard(browser, service)
+
+    stats = wait_for_counters(browser, service)
+
+    assert stats["queues"] == []
+    assert browser.find_element(By.ID, "connection-state").text == "live"
+    assert browser.find_elements(By.CSS_SELECTOR, "#queue-rows tr") == []
+    assert browser.find_elements(By.CSS_SELECTOR, "#schedule-rows tr") == []

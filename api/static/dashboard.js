@@ -259,6 +259,16 @@ function scheduleRow(schedule) {
   return row;
 }
 
+/** The schedules, or none where the service has no schedules (a cluster answers 404). */
+async function listSchedules() {
+  try {
+    return (await api("GET", "/schedules")).data;
+  } catch (error) {
+    if (error instanceof ApiError && error.status === 404) return [];
+    throw error;
+  }
+}
+
 function showSchedules(schedules) {
   const key = JSON.stringify(schedules);
   if (key === schedulesShown) return;
@@ -569,7 +579,7 @@ async function refreshOnce() {
     const stats = (await api("GET", "/stats")).data;
     showStats(stats);
     showQueues(stats.queues);
-    showSchedules((await api("GET", "/schedules")).data);
+    showSchedules(await listSchedules());
     recordSample(stats);
     drawChart();
     await refreshTasks();
