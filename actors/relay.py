@@ -60,6 +60,12 @@ class Relay:
         self._stopped = False
         self._made = 0
 
+    @property
+    def spares(self) -> int:
+        """Threads parked, waiting to take over."""
+        with self._lock:
+            return len(self._spares)
+
     def take_over(self, first: Callable[[], None]) -> None:
         with self._lock:
             spare = self._spares.pop() if self._spares else None

@@ -81,8 +81,9 @@ def test_every_variable_is_read_and_parsed() -> None:
 
     config = load_config(environ)
 
-    # QUEUES is read below: with WORKERS, it is a configuration error.
-    assert set(environ) | {"QUEUES"} == set(CONFIG_VARIABLES)
+    # QUEUES is read below: with WORKERS, it is a configuration error. DATABASE_URL excludes
+    # DB_PATH: tests/test_pg_config.py reads it.
+    assert set(environ) | {"QUEUES", "DATABASE_URL"} == set(CONFIG_VARIABLES)
     assert config == Config(
         host="0.0.0.0",
         port=9090,

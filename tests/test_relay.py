@@ -12,6 +12,7 @@ import pytest
 
 from actors.base import Actor
 from actors.relay import LOOP_STEPS, Relay
+from tests.support import wait_until
 
 TIMEOUT_S = 5.0
 
@@ -105,6 +106,7 @@ def test_a_thread_whose_call_returns_waits_as_a_spare_and_is_used_next_time(
     own = ref.ask(WhoServes(), timeout=TIMEOUT_S)
     stuck(ref, relay).set()  # the own thread returns, and parks
     first_relay = ref.ask(WhoServes(), timeout=TIMEOUT_S)
+    wait_until(lambda: relay.spares == 1)
 
     gate = stuck(ref, relay)  # the relay thread is stuck now: the spare takes over
 
