@@ -82,10 +82,10 @@ def main(environ: Mapping[str, str] = os.environ) -> int:
     except HandlerLoadError as exc:
         return _bad_handler(exc)
 
-    metrics = Metrics() if config.metrics else None
     # Checked by load_config already: these cannot raise here.
     allow = AllowList.parse(config.target_allow)
     queues = queues_of(config)
+    metrics = Metrics([queue.name for queue in queues]) if config.metrics else None
     workers = sum(queue.workers for queue in queues)
     deliveries = Deliveries(
         allow,

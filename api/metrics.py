@@ -31,12 +31,13 @@ from prometheus_client import (
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 
 from actors.observer import OUTCOMES
+from actors.task import DEFAULT_QUEUE
 from api.options import JsonOptions
 from api.reply import wait_for
 from api.tally import Tally
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator, Sequence
+    from collections.abc import Iterable, Iterator, Mapping, Sequence
 
     import falcon
     from falcon.routing import CompiledRouter
@@ -74,52 +75,64 @@ disable_created_metrics()
 
 
 class TaskMetrics:
-    """The workers' histograms (an ``AttemptObserver``): attempt durations by outcome, and
-    enqueue-to-final times of tasks that ended done or failed. Counted in tallies, lock-free on
-    the workers' threads (api/tally.py), and exposed by ``collect`` at scrape time.
+    """The workers' histograms (an ``AttemptObserver``): attempt durations by queue and outcome,
+    and enqueue-to-final times of tasks that ended done or failed, by queue and status. Counted
+    in tallies, lock-free on the workers' threads (api/tally.py), and exposed by ``collect`` at
+    scrape time.
 
     A task cancelled through the API also ends, but not on a worker: it is not observed here.
     """
 
-    def __init__(self, registry: CollectorRegistry) -> None:
-        self._attempts: Tally[str] = Tally(ATTEMPT_BUCKETS_S)
-        self._to_final: Tally[str] = Tally(TO_FINAL_BUCKETS_S)
+    def __init__(self, registry: CollectorRegistry, queues: Sequence[str] = (DEFAULT_QUEUE,)):
+        self._queues = tuple(queues)
+        self._attempts: Tally[tuple[str, str]] = Tally(ATTEMPT_BUCKETS_S)
+        self._to_final: Tally[tuple[str, str]] = Tally(TO_FINAL_BUCKETS_S)
         registry.register(self)
 
     def attempt_ended(self, task: Task, outcome: AttemptOutcome, duration_s: float) -> None:
-        self._attempts.observe(outcome, duration_s)
+        self._attempts.observe((task.queue, outcome), duration_s)
         if outcome != "retry":
-            self._to_final.observe(outcome, max(0.0, task.updated_at - task.created_at))
+            elapsed_s = max(0.0, task.updated_at - task.created_at)
+            self._to_final.observe((task.queue, outcome), elapsed_s)
 
     def collect(self) -> Iterator[Metric]:
         # Every label value from the first scrape on, observed or not: a series that appears
         # only later makes rate() and alerts miss its start.
-        attempts: dict[str, list[float]] = {o: self._attempts.empty_row() for o in OUTCOMES}
-        attempts.update(self._attempts.rows())
-        to_final = {status: self._to_final.empty_row() for status in FINAL_OUTCOMES}
-        to_final.update(self._to_final.rows())
         yield _histogram(
             f"{PREFIX}_attempt_duration_seconds",
-            "Time a worker spent on one attempt, by how the attempt ended.",
-            "outcome",
+            "Time a worker spent on one attempt, by queue and how the attempt ended.",
+            ("queue", "outcome"),
             self._attempts,
-            attempts,
+            self._every(self._attempts, OUTCOMES),
         )
         yield _histogram(
             f"{PREFIX}_task_enqueue_to_final_seconds",
             "Time from a task's enqueue to its final state (done or failed), retries included.",
-            "status",
+            ("queue", "status"),
             self._to_final,
-            to_final,
+            self._every(self._to_final, FINAL_OUTCOMES),
         )
+
+    def _every(
+        self, tally: Tally[tuple[str, str]], values: Iterable[str]
+    ) -> dict[tuple[str, str], list[float]]:
+        """The tally's rows, with an empty one for every queue and value not observed yet."""
+        rows = {(queue, value): tally.empty_row() for queue in self._queues for value in values}
+        rows.update(tally.rows())
+        return rows
 
 
 def _histogram(
-    name: str, doc: str, label: str, tally: Tally[Any], rows: dict[str, list[float]]
+    name: str,
+    doc: str,
+    labels: Sequence[str],
+    tally: Tally[Any],
+    rows: Mapping[Any, list[float]],
 ) -> HistogramMetricFamily:
-    family = HistogramMetricFamily(name, doc, labels=[label])
-    for value, row in sorted(rows.items()):
-        family.add_metric([value], tally.buckets(row), tally.total(row))
+    """A histogram family with a sample per key of ``rows``: a tuple of its labels' values."""
+    family = HistogramMetricFamily(name, doc, labels=list(labels))
+    for values, row in sorted(rows.items()):
+        family.add_metric(list(values), tally.buckets(row), tally.total(row))
     return family
 
 
@@ -279,9 +292,9 @@ class HttpMetrics:
         yield _histogram(
             f"{PREFIX}_http_request_duration_seconds",
             "Time the application took to answer, by route template.",
-            "route",
+            ("route",),
             self._tally,
-            self._tally.grouped(lambda key: key[0]),
+            self._tally.grouped(lambda key: (key[0],)),
         )
 
 
@@ -292,9 +305,9 @@ class Metrics:
     one Metrics serves one app.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, queues: Sequence[str] = (DEFAULT_QUEUE,)) -> None:
         self.registry = CollectorRegistry()
-        self.tasks = TaskMetrics(self.registry)
+        self.tasks = TaskMetrics(self.registry, queues)
         self.http = HttpMetrics(self.registry)
 
     def watch(self, system: TaskSystem, invalid: InvalidCount, *, timeout_s: float) -> None:

@@ -86,8 +86,16 @@ def test_json_logs_carry_request_and_task_ids_and_metrics_count_the_work(
         "retry": 1,
         "failed": 0,
     }
-    assert metrics.value("taskqueue_attempt_duration_seconds_count", outcome="retry") == 1
-    assert metrics.value("taskqueue_task_enqueue_to_final_seconds_count", status="done") == 2
+    assert (
+        metrics.value("taskqueue_attempt_duration_seconds_count", queue="default", outcome="retry")
+        == 1
+    )
+    assert (
+        metrics.value(
+            "taskqueue_task_enqueue_to_final_seconds_count", queue="default", status="done"
+        )
+        == 2
+    )
     assert metrics.labelled("taskqueue_tasks", "status")["done"] == 2
 
     def requests(route: str, method: str, status: str) -> float:

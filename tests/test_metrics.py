@@ -13,6 +13,7 @@ import pytest
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from actors import TaskSystem, noop
+from actors.queues import QueueSpec
 from api import create_app
 from api.metrics import Metrics
 from tests.handlers import Gate, fail_times
@@ -57,7 +58,8 @@ def serve() -> Iterator[Callable[..., Served]]:
     systems: list[TaskSystem] = []
 
     def make(handler: Handler, *, api_token: str | None = None, **options: Any) -> Served:
-        metrics = Metrics()
+        queues = options.get("queues")
+        metrics = Metrics([spec.name for spec in queues]) if queues else Metrics()
         options = {"retry_base_ms": 1, "retry_max_ms": 10, "uniform": no_jitter, **options}
         system = TaskSystem.start(handler, observer=metrics.tasks, **options)
         systems.append(system)
@@ -130,8 +132,14 @@ def test_every_enqueue_is_counted_by_outcome_and_the_gauges_say_where_tasks_are(
         "failed": 0,
     }
     assert (after.value("taskqueue_tasks_waiting"), after.value("taskqueue_workers_busy")) == (0, 0)
-    assert after.value("taskqueue_attempt_duration_seconds_count", outcome="done") == 3
-    assert after.value("taskqueue_task_enqueue_to_final_seconds_count", status="done") == 3
+    assert (
+        after.value("taskqueue_attempt_duration_seconds_count", queue="default", outcome="done")
+        == 3
+    )
+    assert (
+        after.value("taskqueue_task_enqueue_to_final_seconds_count", queue="default", status="done")
+        == 3
+    )
 
     served.system.begin_shutdown()
     assert served.post({"id": "late"}) == 503
@@ -164,14 +172,39 @@ def test_attempts_are_counted_and_timed_by_how_they_ended(serve: Callable[..., S
     outcomes = {"done": 2, "retry": 3, "failed": 1}
     assert scrape.labelled("taskqueue_attempts_total", "outcome") == outcomes
     for outcome, count in outcomes.items():
-        assert scrape.value("taskqueue_attempt_duration_seconds_count", outcome=outcome) == count
         assert (
-            scrape.value("taskqueue_attempt_duration_seconds_bucket", outcome=outcome, le="+Inf")
+            scrape.value(
+                "taskqueue_attempt_duration_seconds_count", queue="default", outcome=outcome
+            )
             == count
         )
-    assert scrape.value("taskqueue_task_enqueue_to_final_seconds_count", status="done") == 2
-    assert scrape.value("taskqueue_task_enqueue_to_final_seconds_count", status="failed") == 1
-    assert scrape.value("taskqueue_task_enqueue_to_final_seconds_sum", status="failed") > 0
+        assert (
+            scrape.value(
+                "taskqueue_attempt_duration_seconds_bucket",
+                queue="default",
+                outcome=outcome,
+                le="+Inf",
+            )
+            == count
+        )
+    assert (
+        scrape.value(
+            "taskqueue_task_enqueue_to_final_seconds_count", queue="default", status="done"
+        )
+        == 2
+    )
+    assert (
+        scrape.value(
+            "taskqueue_task_enqueue_to_final_seconds_count", queue="default", status="failed"
+        )
+        == 1
+    )
+    assert (
+        scrape.value(
+            "taskqueue_task_enqueue_to_final_seconds_sum", queue="default", status="failed"
+        )
+        > 0
+    )
 
 
 @pytest.mark.filterwarnings("ignore:Unknown REQUEST_METHOD")  # wsgiref's, for BREW
@@ -344,3 +377,29 @@ def test_each_app_has_a_registry_of_its_own(serve: Callable[..., Served]) -> Non
 
     assert first.scrape().value("taskqueue_tasks_enqueued_total") == 1
     assert second.scrape().value("taskqueue_tasks_enqueued_total") == 0
+
+
+def test_the_histograms_are_labelled_by_queue_with_every_queue_shown_from_the_start(
+    serve: Callable[..., Served],
+) -> None:
+    served = serve(fail_times, queues=[QueueSpec("default", 1), QueueSpec("emails", 1)])
+    before = served.scrape()
+    assert served.post({"id": "mail", "payload": {"failures": 0}, "queue": "emails"}) == 201
+
+    def settled() -> Scrape | None:
+        scrape = served.scrape()
+        return scrape if scrape.labelled("taskqueue_tasks", "status")["done"] == 1 else None
+
+    scrape = wait_until(settled)
+
+    for queue in ("default", "emails"):
+        assert (
+            before.value("taskqueue_attempt_duration_seconds_count", queue=queue, outcome="done")
+            == 0
+        )
+    count = "taskqueue_attempt_duration_seconds_count"
+    assert scrape.value(count, queue="emails", outcome="done") == 1
+    assert scrape.value(count, queue="default", outcome="done") == 0
+    final = "taskqueue_task_enqueue_to_final_seconds_count"
+    assert scrape.value(final, queue="emails", status="done") == 1
+    assert scrape.value(final, queue="default", status="done") == 0
