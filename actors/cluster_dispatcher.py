@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, Final
 import pykka
 
 from actors.alarm import Alarm
+from actors.attempt_counts import AttemptCounts
 from actors.base import Actor, tell_or_fail
 from actors.protocol.answers import Admission, Outcome, Readiness
 from actors.protocol.cluster import AskReadiness, Claim, Claimed, LineStats, Wake
@@ -39,7 +40,6 @@ from actors.protocol.task_actions import AdmitRequeue, CancelInLine, StoreAdmitt
 from actors.protocol.waiting import HoldUntilDue, TasksDue
 from actors.reply import SystemStopped
 from actors.stats import LineCounts, Workers
-from actors.task import DONE, FAILED
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
@@ -76,10 +76,7 @@ class ClusterDispatcherActor(Actor):
         self._store_down = False
         self._idle_waiters: list[Reply[None]] = []
         self._poll: Alarm | None = None
-        self._attempts = 0
-        self._retries = 0
-        self._done = 0
-        self._failed = 0
+        self._counts = AttemptCounts()
 
     def on_start(self) -> None:
         self._poll = Alarm(self._ring, name="dispatcher-poll-alarm")
@@ -208,7 +205,7 @@ class ClusterDispatcherActor(Actor):
             worker = self._idle.pop()
             self._running[worker] = task.id
             self._workers[worker].tell(Run(task))
-            self._attempts += 1
+            self._counts.attempts += 1
         if len(tasks) == limit:
             self._woken = True  # a full claim: more may be due
         self._claim()
@@ -217,12 +214,7 @@ class ClusterDispatcherActor(Actor):
     def _finished(self, worker: int, task: Task, retry_delay_s: float | None) -> None:
         self._idle.append(worker)
         self._running[worker] = None
-        if retry_delay_s is not None:
-            self._retries += 1
-        elif task.status == DONE:
-            self._done += 1
-        elif task.status == FAILED:
-            self._failed += 1
+        self._counts.ended(task, retry_delay_s)
         self._repository.tell(Save(task))
         if retry_delay_s is not None:
             self._wake_at(task, retry_delay_s)
@@ -244,10 +236,10 @@ class ClusterDispatcherActor(Actor):
             workers=Workers(total=workers, busy=workers - len(self._idle)),
             queue_size=self._queue_size,
             scheduled_max=self._scheduled_max,
-            attempts=self._attempts,
-            retries=self._retries,
-            done=self._done,
-            failed=self._failed,
+            attempts=self._counts.attempts,
+            retries=self._counts.retries,
+            done=self._counts.done,
+            failed=self._counts.failed,
         )
 
     def _answer_idle_waiters(self) -> None:

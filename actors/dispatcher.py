@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any, Final
 import pykka
 
 from actors.alarm import Alarm
+from actors.attempt_counts import AttemptCounts
 from actors.base import Actor, tell_or_fail, tell_question
 from actors.protocol.answers import Admission, BatchAdmission, Outcome, Readiness
 from actors.protocol.intake import (
@@ -39,7 +40,7 @@ from actors.protocol.waiting import HoldUntilDue, TasksDue, WaitingCancelled
 from actors.queues import QueueSpec, QueueState
 from actors.reply import SystemStopped
 from actors.stats import LineCounts, Workers
-from actors.task import DEFAULT_QUEUE, DONE, FAILED, log_fields
+from actors.task import DEFAULT_QUEUE, log_fields
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Sequence
@@ -116,10 +117,7 @@ class DispatcherActor(Actor):
         self._store_down = False
         self._idle_waiters: list[Reply[None]] = []
         # Totals since start, for GET /stats: counted where the events already pass.
-        self._attempts = 0
-        self._retries = 0
-        self._done = 0
-        self._failed = 0
+        self._counts = AttemptCounts()
 
     def on_start(self) -> None:
         if any(state.bucket is not None for state in self._queues.values()):
@@ -399,12 +397,7 @@ class DispatcherActor(Actor):
         state = self._queue_of[worker]
         state.idle.append(worker)
         self._running[worker] = None
-        if retry_delay_s is not None:
-            self._retries += 1
-        elif task.status == DONE:
-            self._done += 1
-        elif task.status == FAILED:
-            self._failed += 1
+        self._counts.ended(task, retry_delay_s)
         # Saved before it is scheduled, so the stored state is never behind the retry's own.
         self._repository.tell(Save(task))
         if retry_delay_s is not None:
@@ -432,7 +425,7 @@ class DispatcherActor(Actor):
             task = line.popleft()
             self._running[worker] = task.id
             self._workers[worker].tell(Run(task))
-            self._attempts += 1
+            self._counts.attempts += 1
 
     def _wake_at(self, deadline: float) -> None:
         """Have the one rate-limit alarm ring by ``deadline``: the earliest a queue waits for
@@ -464,10 +457,10 @@ class DispatcherActor(Actor):
             workers=Workers(total=workers, busy=workers - idle),
             queue_size=self._queue_size,
             scheduled_max=self._scheduled_max,
-            attempts=self._attempts,
-            retries=self._retries,
-            done=self._done,
-            failed=self._failed,
+            attempts=self._counts.attempts,
+            retries=self._counts.retries,
+            done=self._counts.done,
+            failed=self._counts.failed,
         )
 
     def _answer_idle_waiters(self) -> None:
