@@ -25,9 +25,11 @@ without output says how the block's service was started, and must match its sett
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import shutil
+import socket
 import subprocess
 import sys
 import time
@@ -46,7 +48,6 @@ from tests.test_e2e import (
     HOST,
     STARTUP_TIMEOUT_S,
     Service,
-    free_port,
     healthy,
     service_environment,
 )
@@ -289,6 +290,17 @@ def run_main(settings: str, directory: Path) -> str:
     return done.stdout + done.stderr
 
 
+def distinct_ports(count: int) -> list[int]:
+    """``count`` free ports, all different: each socket is held until all are picked. Picked
+    one at a time and closed at once, two could be the same port, and one service would then
+    answer the other's examples."""
+    with contextlib.ExitStack() as stack:
+        sockets = [stack.enter_context(socket.socket()) for _ in range(count)]
+        for sock in sockets:
+            sock.bind((HOST, 0))
+        return [int(sock.getsockname()[1]) for sock in sockets]
+
+
 @dataclass
 class Running:
     service: Service | None
@@ -300,13 +312,14 @@ def services(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Run
     """Every service the README's examples name, started together, killed at the end."""
     base = tmp_path_factory.mktemp("readme")
     started: dict[str, Running] = {}
+    ports = iter(distinct_ports(len(STORIES)))
     try:
         for name, story in STORIES.items():
             directory = workdir(base, name)
             if name == "none":
                 started[name] = Running(None, directory)
                 continue
-            port = free_port()
+            port = next(ports)
             log_path = directory / "service.log"
             with log_path.open("wb") as log:
                 process = subprocess.Popen(
