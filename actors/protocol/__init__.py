@@ -6,6 +6,9 @@
 - ``task_actions``: cancel, retry by hand and delete of one task.
 - ``reading``: a task, a page, readiness and statistics, asked by a request thread.
 - ``lifecycle``: start, recovery, the store's health, housekeeping and shutdown.
+- ``queues``: pausing, resuming and reading the queues, and their rate limits' timer.
+- ``schedules``: the schedule actor's questions and its firings.
+- ``cluster``: claiming work from a shared PostgreSQL table, and waking up for it.
 - ``answers``: what the questions above are answered with.
 
 pykka does not copy messages, so nothing here is mutable except the replies, which exist to be
