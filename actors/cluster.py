@@ -15,9 +15,8 @@ from actors.cluster_dispatcher import ClusterDispatcherActor
 from actors.cluster_repository import ClusterRepositoryActor
 from actors.pg_store import PgStore
 from actors.protocol.lifecycle import Connect, Recover, WatchStore
-from actors.reply import Reply
 from actors.retry import RetryActor
-from actors.store import StoreError
+from actors.store import ask_store
 from actors.worker import WorkerActor
 
 if TYPE_CHECKING:
@@ -30,7 +29,6 @@ if TYPE_CHECKING:
     from actors.observer import AttemptObserver
     from actors.pg_connect import Cluster
     from actors.retention import Retention
-    from actors.task import Task
     from actors.worker import AttemptPolicy
 
 logger = logging.getLogger(__name__)
@@ -68,16 +66,7 @@ def start_cluster(
     repository = ClusterRepositoryActor.start(
         open_store, retry=policy.retry, uniform=uniform, retention=retention, clock=clock
     )
-    reply: Reply[tuple[Task, ...] | StoreError] = Reply()
-    repository.tell(Recover(reply))
-    try:
-        opened = reply.get()
-    except BaseException:
-        repository.stop()
-        raise
-    if isinstance(opened, StoreError):
-        repository.stop()
-        raise opened
+    ask_store(repository, Recover)
     dispatcher = ClusterDispatcherActor.start(repository, queue_size, scheduled_max)
     repository.tell(WatchStore(dispatcher))
     workers = tuple(

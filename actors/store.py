@@ -3,12 +3,19 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, TypeVar, runtime_checkable
+
+from actors.base import tell_or_fail
+from actors.reply import Reply
 
 if TYPE_CHECKING:
     from collections.abc import Collection, Sequence
 
+    import pykka
+
     from actors.task import Task
+
+T = TypeVar("T")
 
 
 class StoreError(Exception):
@@ -105,3 +112,21 @@ class MemoryStore:
 
     def close(self) -> None:
         """Nothing to release: the tasks stay for the next TaskSystem that opens this store."""
+
+
+def ask_store(actor: pykka.ActorRef, question: Callable[[Reply[T | StoreError]], object]) -> T:
+    """Ask ``actor`` ``question`` about the store it owns (opening it, loading from it) and wait
+    for the answer, without a timeout: loading takes as long as the store is big, and a store
+    another process holds is given up on after the store's own lock timeout. A StoreError it
+    answers with is raised, and on any failure ``actor`` is stopped first: nothing is left
+    running behind a start that failed."""
+    reply: Reply[T | StoreError] = Reply()
+    try:
+        tell_or_fail(actor, question(reply))
+        answer = reply.get()
+        if isinstance(answer, StoreError):
+            raise answer
+    except BaseException:
+        actor.stop()
+        raise
+    return answer

@@ -52,7 +52,7 @@ from actors.retry import RetryActor
 from actors.runners import RunnerCounts, StartsWarm, thread_runners
 from actors.schedules import ScheduleActor
 from actors.stats import StatsBody
-from actors.store import StoreError
+from actors.store import StoreError, ask_store
 from actors.target_runner import Deliveries, with_targets
 from actors.task import DEFAULT_QUEUE
 from actors.worker import DEFAULT_TASK_TIMEOUT_MS, AttemptPolicy, RetryPolicy, WorkerActor
@@ -650,29 +650,9 @@ class _Stopping:
 def _paused_queues(repository: pykka.ActorRef) -> frozenset[str]:
     """The queues the store keeps paused; StoreError (with the repository stopped) if it
     cannot say."""
-    reply: Reply[frozenset[str] | StoreError] = Reply()
-    try:
-        tell_or_fail(repository, LoadPausedQueues(reply))
-        found = reply.get()
-        if isinstance(found, StoreError):
-            raise found
-    except BaseException:
-        repository.stop()
-        raise
-    return found
+    return ask_store(repository, LoadPausedQueues)
 
 
 def _recover(repository: pykka.ActorRef) -> tuple[Task, ...]:
     """Have the repository open its store; every stored task, or StoreError with it stopped."""
-    reply: Reply[tuple[Task, ...] | StoreError] = Reply()
-    try:
-        tell_or_fail(repository, Recover(reply))
-        # No timeout: loading takes as long as the file is big, and a file another process
-        # holds is given up on after the store's own lock timeout.
-        found = reply.get()
-        if isinstance(found, StoreError):
-            raise found
-    except BaseException:
-        repository.stop()
-        raise
-    return found
+    return ask_store(repository, Recover)
