@@ -298,7 +298,6 @@ class ClusterDispatcherActor(Actor):
         if queue is None:
             reply.set(None)
             return
-        logger.info("queue %r %s for the cluster", name, "paused" if paused else "resumed")
         tell_or_fail(self._repository, SaveQueuePaused(name, paused, queue.info(), reply))
         if not paused:
             self._wake((queue,))

@@ -28,7 +28,7 @@ from actors.group_commit import GroupCommit
 from actors.leases import renew, renew_interval_s, rescue, rescue_interval_s
 from actors.outage import StoreOutage
 from actors.pg_listener import Listener
-from actors.pg_queues import QueueLines, pause, queue_lines
+from actors.pg_queues import QueueLines, queue_lines
 from actors.pg_retention import sweep
 from actors.pg_store import ClaimResult
 from actors.protocol.answers import Admission, BatchAdmission, Outcome, Readiness, Stock
@@ -407,11 +407,12 @@ class ClusterRepositoryActor(Actor):
             reply.fail(self._outage.error)
             return
         try:
-            pause(self._store, name, paused=paused)
+            self._store.pause(name, paused=paused)
         except StoreError as exc:
             self._failed(exc)
             reply.fail(exc)
             return
+        logger.info("queue %r %s for the cluster", name, "paused" if paused else "resumed")
         lines = self._read_lines()
         reply.set(lines.fill(info))
 

@@ -13,7 +13,6 @@ from typing import TYPE_CHECKING, Final, NamedTuple
 
 import msgspec
 
-from actors.pg_schema import CHANNEL
 from actors.protocol.answers import Admission, Readiness
 
 if TYPE_CHECKING:
@@ -25,7 +24,8 @@ if TYPE_CHECKING:
     from actors.queues import QueueInfo
 
 _PAUSED: Final = "SELECT name FROM task_queue_queues WHERE paused"
-_PAUSE: Final = (
+PAUSE: Final = (
+    # Pause (or resume) queue %s (%s: paused), made if it has no row yet.
     "INSERT INTO task_queue_queues (name, paused, tokens) VALUES (%s, %s, 0) "
     "ON CONFLICT (name) DO UPDATE SET paused = excluded.paused"
 )
@@ -94,15 +94,6 @@ def queue_lines(store: PgStore) -> QueueLines:
     lines = store.lines()
     paused = store.execute("cannot be read", _PAUSED)
     return QueueLines(lines, frozenset(name for (name,) in paused))
-
-
-def pause(store: PgStore, name: str, *, paused: bool) -> None:
-    """Pause (or resume) queue ``name`` for the whole cluster, durably; the other instances
-    are woken (NOTIFY) to claim again at once after a resume."""
-    with store.transaction("cannot be written") as connection:
-        connection.execute("SET LOCAL synchronous_commit = on")  # answered as kept
-        connection.execute(_PAUSE, (name, paused))
-        connection.execute("SELECT pg_notify(%s, %s)", (CHANNEL, store.instance_id))
 
 
 class Tokens(NamedTuple):

@@ -23,7 +23,7 @@ import msgspec
 import psycopg
 
 from actors.paging import Page
-from actors.pg_queues import next_token_s, refill, refusal, take
+from actors.pg_queues import PAUSE, next_token_s, refill, refusal, take
 from actors.pg_schema import CHANNEL, INTAKE_LOCK, TABLE, prepare
 from actors.protocol.answers import Admission, BatchAdmission, Outcome
 from actors.rows import decode_row, row_of, task_if_sound
@@ -556,6 +556,14 @@ class PgStore:
             connection.execute("SELECT pg_notify(%s, %s)", (CHANNEL, self.instance_id))
         assert row is not None
         return Outcome(_task(row))
+
+    def pause(self, queue: str, *, paused: bool) -> None:
+        """Pause (or resume) ``queue`` for the whole cluster, durably; the other instances are
+        woken (NOTIFY) to claim again at once after a resume."""
+        with self._using("cannot be written") as connection, connection.transaction():
+            connection.execute(_DURABLE)  # answered as kept
+            connection.execute(PAUSE, (queue, paused))
+            connection.execute("SELECT pg_notify(%s, %s)", (CHANNEL, self.instance_id))
 
     def delete(self, task_id: str) -> Outcome:
         """Forget a finished task."""

@@ -17,7 +17,7 @@ import pytest
 
 from actors import pg_schema
 from actors.pg_connect import DatabaseUrl
-from actors.pg_queues import pause, queue_lines
+from actors.pg_queues import queue_lines
 from actors.pg_store import PgStore
 from actors.protocol.answers import Admission, BatchAdmission, Readiness
 from actors.queues import QueueInfo
@@ -94,7 +94,7 @@ def test_a_queue_paused_by_one_instance_starts_nothing_anywhere_until_resumed(
     a, b = stores
     enqueue(a, task("e1", "emails"), task("d1", "default"))
 
-    pause(a, "emails", paused=True)
+    a.pause("emails", paused=True)
 
     assert b.claim(5, queue="emails").tasks == []
     assert b.claim(5, queue="emails", max_per_second=100).tasks == []
@@ -104,7 +104,7 @@ def test_a_queue_paused_by_one_instance_starts_nothing_anywhere_until_resumed(
         assert queue_lines(later).paused == frozenset({"emails"})
     finally:
         later.close()
-    pause(b, "emails", paused=False)
+    b.pause("emails", paused=False)
     assert ids(a.claim(5, queue="emails").tasks) == ["e1"]
     assert queue_lines(a).paused == frozenset()
 
@@ -115,7 +115,7 @@ def test_a_pause_notifies_the_other_instances(
     a, _ = stores
     with psycopg.connect(pg_database, autocommit=True) as listening:
         listening.execute(f"LISTEN {pg_schema.CHANNEL}")
-        pause(a, "emails", paused=False)
+        a.pause("emails", paused=False)
         heard = [note.payload for note in listening.notifies(timeout=2.0, stop_after=1)]
     assert heard == ["a"]
 
@@ -231,7 +231,7 @@ def test_lines_pages_and_readiness_by_queue(pg_database: str) -> None:
     try:
         later = task("e2", "emails", delay_s=600.0)
         enqueue(a, later, task("e1", "emails"), task("e3", "emails"), task("d1", "default"))
-        pause(a, "reports", paused=True)
+        a.pause("reports", paused=True)
 
         lines = queue_lines(a)
         page = a.page(queue="emails")
