@@ -424,11 +424,6 @@ class PgStore:
             rows = connection.execute(_LINES).fetchall()
         return {queue: (int(due), int(later)) for queue, due, later in rows}
 
-    def line(self) -> tuple[int, int]:
-        """Queued tasks in the cluster, all queues: due now, and waiting for their time."""
-        lines = self.lines().values()
-        return sum(due for due, _ in lines), sum(later for _, later in lines)
-
     # --- work -----------------------------------------------------------------------------------
 
     def claim(

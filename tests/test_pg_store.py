@@ -129,7 +129,7 @@ def test_the_queue_bound_holds_across_instances(pg_database: str) -> None:
         assert enqueue(a, delayed[0]) == {"d0": Admission.QUEUE_FULL}
         assert a.claim(1)[0][0].id == "a1"
         assert enqueue(a, *delayed) == {"d2": Admission.TOO_MANY_SCHEDULED}
-        assert a.line() == (2, 2)
+        assert a.lines() == {"default": (2, 2)}
     finally:
         a.close()
         b.close()
