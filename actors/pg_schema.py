@@ -78,7 +78,8 @@ _VERSION_1: Final = (
     """,
     "INSERT INTO task_queue_intake (bound) VALUES (0)",
 )
-"""Version 1 as it was made, never edited: each later version's block changes what it must."""
+"""Version 1 as it was made (only its comments kept current): each later version's block
+changes what it must, so a fresh database is built the way a migrated one is."""
 
 # --- queues (version 2) ------------------------------------------------------------------------
 _QUEUES: Final = (
