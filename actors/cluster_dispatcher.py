@@ -4,8 +4,12 @@ In a cluster the waiting lines are the table (actors/pg_store.py), shared by eve
 this actor keeps none. Each queue QUEUES declares has workers of its own here. When a queue has
 an idle worker and there may be work (a task enqueued here or, by NOTIFY, elsewhere; an
 attempt's end; a retry or delayed task come due; a resume; a token of its rate; the poll), it
-asks the repository to claim as many due tasks of that queue as the queue has idle workers, one
-claim at a time per queue, and hands each claimed task to an idle worker of the queue. Whether
+asks the repository to claim as many due tasks of that queue as the queue has idle workers, and
+hands each claimed task to an idle worker of the queue. One claim is out at a time, for every
+queue ready when it goes, in one statement: what becomes ready meanwhile goes in the next, as
+the workers of a single queue do, so that four queues cost no more claims than one. A claim
+also waits for the inbox to empty (or for CLAIM_DEFER_MAX messages), so that the queues woken
+by one burst of messages, an intake commit's, go together. Whether
 a queue is paused, and how fast it may start attempts, is the cluster's, kept in the database
 and applied by the claim itself (actors/pg_queues.py). Admission is decided where the cluster's
 counts are, in the intake commit; here only what this instance alone knows: it is shutting
@@ -25,7 +29,15 @@ from actors.alarm import Alarm
 from actors.attempt_counts import AttemptCounts
 from actors.base import Actor, tell_or_fail
 from actors.protocol.answers import Admission, Outcome, Readiness
-from actors.protocol.cluster import AskReadiness, Claim, Claimed, FillQueues, LineStats, Wake
+from actors.protocol.cluster import (
+    AskReadiness,
+    Claim,
+    Claimed,
+    FillQueues,
+    LineStats,
+    Wake,
+    Want,
+)
 from actors.protocol.intake import (
     AdmitBatch,
     AdmitTask,
@@ -60,6 +72,10 @@ POLL_INTERVAL_S: Final = 1.0
 for a notification lost while the listener was reconnecting, and for delayed tasks enqueued on
 an instance that has gone."""
 
+CLAIM_DEFER_MAX: Final = 32
+"""Messages handled at most while claims wait for the inbox to empty: under a steady stream of
+messages a woken queue still claims."""
+
 _WAKE = Wake()
 _TOKENS_DUE = TokensDue()
 
@@ -73,7 +89,7 @@ class _Queue:
         self.spec = spec
         self.workers = tuple(workers)
         self.idle = list(reversed(self.workers))  # popped from the end: the first worker first
-        # One claim at a time; a wake-up during it claims again once it is answered.
+        # In the claim that is out; a wake-up during it claims again once it is answered.
         self.claiming = False
         self.woken = False
         # When the queue's rate allows its next start, if a claim was held back for it.
@@ -113,6 +129,7 @@ class ClusterDispatcherActor(Actor):
         self._poll: Alarm | None = None
         self._tokens: Alarm | None = None
         self._tokens_at: float | None = None
+        self._deferred = 0
         self._counts = AttemptCounts()
 
     def on_start(self) -> None:
@@ -139,6 +156,15 @@ class ClusterDispatcherActor(Actor):
         self._idle_waiters.clear()
 
     def on_receive(self, message: Any) -> Any:
+        answer = self._handle(message)
+        self._deferred += 1
+        if self._deferred >= CLAIM_DEFER_MAX or self.actor_inbox.empty():
+            self._deferred = 0
+            self._claim_ready()
+        self._answer_idle_waiters()
+        return answer
+
+    def _handle(self, message: Any) -> Any:
         match message:
             case AdmitTask(task, reply):
                 refusal = self._refusal()
@@ -190,7 +216,6 @@ class ClusterDispatcherActor(Actor):
                     tell_or_fail(self._repository, AskReadiness(tuple(self._queues), reply))
             case WhenIdle(reply):
                 self._idle_waiters.append(reply)
-                self._answer_idle_waiters()
             case BeginShutdown(reply):
                 self._shutting_down = True
                 reply.set(True)
@@ -246,20 +271,27 @@ class ClusterDispatcherActor(Actor):
             self._retry.tell(HoldUntilDue(task, max(0.0, delay_s)))
 
     def _wake(self, queues: Iterable[_Queue]) -> None:
+        """There may be work for ``queues``: claimed once the inbox is empty."""
         for queue in queues:
             queue.woken = True
-            self._claim(queue)
 
-    def _claim(self, queue: _Queue) -> None:
-        if queue.claiming or self._shutting_down or self._store_down or not queue.idle:
+    def _ready(self, queue: _Queue) -> bool:
+        """Whether ``queue`` is to claim: woken, with idle workers, not in the claim out."""
+        if self._shutting_down or self._store_down:
+            return False
+        return queue.woken and bool(queue.idle) and not queue.claiming
+
+    def _claim_ready(self) -> None:
+        if any(queue.claiming for queue in self._queues.values()):
+            return  # one claim out at a time: what gets ready meanwhile goes in the next
+        ready = [queue for queue in self._queues.values() if self._ready(queue)]
+        if not ready:
             return
-        if not queue.woken:
-            return
-        queue.woken = False
-        spec = queue.spec
-        claim = Claim(spec.name, len(queue.idle), spec.max_per_second, self.actor_ref)
-        if tell_or_fail(self._repository, claim):
-            queue.claiming = True
+        wants = tuple(Want(q.spec.name, len(q.idle), q.spec.max_per_second) for q in ready)
+        if tell_or_fail(self._repository, Claim(wants, self.actor_ref)):
+            for queue in ready:
+                queue.woken = False
+                queue.claiming = True
 
     def _claimed(
         self, queue: _Queue, tasks: tuple[Task, ...], limit: int, next_token_s: float | None
@@ -276,8 +308,6 @@ class ClusterDispatcherActor(Actor):
             queue.woken = True  # a full claim: more may be due
         if next_token_s is not None:
             self._token_at(queue, time.monotonic() + next_token_s)
-        self._claim(queue)
-        self._answer_idle_waiters()
 
     def _finished(self, worker: int, task: Task, retry_delay_s: float | None) -> None:
         queue = self._queue_of[worker]
@@ -288,7 +318,6 @@ class ClusterDispatcherActor(Actor):
         if retry_delay_s is not None:
             self._wake_at(task, retry_delay_s)
         self._wake((queue,))
-        self._answer_idle_waiters()
 
     def _pause(self, name: str, paused: bool, reply: Reply[QueueInfo | None]) -> None:
         """Pause or resume ``name`` for the whole cluster: the repository writes it (and
@@ -352,8 +381,9 @@ class ClusterDispatcherActor(Actor):
         )
 
     def _answer_idle_waiters(self) -> None:
-        # Not while a claim is on its way: the tasks it brings are about to run here.
-        claiming = any(queue.claiming for queue in self._queues.values())
+        # Not while a claim is on its way or about to go: the tasks it brings would run here.
+        queues = self._queues.values()
+        claiming = any(queue.claiming or self._ready(queue) for queue in queues)
         if self._idle_waiters and self._idle_count() == len(self._workers) and not claiming:
             for waiter in self._idle_waiters:
                 waiter.set(None)

@@ -30,7 +30,7 @@ from actors.outage import StoreOutage
 from actors.pg_listener import Listener
 from actors.pg_queues import QueueLines, queue_lines
 from actors.pg_retention import sweep
-from actors.pg_store import ClaimResult
+from actors.pg_store import Claims
 from actors.protocol.answers import Admission, BatchAdmission, Outcome, Readiness, Stock
 from actors.protocol.cluster import (
     AskReadiness,
@@ -72,6 +72,7 @@ if TYPE_CHECKING:
     from actors.group_commit import Held
     from actors.outage import Failure
     from actors.pg_store import PgStore
+    from actors.protocol.cluster import Want
     from actors.queues import QueueInfo
     from actors.retention import Retention
     from actors.task import Task
@@ -194,11 +195,13 @@ class ClusterRepositoryActor(Actor):
                     answer = Admission.DUPLICATE
                 self._refused[answer] += 1
                 reply.set(answer)
-            case Claim(queue, wanted, max_per_second, dispatcher):
-                claimed = self._claim(queue, wanted, max_per_second)
-                found = Claimed(queue, tuple(claimed.tasks), wanted, claimed.next_token_s)
+            case Claim(wants, dispatcher):
+                claims = self._claim(wants)
                 with contextlib.suppress(pykka.ActorDeadError):
-                    dispatcher.tell(found)
+                    for want in wants:
+                        tasks = tuple(claims.tasks.get(want.queue, ()))
+                        wait_s = claims.next_token_s.get(want.queue)
+                        dispatcher.tell(Claimed(want.queue, tasks, want.limit, wait_s))
             case SaveRunning(_, committed):
                 committed.set(None)  # the claim committed the attempt's start already
             case Save(task):
@@ -437,18 +440,16 @@ class ClusterRepositoryActor(Actor):
 
     # --- outcomes, leases, retention --------------------------------------------------------------
 
-    def _claim(self, queue: str, wanted: int, max_per_second: float | None) -> ClaimResult:
+    def _claim(self, wants: tuple[Want, ...]) -> Claims:
         """Claim, writing the outcomes that wait in the same round trip (an attempt's end is
         followed by its worker's claim)."""
         assert self._store is not None
-        nothing = ClaimResult([], set())
+        nothing = Claims({}, set(), {})
         if self._outage.down:
             return nothing
         outcomes = list(self._outcomes.values())[:OUTCOMES_CAP]
         try:
-            claimed = self._store.claim(
-                wanted, outcomes, queue=queue, max_per_second=max_per_second
-            )
+            claimed = self._store.claim_many(wants, outcomes)
         except StoreError as exc:
             self._failed(exc)
             return nothing

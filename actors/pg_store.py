@@ -26,6 +26,7 @@ from actors.paging import Page
 from actors.pg_queues import PAUSE, next_token_s, refill, refusal, take
 from actors.pg_schema import CHANNEL, INTAKE_LOCK, TABLE, prepare
 from actors.protocol.answers import Admission, BatchAdmission, Outcome
+from actors.protocol.cluster import Want
 from actors.rows import decode_row, row_of, task_if_sound
 from actors.stats import StatusCounts
 from actors.store import StoreError
@@ -90,10 +91,13 @@ _CLAIM: Final = (
     f"UPDATE {TABLE} SET status = 'running', attempts = attempts + 1, owner = %s, "
     "lease_until = clock_timestamp() + %s * interval '1 millisecond', "
     f"updated_at = {_NOW} "
-    f"WHERE seq IN (SELECT seq FROM {TABLE} WHERE status = 'queued' AND queue = %s AND {_DUE} "
+    # For each queue wanted, its own limit: several queues in one statement.
+    "WHERE seq IN (SELECT claimable.seq FROM unnest(%s::text[], %s::int4[]) AS wanted(queue, n) "
+    f"CROSS JOIN LATERAL (SELECT seq FROM {TABLE} WHERE status = 'queued' "
+    f"AND {TABLE}.queue = wanted.queue AND {_DUE} "
     # A paused queue starts nothing, whichever instance paused it.
-    "AND NOT EXISTS (SELECT 1 FROM task_queue_queues WHERE name = %s AND paused) "
-    "ORDER BY priority DESC, seq LIMIT %s FOR UPDATE SKIP LOCKED) "
+    "AND NOT EXISTS (SELECT 1 FROM task_queue_queues q WHERE q.name = wanted.queue AND q.paused) "
+    "ORDER BY priority DESC, seq LIMIT wanted.n FOR UPDATE SKIP LOCKED) AS claimable) "
     f"RETURNING {COLUMNS}, seq"
 )
 _FINISH: Final = (
@@ -124,6 +128,17 @@ def _task(row: Sequence[Any]) -> Task | None:
 
 def tasks_of(rows: Iterable[Sequence[Any]]) -> list[Task]:
     return [task for task in map(_task, rows) if task is not None]
+
+
+class Claims(NamedTuple):
+    """What one ``claim_many`` did."""
+
+    tasks: dict[str, list[Task]]
+    """The tasks claimed per queue, as they were before the claim."""
+    written: set[str]
+    """The ids of the outcomes written, as ``finish`` returns them."""
+    next_token_s: dict[str, float]
+    """For each queue whose rate held the claim back: how soon it has its next token."""
 
 
 class ClaimResult(NamedTuple):
@@ -434,56 +449,74 @@ class PgStore:
         queue: str = DEFAULT_QUEUE,
         max_per_second: float | None = None,
     ) -> ClaimResult:
-        """Up to ``limit`` due queued tasks of ``queue``, highest priority first, then oldest,
-        each now running here under a lease of ``lease_ms``; returned as they were before the
-        claim (queued, attempts not yet counted), which is what a worker's Run starts from.
-        Nothing while the queue is paused; with ``max_per_second``, no more than its token
-        bucket (actors/pg_queues.py) holds.
+        """``claim_many`` for one queue."""
+        claims = self.claim_many((Want(queue, limit, max_per_second),), finished)
+        return ClaimResult(
+            claims.tasks.get(queue, []), claims.written, claims.next_token_s.get(queue)
+        )
 
-        The outcomes ``finished`` are written first, in the same round trip (pipelined): a
-        worker that ends an attempt asks for the next task at once.
+    def claim_many(self, wants: Sequence[Want], finished: Sequence[Task] = ()) -> Claims:
+        """For each of ``wants``, up to its limit of due queued tasks of its queue, highest
+        priority first, then oldest, each now running here under a lease of ``lease_ms``;
+        returned as they were before the claim (queued, attempts not yet counted), which is
+        what a worker's Run starts from. Nothing of a paused queue; of one with a rate, no more
+        than its token bucket (actors/pg_queues.py) holds.
+
+        The outcomes ``finished`` are written first, and the queues without a rate are claimed
+        in one statement, in the same round trip (pipelined): a worker that ends an attempt
+        asks for the next task at once. Each queue with a rate is a transaction of its own.
         """
-        params = (self.instance_id, self.lease_ms, queue, queue)
-        wait_s = None
+        plain = [want for want in wants if want.max_per_second is None]
+        rows: list[Any] = []
+        waits: dict[str, float] = {}
+        ids: set[str] = set()
         with self._using("cannot claim") as connection:
-            if max_per_second is not None:
-                # One transaction: the bucket's row stays locked from its refill to the take.
-                with connection.transaction():
-                    ids = self._finish_in(connection, finished)
-                    tokens = refill(connection, queue, max_per_second, limit)
-                    rows = []
-                    if tokens.allowed:
-                        rows = connection.execute(_CLAIM, (*params, tokens.allowed)).fetchall()
-                    take(connection, queue, len(rows))
-                wait_s = next_token_s(tokens, limit, len(rows), max_per_second)
-            elif finished:
-                with connection.pipeline():
+            with connection.pipeline():
+                written = claimed = None
+                if finished:
                     written = connection.execute(_FINISH, self._finish_params(finished))
-                    claimed = connection.execute(_CLAIM, (*params, limit))
+                if plain:
+                    queues = [want.queue for want in plain]
+                    limits = [want.limit for want in plain]
+                    params = (self.instance_id, self.lease_ms, queues, limits)
+                    claimed = connection.execute(_CLAIM, params)
+                if written is not None:
                     ids = {row[0] for row in written.fetchall()}
+                if claimed is not None:
                     rows = claimed.fetchall()
-            else:
-                ids = set()
-                rows = connection.execute(_CLAIM, (*params, limit)).fetchall()
+            for want in wants:
+                if want.max_per_second is not None:
+                    rated, wait_s = self._claim_rated(connection, want, want.max_per_second)
+                    rows += rated
+                    if wait_s is not None:
+                        waits[want.queue] = wait_s
         rows.sort(key=lambda row: (-row[9], row[-1]))
-        tasks = [
-            msgspec.structs.replace(task, status=QUEUED, attempts=task.attempts - 1)
-            for task in tasks_of(row[:-1] for row in rows)
-        ]
-        return ClaimResult(tasks, ids, wait_s)
+        tasks: dict[str, list[Task]] = {}
+        for task in tasks_of(row[:-1] for row in rows):
+            before = msgspec.structs.replace(task, status=QUEUED, attempts=task.attempts - 1)
+            tasks.setdefault(task.queue, []).append(before)
+        return Claims(tasks, ids, waits)
 
-    def _finish_in(self, connection: psycopg.Connection, tasks: Sequence[Task]) -> set[str]:
-        if not tasks:
-            return set()
-        rows = connection.execute(_FINISH, self._finish_params(tasks)).fetchall()
-        return {row[0] for row in rows}
+    def _claim_rated(
+        self, connection: psycopg.Connection, want: Want, rate: float
+    ) -> tuple[list[Any], float | None]:
+        """One transaction: the bucket's row stays locked from its refill to the take."""
+        rows: list[Any] = []
+        with connection.transaction():
+            tokens = refill(connection, want.queue, rate, want.limit)
+            if tokens.allowed:
+                params = (self.instance_id, self.lease_ms, [want.queue], [tokens.allowed])
+                rows = connection.execute(_CLAIM, params).fetchall()
+            take(connection, want.queue, len(rows))
+        return rows, next_token_s(tokens, want.limit, len(rows), rate)
 
     def finish(self, tasks: Sequence[Task]) -> set[str]:
         """Write the outcome of attempts this instance holds the lease of; the ids written.
         An id missing from the answer lost its lease (rescued elsewhere): its outcome is
         dropped, as the rescuer counted that attempt as interrupted."""
         with self._using("cannot be written") as connection:
-            return self._finish_in(connection, tasks)
+            rows = connection.execute(_FINISH, self._finish_params(tasks)).fetchall()
+        return {row[0] for row in rows}
 
     def _finish_params(self, tasks: Sequence[Task]) -> tuple[object, ...]:
         return (

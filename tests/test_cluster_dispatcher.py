@@ -10,7 +10,7 @@ import pytest
 
 from actors.cluster_dispatcher import ClusterDispatcherActor
 from actors.protocol.answers import Admission, Outcome, Readiness
-from actors.protocol.cluster import AskReadiness, Claim, Claimed, Wake
+from actors.protocol.cluster import AskReadiness, Claim, Claimed, Wake, Want
 from actors.protocol.intake import AdmitTask, AnswerRefusal, StoreAdmittedTask, TaskStored
 from actors.protocol.lifecycle import BeginShutdown, Connect, StoreAvailability, WhenIdle
 from actors.protocol.reading import GetReadiness
@@ -65,7 +65,7 @@ def started(workers: int = 2) -> Actors:
 def test_it_claims_once_for_all_its_idle_workers_and_hands_one_task_to_each() -> None:
     repository, dispatcher, workers, _ = started(workers=2)
     (claim,) = wait_until(lambda: recorded(repository, Claim))
-    assert claim.limit == 2
+    assert claim.wants == (Want("default", 2),)
 
     dispatcher.tell(Wake())  # while the claim is out: no second one
     tasks = (new_task("a", b"{}", 3), new_task("b", b"{}", 3))
@@ -78,7 +78,7 @@ def test_it_claims_once_for_all_its_idle_workers_and_hands_one_task_to_each() ->
         AttemptFinished(0, tasks[1].__class__(**{**_fields(tasks[1]), "status": DONE}), None)
     )
     claims = wait_until(lambda: recorded(repository, Claim)[1:])
-    assert [claim.limit for claim in claims] == [1]
+    assert [claim.wants for claim in claims] == [(Want("default", 1),)]
     assert [save.task.id for save in recorded(repository, Save)] == ["b"]
 
 

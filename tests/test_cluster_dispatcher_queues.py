@@ -15,7 +15,7 @@ from actors.protocol.cluster import Claim, Claimed, FillQueues
 from actors.protocol.intake import TaskStored
 from actors.protocol.lifecycle import Connect
 from actors.protocol.queues import GetQueues, PauseQueue, SaveQueuePaused
-from actors.protocol.running import AttemptFinished, Run
+from actors.protocol.running import AttemptFinished, Run, Save
 from actors.queues import QueueInfo, QueueSpec
 from actors.reply import Reply
 from actors.task import DONE, new_task
@@ -44,13 +44,15 @@ def started() -> Actors:
 
 
 def claims(repository: pykka.ActorRef) -> list[tuple[str, int, float | None]]:
-    return [(c.queue, c.limit, c.max_per_second) for c in recorded(repository, Claim)]
+    """Every queue's claims, in order, whether asked alone or with others."""
+    return [tuple(want) for claim in recorded(repository, Claim) for want in claim.wants]
 
 
 def test_each_queue_claims_for_its_own_idle_workers_and_hands_tasks_to_them() -> None:
     repository, dispatcher, workers, _ = started()
     wait_until(lambda: len(claims(repository)) == 2)
     assert sorted(claims(repository)) == [("emails", 1, None), ("reports", 2, 4.0)]
+    assert len(recorded(repository, Claim)) == 1, "woken together: claimed in one statement"
 
     report = new_task("r1", b"{}", 3, queue="reports")
     dispatcher.tell(Claimed("reports", (report,), 2))
@@ -65,6 +67,10 @@ def test_each_queue_claims_for_its_own_idle_workers_and_hands_tasks_to_them() ->
     assert claims(repository)[2] == ("emails", 1, None)
     finished = msgspec.structs.replace(report, status=DONE, attempts=1)
     dispatcher.tell(AttemptFinished(1, finished, None))
+    # One claim out at a time, as with one queue: reports' goes once emails' is answered.
+    wait_until(lambda: recorded(repository, Save))  # the end was handled
+    assert len(claims(repository)) == 3
+    dispatcher.tell(Claimed("emails", (), 1))
     wait_until(lambda: len(claims(repository)) == 4)
     assert claims(repository)[3] == ("reports", 2, 4.0)
 
@@ -97,7 +103,7 @@ def test_pause_and_resume_are_written_by_the_repository_and_a_resume_claims_afte
     (save,) = recorded(repository, SaveQueuePaused)
     assert (save.name, save.paused, save.info.workers) == ("emails", False, 1)
     messages = repository.ask(Recorded(), timeout=5)
-    last_claim = recorded(repository, Claim)[2]
+    last_claim = recorded(repository, Claim)[-1]
     positions = {id(message): n for n, message in enumerate(messages)}
     assert positions[id(save)] < positions[id(last_claim)]
 

@@ -15,11 +15,12 @@ import msgspec
 import psycopg
 import pytest
 
-from actors import pg_schema
+from actors import pg_schema, pg_store
 from actors.pg_connect import DatabaseUrl
 from actors.pg_queues import queue_lines
 from actors.pg_store import PgStore
 from actors.protocol.answers import Admission, BatchAdmission, Readiness
+from actors.protocol.cluster import Want
 from actors.queues import QueueInfo
 from actors.task import FAILED, new_task
 
@@ -71,14 +72,29 @@ def test_a_claim_takes_only_tasks_of_its_queue(stores: tuple[PgStore, PgStore]) 
     assert a.claim(10).tasks == [], "nothing of default"
 
 
+def test_one_claim_takes_several_queues_each_up_to_its_own_limit(
+    stores: tuple[PgStore, PgStore],
+) -> None:
+    a, b = stores
+    enqueue(a, *(task(f"e{n}", "emails") for n in range(3)), task("r1", "reports"))
+    enqueue(a, *(task(f"s{n}", "slow") for n in range(3)), task("d1", "default"))
+    b.pause("default", paused=True)
+
+    wants = [Want("emails", 2), Want("reports", 5), Want("slow", 3, 1.0), Want("default", 1)]
+    claims = a.claim_many(wants)
+
+    assert {queue: ids(tasks) for queue, tasks in claims.tasks.items()} == {
+        "emails": ["e0", "e1"],
+        "reports": ["r1"],
+        "slow": ["s0"],
+    }
+    assert set(claims.next_token_s) == {"slow"}
+
+
 def test_the_claim_uses_the_queue_index(stores: tuple[PgStore, PgStore]) -> None:
     a, _ = stores
     a.execute("off", "SET enable_seqscan = off")  # an empty table: else a scan is as cheap
-    rows = a.execute(
-        "explain",
-        "EXPLAIN SELECT seq FROM task_queue_tasks WHERE status = 'queued' AND queue = 'x' "
-        "ORDER BY priority DESC, seq LIMIT 5",
-    )
+    rows = a.execute("explain", f"EXPLAIN {pg_store._CLAIM}", ("a", 1000, ["x", "y"], [1, 2]))
 
     plan = "\n".join(row[0] for row in rows)
     assert "task_queue_claim" in plan, plan

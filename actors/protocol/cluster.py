@@ -17,14 +17,20 @@ if TYPE_CHECKING:
     from actors.task import Task
 
 
-class Claim(NamedTuple):
-    """Dispatcher -> repository: claim up to ``limit`` due tasks of ``queue`` for its idle
-    workers, no faster than ``max_per_second`` (None: no limit) across the cluster; answer
-    with Claimed, to ``dispatcher``."""
+class Want(NamedTuple):
+    """Up to ``limit`` due tasks of ``queue`` for its idle workers, no faster than
+    ``max_per_second`` (None: no limit) across the cluster."""
 
     queue: str
     limit: int
-    max_per_second: float | None
+    max_per_second: float | None = None
+
+
+class Claim(NamedTuple):
+    """Dispatcher -> repository: claim what ``wants`` ask for, the queues without a rate in
+    one statement; answer with a Claimed for each, to ``dispatcher``."""
+
+    wants: tuple[Want, ...]
     dispatcher: pykka.ActorRef
 
 
