@@ -381,10 +381,10 @@ class ClusterDispatcherActor(Actor):
         )
 
     def _answer_idle_waiters(self) -> None:
+        if not self._idle_waiters or self._idle_count() != len(self._workers):
+            return
         # Not while a claim is on its way or about to go: the tasks it brings would run here.
-        queues = self._queues.values()
-        claiming = any(queue.claiming or self._ready(queue) for queue in queues)
-        if self._idle_waiters and self._idle_count() == len(self._workers) and not claiming:
+        if not any(queue.claiming or self._ready(queue) for queue in self._queues.values()):
             for waiter in self._idle_waiters:
                 waiter.set(None)
             self._idle_waiters.clear()
