@@ -2,7 +2,7 @@
 
 A queue's row in ``task_queue_queues`` (actors/pg_schema.py) says whether it is paused, for
 the whole cluster and across restarts, and holds the token bucket of its ``max_per_second``:
-taken in the claim transaction (actors/pg_store.py ``claim``), under the row's lock and on the
+taken in the claim transaction (actors/pg_store.py ``claim_many``), under the row's lock and on the
 database's clock, so that instances together start no more than the rate. Each instance
 refills the bucket at the rate its own QUEUES declares: instances should declare the same.
 """
@@ -25,10 +25,11 @@ if TYPE_CHECKING:
 
 _PAUSED: Final = "SELECT name FROM task_queue_queues WHERE paused"
 PAUSE: Final = (
-    # Pause (or resume) queue %s (%s: paused), made if it has no row yet.
     "INSERT INTO task_queue_queues (name, paused, tokens) VALUES (%s, %s, 0) "
     "ON CONFLICT (name) DO UPDATE SET paused = excluded.paused"
 )
+"""Pause (or resume: False) a queue for the cluster (actors/pg_store.py ``pause``), making its
+row if it has none."""
 # A bucket made here starts full: a fresh queue may start its first second's worth at once.
 _REFILL: Final = (
     "INSERT INTO task_queue_queues AS q (name, tokens) VALUES (%(name)s, %(capacity)s) "
