@@ -29,7 +29,8 @@ and inserts: what makes each queue's QUEUE_SIZE, and SCHEDULED_MAX, hold across 
 
 TABLE: Final = "task_queue_tasks"
 CHANNEL: Final = "task_queue_wake"
-"""The LISTEN/NOTIFY channel: its payload is the id of the instance that enqueued."""
+"""The LISTEN/NOTIFY channel: its payload is the id of the instance that enqueued (or paused or
+resumed a queue)."""
 
 _VERSION_1: Final = (
     """
