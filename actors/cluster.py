@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from actors.backoff import Uniform
     from actors.observer import AttemptObserver
     from actors.pg_connect import Cluster
+    from actors.queues import QueueSpec
     from actors.retention import Retention
     from actors.worker import AttemptPolicy
 
@@ -52,9 +53,11 @@ def start_cluster(
     clock: Callable[[], float],
     queue_size: int,
     scheduled_max: int,
+    queues: tuple[QueueSpec, ...],
 ) -> ClusterActors:
-    """Start an instance's actors over the cluster's database; StoreError (nothing left
-    running) if it cannot be used."""
+    """Start an instance's actors over the cluster's database, the workers of each of
+    ``queues`` in turn (``runners`` in that order); StoreError (nothing left running) if it
+    cannot be used."""
     open_store = partial(
         PgStore.open,
         cluster.url,
@@ -67,7 +70,7 @@ def start_cluster(
         open_store, retry=policy.retry, uniform=uniform, retention=retention, clock=clock
     )
     ask_store(repository, Recover)
-    dispatcher = ClusterDispatcherActor.start(repository, queue_size, scheduled_max)
+    dispatcher = ClusterDispatcherActor.start(repository, queue_size, scheduled_max, queues)
     repository.tell(WatchStore(dispatcher))
     workers = tuple(
         WorkerActor.start(index, runner, dispatcher, repository, policy, uniform, observer)

@@ -28,9 +28,19 @@ from actors.group_commit import GroupCommit
 from actors.leases import renew, renew_interval_s, rescue, rescue_interval_s
 from actors.outage import StoreOutage
 from actors.pg_listener import Listener
+from actors.pg_queues import QueueLines, queue_lines
 from actors.pg_retention import sweep
+from actors.pg_store import Claims
 from actors.protocol.answers import Admission, BatchAdmission, Outcome, Readiness, Stock
-from actors.protocol.cluster import AskReadiness, Claim, Claimed, LineStats, Tick, Wake
+from actors.protocol.cluster import (
+    AskReadiness,
+    Claim,
+    Claimed,
+    FillQueues,
+    LineStats,
+    Tick,
+    Wake,
+)
 from actors.protocol.intake import (
     AnswerRefusal,
     BatchStored,
@@ -46,6 +56,7 @@ from actors.protocol.lifecycle import (
     TakeStock,
     WatchStore,
 )
+from actors.protocol.queues import SaveQueuePaused
 from actors.protocol.reading import GetRepositoryStats, GetTask, ListPage
 from actors.protocol.running import Save, SaveRunning
 from actors.protocol.task_actions import CancelInLine, DeleteTask, StoreAdmittedRequeue
@@ -61,6 +72,8 @@ if TYPE_CHECKING:
     from actors.group_commit import Held
     from actors.outage import Failure
     from actors.pg_store import PgStore
+    from actors.protocol.cluster import Want
+    from actors.queues import QueueInfo
     from actors.retention import Retention
     from actors.task import Task
     from actors.worker import RetryPolicy
@@ -121,7 +134,7 @@ class ClusterRepositoryActor(Actor):
         self._evicted = 0
         # The last counts read, answered while the database cannot be read.
         self._counts = StatusCounts(**dict.fromkeys(STATUSES, 0))
-        self._line = (0, 0)
+        self._lines = QueueLines({}, frozenset())
         now = time.monotonic()
         self._next_renew = self._next_rescue = self._next_sweep = now
 
@@ -182,32 +195,44 @@ class ClusterRepositoryActor(Actor):
                     answer = Admission.DUPLICATE
                 self._refused[answer] += 1
                 reply.set(answer)
-            case Claim(wanted, dispatcher):
-                claimed = self._claim(wanted)
+            case Claim(wants, dispatcher):
+                claims = self._claim(wants)
                 with contextlib.suppress(pykka.ActorDeadError):
-                    dispatcher.tell(Claimed(tuple(claimed), wanted))
+                    for want in wants:
+                        tasks = tuple(claims.tasks.get(want.queue, ()))
+                        wait_s = claims.next_token_s.get(want.queue)
+                        dispatcher.tell(Claimed(want.queue, tasks, want.limit, wait_s))
             case SaveRunning(_, committed):
                 committed.set(None)  # the claim committed the attempt's start already
             case Save(task):
                 self._outcomes[task.id] = task
             case GetTask(task_id, reply):
                 self._read(reply, lambda store: store.get(task_id))
-            case ListPage(reply, status, limit, after, newest_first):
+            case ListPage(reply, status, limit, after, newest_first, queue):
                 self._read(
                     reply,
                     lambda store: store.page(
-                        status=status, limit=limit, after=after, newest_first=newest_first
+                        status=status,
+                        limit=limit,
+                        after=after,
+                        newest_first=newest_first,
+                        queue=queue,
                     ),
                 )
             case GetRepositoryStats(reply):
                 reply.set(self._stats())
             case LineStats(line, reply, scheduled):
-                waiting, waiting_for_time = self._read_line()
+                waiting, waiting_for_time = self._read_lines().totals()
                 reply.set(msgspec.structs.replace(line, waiting=waiting))
                 if scheduled is not None:
                     scheduled.set(waiting_for_time)
-            case AskReadiness(reply):
-                reply.set(self._readiness())
+            case AskReadiness(queues, reply):
+                reply.set(self._readiness(queues))
+            case FillQueues(queues, reply):
+                lines = self._read_lines()
+                reply.set(tuple(lines.fill(info) for info in queues))
+            case SaveQueuePaused(name, paused, info, reply):
+                self._pause(name, paused, info, reply)
             case CancelInLine(task_id, reply, _):
                 outcome = self._act(reply, lambda store: store.cancel(task_id, self._clock()))
                 self._cancelled += outcome.task is not None
@@ -217,7 +242,7 @@ class ClusterRepositoryActor(Actor):
                 self._act(reply, lambda store: store.delete(task_id))
             case TakeStock(reply):
                 counts = self._read_counts()
-                waiting, waiting_for_time = self._read_line()
+                waiting, waiting_for_time = self._read_lines().totals()
                 reply.set(Stock(msgspec.structs.asdict(counts), waiting, waiting_for_time))
             case Tick():
                 self._tick()
@@ -361,18 +386,38 @@ class ClusterRepositoryActor(Actor):
         self._counts = self._reads(lambda store: store.counts(), self._counts)
         return self._counts
 
-    def _read_line(self) -> tuple[int, int]:
-        self._line = self._reads(lambda store: store.line(), self._line)
-        return self._line
+    def _read_lines(self) -> QueueLines:
+        self._lines = self._reads(queue_lines, self._lines)
+        return self._lines
 
-    def _readiness(self) -> Readiness:
+    def _readiness(self, queues: tuple[str, ...]) -> Readiness:
+        store = self._store
+        assert store is not None
+        if self._outage.down:
+            return Readiness.STORE_UNAVAILABLE
+        lines = self._read_lines()
+        if self._outage.down:
+            return Readiness.STORE_UNAVAILABLE
+        return lines.readiness(queues, store.queue_size, store.scheduled_max)
+
+    def _pause(
+        self, name: str, paused: bool, info: QueueInfo, reply: Reply[QueueInfo | None]
+    ) -> None:
+        """Pause or resume a queue for the cluster; answered with the queue as the database
+        has it then, or failed (503) if it could not be written: then nothing changed."""
         assert self._store is not None
-        if self._outage.down:
-            return Readiness.STORE_UNAVAILABLE
-        waiting, _ = self._read_line()
-        if self._outage.down:
-            return Readiness.STORE_UNAVAILABLE
-        return Readiness.FULL if waiting >= self._store.queue_size else Readiness.READY
+        if self._outage.error is not None:
+            reply.fail(self._outage.error)
+            return
+        try:
+            self._store.pause(name, paused=paused)
+        except StoreError as exc:
+            self._failed(exc)
+            reply.fail(exc)
+            return
+        logger.info("queue %r %s for the cluster", name, "paused" if paused else "resumed")
+        lines = self._read_lines()
+        reply.set(lines.fill(info))
 
     def _stats(self) -> TaskCounts:
         refused = self._refused
@@ -395,19 +440,20 @@ class ClusterRepositoryActor(Actor):
 
     # --- outcomes, leases, retention --------------------------------------------------------------
 
-    def _claim(self, wanted: int) -> list[Task]:
+    def _claim(self, wants: tuple[Want, ...]) -> Claims:
         """Claim, writing the outcomes that wait in the same round trip (an attempt's end is
         followed by its worker's claim)."""
         assert self._store is not None
+        nothing = Claims({}, set(), {})
         if self._outage.down:
-            return []
+            return nothing
         outcomes = list(self._outcomes.values())[:OUTCOMES_CAP]
         try:
-            claimed, written = self._store.claim(wanted, outcomes)
+            claimed = self._store.claim_many(wants, outcomes)
         except StoreError as exc:
             self._failed(exc)
-            return []
-        self._written(outcomes, written)
+            return nothing
+        self._written(outcomes, claimed.written)
         return claimed
 
     def _write_outcomes(self) -> None:

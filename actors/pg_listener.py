@@ -1,4 +1,5 @@
-"""Listener: the thread that hears, over LISTEN, that another instance enqueued work.
+"""Listener: the thread that hears, over LISTEN, that another instance enqueued work (or paused
+or resumed a queue).
 
 Its own connection, which only waits for notifications: the repository's cannot, as it runs
 statements. Each notification from another instance wakes the dispatcher, which claims the new

@@ -17,7 +17,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-SCHEMA_VERSION: Final = 1
+SCHEMA_VERSION: Final = 2
 """Kept in ``task_queue_schema``. A newer one than this is refused at start (exit 2)."""
 
 SCHEMA_LOCK: Final = 0x74517565_0001
@@ -25,13 +25,14 @@ SCHEMA_LOCK: Final = 0x74517565_0001
 
 INTAKE_LOCK: Final = 0x74517565_0002
 """The advisory lock each intake transaction holds while it counts the cluster's waiting tasks
-and inserts: what makes QUEUE_SIZE and SCHEDULED_MAX hold across instances."""
+and inserts: what makes each queue's QUEUE_SIZE, and SCHEDULED_MAX, hold across instances."""
 
 TABLE: Final = "task_queue_tasks"
 CHANNEL: Final = "task_queue_wake"
-"""The LISTEN/NOTIFY channel: its payload is the id of the instance that enqueued."""
+"""The LISTEN/NOTIFY channel: its payload is the id of the instance that enqueued (or paused or
+resumed a queue)."""
 
-_CREATE: Final = (
+_VERSION_1: Final = (
     """
     CREATE TABLE IF NOT EXISTS task_queue_schema (
         version integer NOT NULL
@@ -53,7 +54,7 @@ _CREATE: Final = (
         timeout_ms bigint,
         result bytea,
         target bytea,
-        queue text NOT NULL DEFAULT 'default',  -- always default: a cluster has the one queue
+        queue text NOT NULL DEFAULT 'default',  -- claimed only by instances that declare it
         owner text,                    -- the instance running its attempt (status running)
         lease_until timestamptz,       -- the database's clock: instances' clocks may differ
         enqueued_by text NOT NULL      -- the instance that accepted it
@@ -69,21 +70,57 @@ _CREATE: Final = (
         WHERE status IN ('done', 'failed', 'cancelled')""",
     # GET /tasks?status=: one status in creation order.
     f"CREATE INDEX task_queue_status ON {TABLE} (status, seq)",
-    # What lets intake skip counting the queue (actors/pg_store.py): written only under
-    # INTAKE_LOCK, so it adds no contention of its own.
+    # The cluster's one intake bound: replaced by one per queue in version 2.
     """
     CREATE TABLE task_queue_intake (
         one boolean PRIMARY KEY DEFAULT true CHECK (one),
-        -- never less than the queued and running tasks: raised by every intake, set exactly
-        -- whenever intake has to count
         bound bigint NOT NULL
     )
     """,
     "INSERT INTO task_queue_intake (bound) VALUES (0)",
 )
+"""Version 1 as it was made (only its comments kept current): each later version's block
+changes what it must, so a fresh database is built the way a migrated one is."""
+
+# --- queues (version 2) ------------------------------------------------------------------------
+_QUEUES: Final = (
+    # The claim: one queue's queued tasks, highest priority first, then creation order.
+    "DROP INDEX IF EXISTS task_queue_claim",
+    f"""CREATE INDEX task_queue_claim ON {TABLE} (queue, priority DESC, seq)
+        WHERE status = 'queued'""",
+    # What lets intake skip counting a queue (actors/pg_store.py): written only under
+    # INTAKE_LOCK, so it adds no contention of its own. A queue without a row is counted.
+    "DROP TABLE task_queue_intake",
+    """
+    CREATE TABLE task_queue_intake (
+        queue text PRIMARY KEY,
+        -- never less than the queue's queued and running tasks: raised by every intake, set
+        -- exactly whenever intake has to count
+        bound bigint NOT NULL
+    )
+    """,
+    f"""INSERT INTO task_queue_intake (queue, bound)
+        SELECT queue, count(*) FROM {TABLE} WHERE status IN ('queued', 'running') GROUP BY queue""",
+    # Each queue's state shared by the cluster: paused (POST /queues/pause), and the token
+    # bucket of its max_per_second, taken in the claim transaction on the database's clock.
+    """
+    CREATE TABLE task_queue_queues (
+        name text PRIMARY KEY,
+        paused boolean NOT NULL DEFAULT false,
+        tokens double precision NOT NULL,
+        refilled_at timestamptz NOT NULL DEFAULT clock_timestamp()
+    )
+    """,
+)
+# --- end of queues -----------------------------------------------------------------------------
+
+_CREATE: Final = _VERSION_1 + _QUEUES
+"""A fresh database: version 1's tables, then each later version's block, as a migration
+would build them, so that a fresh and a migrated database are the same."""
 
 _MIGRATIONS: Final[dict[int, tuple[str, ...]]] = {
     # version -> the statements that bring a database of that version to the next one
+    1: _QUEUES,
 }
 
 

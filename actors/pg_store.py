@@ -7,26 +7,30 @@ lease it holds (actors/leases.py). One connection, in autocommit mode, owned by 
 a connection lost is dropped and made again at the next use (``check`` tries it).
 
 As a Store (actors/store.py) under GroupCommit it takes only intake: ``commit`` inserts new
-tasks, under the intake lock that makes QUEUE_SIZE and SCHEDULED_MAX hold across instances,
-and says in ``refused`` which of them it could not take (a taken id, a full queue).
+tasks, under the intake lock that makes each queue's QUEUE_SIZE, and SCHEDULED_MAX, hold
+across instances, and says in ``refused`` which of them it could not take (a taken id, a full
+queue).
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
-from typing import TYPE_CHECKING, Any, Final
+from collections import Counter
+from typing import TYPE_CHECKING, Any, Final, NamedTuple
 
 import msgspec
 import psycopg
 
 from actors.paging import Page
+from actors.pg_queues import PAUSE, next_token_s, refill, refusal, take
 from actors.pg_schema import CHANNEL, INTAKE_LOCK, TABLE, prepare
 from actors.protocol.answers import Admission, BatchAdmission, Outcome
+from actors.protocol.cluster import Want
 from actors.rows import decode_row, row_of, task_if_sound
 from actors.stats import StatusCounts
 from actors.store import StoreError
-from actors.task import CANCELLED, FAILED, QUEUED, RUNNING, STATUSES, Task
+from actors.task import CANCELLED, DEFAULT_QUEUE, FAILED, QUEUED, RUNNING, STATUSES, Task
 
 if TYPE_CHECKING:
     from collections.abc import Collection, Iterable, Sequence
@@ -64,9 +68,9 @@ _INSERT: Final = (
     f"INSERT INTO {TABLE} ({COLUMNS}, enqueued_by) SELECT *, %s FROM unnest({_UNNEST}) "
     "ON CONFLICT (id) DO NOTHING RETURNING id"
 )
-_LINE: Final = (
-    f"SELECT count(*) FILTER (WHERE {_DUE}), count(*) FILTER (WHERE NOT {_DUE}) "
-    f"FROM {TABLE} WHERE status = 'queued'"
+_LINES: Final = (
+    f"SELECT queue, count(*) FILTER (WHERE {_DUE}), count(*) FILTER (WHERE NOT {_DUE}) "
+    f"FROM {TABLE} WHERE status = 'queued' GROUP BY queue"
 )
 _DURABLE: Final = "SET LOCAL synchronous_commit = on"
 """For the transactions whose commit is promised to a client (an enqueue's 201, a cancel, a
@@ -74,17 +78,26 @@ retry by hand, a delete): they wait for the WAL to reach the disk. The rest (cla
 lease renewals, rescues, retention) commit asynchronously, the connection's default
 (actors/pg_connect.py): see there why."""
 _COUNT: Final = (
-    f"SELECT count(*) FILTER (WHERE status = 'queued' AND {_DUE}), "
+    f"SELECT queue, count(*) FILTER (WHERE status = 'queued' AND {_DUE}), "
     f"count(*) FILTER (WHERE status = 'queued' AND NOT {_DUE}), "
     f"count(*) FILTER (WHERE status = 'running') FROM {TABLE} "
-    "WHERE status IN ('queued', 'running')"
+    "WHERE status IN ('queued', 'running') GROUP BY queue"
+)
+_BOUNDS: Final = (
+    "INSERT INTO task_queue_intake (queue, bound) SELECT * FROM unnest(%s::text[], %s::int8[]) "
+    "ON CONFLICT (queue) DO UPDATE SET bound = excluded.bound"
 )
 _CLAIM: Final = (
     f"UPDATE {TABLE} SET status = 'running', attempts = attempts + 1, owner = %s, "
     "lease_until = clock_timestamp() + %s * interval '1 millisecond', "
     f"updated_at = {_NOW} "
-    f"WHERE seq IN (SELECT seq FROM {TABLE} WHERE status = 'queued' AND {_DUE} "
-    "ORDER BY priority DESC, seq LIMIT %s FOR UPDATE SKIP LOCKED) "
+    # For each queue wanted, its own limit: several queues in one statement.
+    "WHERE seq IN (SELECT claimable.seq FROM unnest(%s::text[], %s::int4[]) AS wanted(queue, n) "
+    f"CROSS JOIN LATERAL (SELECT seq FROM {TABLE} WHERE status = 'queued' "
+    f"AND {TABLE}.queue = wanted.queue AND {_DUE} "
+    # A paused queue starts nothing, whichever instance paused it.
+    "AND NOT EXISTS (SELECT 1 FROM task_queue_queues q WHERE q.name = wanted.queue AND q.paused) "
+    "ORDER BY priority DESC, seq LIMIT wanted.n FOR UPDATE SKIP LOCKED) AS claimable) "
     f"RETURNING {COLUMNS}, seq"
 )
 _FINISH: Final = (
@@ -115,6 +128,28 @@ def _task(row: Sequence[Any]) -> Task | None:
 
 def tasks_of(rows: Iterable[Sequence[Any]]) -> list[Task]:
     return [task for task in map(_task, rows) if task is not None]
+
+
+class Claims(NamedTuple):
+    """What one ``claim_many`` did."""
+
+    tasks: dict[str, list[Task]]
+    """The tasks claimed per queue, as they were before the claim."""
+    written: set[str]
+    """The ids of the outcomes written, as ``finish`` returns them."""
+    next_token_s: dict[str, float]
+    """For each queue whose rate held the claim back: how soon it has its next token."""
+
+
+class ClaimResult(NamedTuple):
+    """What one ``claim`` did."""
+
+    tasks: list[Task]
+    """The tasks claimed, as they were before the claim."""
+    written: set[str]
+    """The ids of the outcomes written, as ``finish`` returns them."""
+    next_token_s: float | None = None
+    """With a rate limit that held the claim back: how soon the queue has its next token."""
 
 
 class PgStore:
@@ -237,72 +272,77 @@ class PgStore:
     ) -> list[str]:
         """Insert what fits the cluster's bounds; in two round trips, pipelined.
 
-        Counting the waiting tasks at every commit would cost as much as the queue is long,
-        so intake keeps ``task_queue_intake.bound``, never less than the queued and running
-        tasks (a claim or a retry moves a task between the two, and the rest only lowers
-        them): while the bound leaves room, nothing is counted. Only near the bounds does a
-        commit count exactly, and set the bound to what it found.
+        Counting the waiting tasks at every commit would cost as much as the queues are long,
+        so intake keeps a bound per queue in ``task_queue_intake``, never less than the queue's
+        queued and running tasks (a claim or a retry moves a task between the two, and the rest
+        only lowers them): while the bounds leave room, nothing is counted. Only near a bound
+        (or for a queue without one) does a commit count exactly, and set every bound to what
+        it found. SCHEDULED_MAX is the cluster's, as in a single process: checked against the
+        sum of the bounds.
         """
         connection.execute("SELECT pg_advisory_xact_lock(%s)", (INTAKE_LOCK,))
-        row = connection.execute("SELECT bound FROM task_queue_intake").fetchone()
-        bound = int(row[0]) if row is not None else 0
+        rows = connection.execute("SELECT queue, bound FROM task_queue_intake").fetchall()
+        bounds: dict[str, int] = {queue: int(bound) for queue, bound in rows}
+        demand = Counter(task.queue for task in tasks)
         delayed = sum(1 for task in tasks if task.next_attempt_at is not None)
-        if bound + len(tasks) <= self.queue_size and (
-            not delayed or bound + delayed <= self.scheduled_max
-        ):
+        if all(
+            queue in bounds and bounds[queue] + count <= self.queue_size
+            for queue, count in demand.items()
+        ) and (not delayed or sum(bounds.values()) + delayed <= self.scheduled_max):
             fit = list(tasks)
+            exact = False
         else:
-            waiting, scheduled, running = self._exact(connection)
-            bound = waiting + scheduled + running
-            fit = self._fitting(tasks, waiting, scheduled)
+            exact = True
+            counted = self._exact(connection)
+            bounds = dict.fromkeys(bounds, 0) | {
+                queue: sum(counts) for queue, counts in counted.items()
+            }
+            fit = self._fitting(tasks, counted)
+        for task in fit:
+            bounds[task.queue] = bounds.get(task.queue, 0) + 1
+        # Every bound after a count, else only those this commit raised.
+        written = bounds if exact else {queue: bounds[queue] for queue in demand}
         if not fit:
-            connection.execute("UPDATE task_queue_intake SET bound = %s", (bound,))
+            connection.execute(_BOUNDS, (list(written), list(written.values())))
             return []
         columns = list(zip(*map(row_of, fit), strict=True))
         inserted = connection.execute(_INSERT, (self.instance_id, *map(list, columns)))
-        connection.execute("UPDATE task_queue_intake SET bound = %s", (bound + len(fit),))
+        connection.execute(_BOUNDS, (list(written), list(written.values())))
         taken = {row[0] for row in inserted.fetchall()}
         for task in fit:
             if task.id not in taken:
                 self.refused[task.id] = Admission.DUPLICATE
         return list(taken)
 
-    def _fitting(self, tasks: Sequence[Task], waiting: int, scheduled: int) -> list[Task]:
+    def _fitting(
+        self, tasks: Sequence[Task], counted: dict[str, tuple[int, int, int]]
+    ) -> list[Task]:
+        waiting = {queue: counts[0] for queue, counts in counted.items()}
+        scheduled = sum(counts[1] for counts in counted.values())
         fit: list[Task] = []
         for task in tasks:
-            refusal = self._refusal(waiting, scheduled, task)
-            if refusal is not None:
-                self.refused[task.id] = refusal
+            delayed = task.next_attempt_at is not None
+            why = refusal(
+                waiting.get(task.queue, 0), scheduled, self.queue_size, self.scheduled_max, delayed
+            )
+            if why is not None:
+                self.refused[task.id] = why
                 continue
             fit.append(task)
-            if task.next_attempt_at is None:
-                waiting += 1
-            else:
+            if delayed:
                 scheduled += 1
+            else:
+                waiting[task.queue] = waiting.get(task.queue, 0) + 1
         return fit
 
-    def _refusal(self, waiting: int, scheduled: int, task: Task) -> Admission | None:
-        """The dispatcher's rules (actors/dispatcher.py ``_refusal``) over the whole cluster."""
-        if task.next_attempt_at is None:
-            return Admission.QUEUE_FULL if waiting + 1 > self.queue_size else None
-        if waiting >= self.queue_size:
-            return Admission.QUEUE_FULL
-        if scheduled + 1 > self.scheduled_max:
-            return Admission.TOO_MANY_SCHEDULED
-        return None
-
     @staticmethod
-    def _exact(connection: psycopg.Connection) -> tuple[int, int, int]:
-        """Queued tasks due now, queued tasks waiting for their time, running tasks."""
-        row = connection.execute(_COUNT).fetchone()
-        assert row is not None
-        return int(row[0]), int(row[1]), int(row[2])
-
-    @staticmethod
-    def _line(connection: psycopg.Connection) -> tuple[int, int]:
-        row = connection.execute(_LINE).fetchone()
-        assert row is not None
-        return int(row[0]), int(row[1])
+    def _exact(connection: psycopg.Connection) -> dict[str, tuple[int, int, int]]:
+        """Per queue: queued tasks due now, queued tasks waiting for their time, running
+        tasks."""
+        return {
+            queue: (int(due), int(later), int(running))
+            for queue, due, later, running in connection.execute(_COUNT).fetchall()
+        }
 
     def insert_batch(self, tasks: Sequence[Task]) -> BatchAdmission:
         """All of ``tasks`` in one transaction, or none (a taken id, a full queue)."""
@@ -351,6 +391,7 @@ class PgStore:
         limit: int | None = None,
         after: str | None = None,
         newest_first: bool = False,
+        queue: str | None = None,
     ) -> Page | None:
         """As CreationOrder.page (actors/paging.py), read from the table by ``seq``."""
         where: list[str] = []
@@ -367,6 +408,9 @@ class PgStore:
             if status is not None:
                 where.append("status = %s")
                 params.append(status)
+            if queue is not None:
+                where.append("queue = %s")
+                params.append(queue)
             query = f"SELECT {COLUMNS} FROM {TABLE}"
             if where:
                 query += " WHERE " + " AND ".join(where)
@@ -388,40 +432,83 @@ class PgStore:
         found.update((status, int(count)) for status, count in rows if status in found)
         return StatusCounts(**found)
 
-    def line(self) -> tuple[int, int]:
-        """Queued tasks in the cluster: due now (waiting), and waiting for their time."""
+    def lines(self) -> dict[str, tuple[int, int]]:
+        """Queued tasks in the cluster per queue: due now (waiting), and waiting for their
+        time."""
         with self._using("cannot be read") as connection:
-            return self._line(connection)
+            rows = connection.execute(_LINES).fetchall()
+        return {queue: (int(due), int(later)) for queue, due, later in rows}
 
     # --- work -----------------------------------------------------------------------------------
 
-    def claim(self, limit: int, finished: Sequence[Task] = ()) -> tuple[list[Task], set[str]]:
-        """Up to ``limit`` due queued tasks, highest priority first, then oldest, each now
-        running here under a lease of ``lease_ms``; returned as they were before the claim
-        (queued, attempts not yet counted), which is what a worker's Run starts from.
+    def claim(
+        self,
+        limit: int,
+        finished: Sequence[Task] = (),
+        *,
+        queue: str = DEFAULT_QUEUE,
+        max_per_second: float | None = None,
+    ) -> ClaimResult:
+        """``claim_many`` for one queue."""
+        claims = self.claim_many((Want(queue, limit, max_per_second),), finished)
+        return ClaimResult(
+            claims.tasks.get(queue, []), claims.written, claims.next_token_s.get(queue)
+        )
 
-        The outcomes ``finished`` are written first, in the same round trip (pipelined): a
-        worker that ends an attempt asks for the next task at once. Returned second: the ids
-        written, as ``finish`` returns them.
+    def claim_many(self, wants: Sequence[Want], finished: Sequence[Task] = ()) -> Claims:
+        """For each of ``wants``, up to its limit of due queued tasks of its queue, highest
+        priority first, then oldest, each now running here under a lease of ``lease_ms``;
+        returned as they were before the claim (queued, attempts not yet counted), which is
+        what a worker's Run starts from. Nothing of a paused queue; of one with a rate, no more
+        than its token bucket (actors/pg_queues.py) holds.
+
+        The outcomes ``finished`` are written first, and the queues without a rate are claimed
+        in one statement, in the same round trip (pipelined): a worker that ends an attempt
+        asks for the next task at once. Each queue with a rate is a transaction of its own.
         """
+        plain = [want for want in wants if want.max_per_second is None]
+        rows: list[Any] = []
+        waits: dict[str, float] = {}
+        ids: set[str] = set()
         with self._using("cannot claim") as connection:
-            if finished:
-                with connection.pipeline():
+            with connection.pipeline():
+                written = claimed = None
+                if finished:
                     written = connection.execute(_FINISH, self._finish_params(finished))
-                    claimed = connection.execute(_CLAIM, (self.instance_id, self.lease_ms, limit))
+                if plain:
+                    queues = [want.queue for want in plain]
+                    limits = [want.limit for want in plain]
+                    params = (self.instance_id, self.lease_ms, queues, limits)
+                    claimed = connection.execute(_CLAIM, params)
+                if written is not None:
                     ids = {row[0] for row in written.fetchall()}
+                if claimed is not None:
                     rows = claimed.fetchall()
-            else:
-                ids = set()
-                rows = connection.execute(
-                    _CLAIM, (self.instance_id, self.lease_ms, limit)
-                ).fetchall()
+            for want in wants:
+                if want.max_per_second is not None:
+                    rated, wait_s = self._claim_rated(connection, want, want.max_per_second)
+                    rows += rated
+                    if wait_s is not None:
+                        waits[want.queue] = wait_s
         rows.sort(key=lambda row: (-row[9], row[-1]))
-        tasks = [
-            msgspec.structs.replace(task, status=QUEUED, attempts=task.attempts - 1)
-            for task in tasks_of(row[:-1] for row in rows)
-        ]
-        return tasks, ids
+        tasks: dict[str, list[Task]] = {}
+        for task in tasks_of(row[:-1] for row in rows):
+            before = msgspec.structs.replace(task, status=QUEUED, attempts=task.attempts - 1)
+            tasks.setdefault(task.queue, []).append(before)
+        return Claims(tasks, ids, waits)
+
+    def _claim_rated(
+        self, connection: psycopg.Connection, want: Want, rate: float
+    ) -> tuple[list[Any], float | None]:
+        """One transaction: the bucket's row stays locked from its refill to the take."""
+        rows: list[Any] = []
+        with connection.transaction():
+            tokens = refill(connection, want.queue, rate, want.limit)
+            if tokens.allowed:
+                params = (self.instance_id, self.lease_ms, [want.queue], [tokens.allowed])
+                rows = connection.execute(_CLAIM, params).fetchall()
+            take(connection, want.queue, len(rows))
+        return rows, next_token_s(tokens, want.limit, len(rows), rate)
 
     def finish(self, tasks: Sequence[Task]) -> set[str]:
         """Write the outcome of attempts this instance holds the lease of; the ids written.
@@ -468,27 +555,43 @@ class PgStore:
             connection.execute(_DURABLE)
             connection.execute("SELECT pg_advisory_xact_lock(%s)", (INTAKE_LOCK,))
             found = connection.execute(
-                f"SELECT status FROM {TABLE} WHERE id = %s FOR UPDATE", (task_id,)
+                f"SELECT status, queue FROM {TABLE} WHERE id = %s FOR UPDATE", (task_id,)
             ).fetchone()
             if found is None:
                 return Outcome(None)
-            if found[0] not in (FAILED, CANCELLED):
+            status, queue = found
+            if status not in (FAILED, CANCELLED):
                 return Outcome(
                     None,
-                    conflict=f"task is {found[0]}; only a failed or cancelled task can be retried",
+                    conflict=f"task is {status}; only a failed or cancelled task can be retried",
                 )
-            waiting, _ = self._line(connection)
-            if waiting + 1 > self.queue_size:
+            waiting = connection.execute(
+                f"SELECT count(*) FROM {TABLE} WHERE status = 'queued' AND queue = %s AND {_DUE}",
+                (queue,),
+            ).fetchone()
+            assert waiting is not None
+            if waiting[0] + 1 > self.queue_size:
                 return Outcome(None, refused=Admission.QUEUE_FULL)
             row = connection.execute(
                 f"UPDATE {TABLE} SET status = 'queued', attempts = 0, updated_at = %s, "
                 f"next_attempt_at = NULL WHERE id = %s RETURNING {COLUMNS}",
                 (now, task_id),
             ).fetchone()
-            connection.execute("UPDATE task_queue_intake SET bound = bound + 1")
+            # A queue without a bound is counted at its next intake.
+            connection.execute(
+                "UPDATE task_queue_intake SET bound = bound + 1 WHERE queue = %s", (queue,)
+            )
             connection.execute("SELECT pg_notify(%s, %s)", (CHANNEL, self.instance_id))
         assert row is not None
         return Outcome(_task(row))
+
+    def pause(self, queue: str, *, paused: bool) -> None:
+        """Pause (or resume) ``queue`` for the whole cluster, durably; the other instances are
+        woken (NOTIFY) to claim again at once after a resume."""
+        with self._using("cannot be written") as connection, connection.transaction():
+            connection.execute(_DURABLE)  # answered as kept
+            connection.execute(PAUSE, (queue, paused))
+            connection.execute("SELECT pg_notify(%s, %s)", (CHANNEL, self.instance_id))
 
     def delete(self, task_id: str) -> Outcome:
         """Forget a finished task."""

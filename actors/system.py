@@ -191,8 +191,8 @@ class TaskSystem:
         self._schedules: pykka.ActorRef | None = None
         self._queue_names = frozenset(spec.name for spec in queues)
         self.clustered = clustered
-        """Whether the tasks are in a PostgreSQL database shared with other instances: then the
-        one queue, ``default``, and no schedules (actors/cluster.py)."""
+        """Whether the tasks are in a PostgreSQL database shared with other instances: then no
+        schedules yet (actors/cluster.py)."""
         self._first_queue = queues[0].name if queues else DEFAULT_QUEUE
 
     @classmethod
@@ -272,6 +272,7 @@ class TaskSystem:
                 clock,
                 queue_size,
                 scheduled_max,
+                tuple(queues),
             )
         try:
             repository = RepositoryActor.start(open_store, retention=retention, clock=clock)
@@ -349,6 +350,7 @@ class TaskSystem:
         clock: Callable[[], float],
         queue_size: int,
         scheduled_max: int,
+        queues: tuple[QueueSpec, ...],
     ) -> TaskSystem:
         from actors.cluster import start_cluster  # psycopg is loaded only in cluster mode
 
@@ -363,6 +365,7 @@ class TaskSystem:
                 clock=clock,
                 queue_size=queue_size,
                 scheduled_max=scheduled_max,
+                queues=queues,
             )
         except BaseException:
             _close_all(made, 0.0)
@@ -372,7 +375,7 @@ class TaskSystem:
             runners=made,
             runner_counts=counts,
             durable=True,
-            queues=default_queues(len(made)),
+            queues=queues,
             clustered=True,
         )
 
@@ -504,10 +507,8 @@ class TaskSystem:
         retry: Reply[int] = Reply()
         tell_or_fail(self._repository, GetRepositoryStats(repository))
         tell_or_fail(self._dispatcher, GetDispatcherStats(dispatcher, retry))
-        queues: Reply[tuple[QueueInfo, ...]] | None = None
-        if not self.clustered:  # a cluster's dispatcher keeps no lines of its own to show
-            queues = Reply()
-            tell_or_fail(self._dispatcher, GetQueues(queues))
+        queues: Reply[tuple[QueueInfo, ...]] = Reply()
+        tell_or_fail(self._dispatcher, GetQueues(queues))
         return StatsAnswer(
             repository, dispatcher, retry, self._started_at, self._runner_counts, queues
         )

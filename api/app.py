@@ -101,8 +101,8 @@ def create_app(
         "/tasks",
         TaskListResource(system, timeout_s=request_timeout_s, listings_max=listings_max),
     )
-    if not system.clustered:  # a cluster has the one queue and no schedules yet
-        add_queue_routes(app, system, timeout_s=request_timeout_s)
+    add_queue_routes(app, system, timeout_s=request_timeout_s)
+    if not system.clustered:  # a cluster has no schedules yet
         add_schedule_routes(
             app,
             system,

@@ -197,11 +197,6 @@ def load_config(environ: Mapping[str, str]) -> Config:
                 "DB_PATH and DATABASE_URL are both set: choose one store, the SQLite file or "
                 "the PostgreSQL database"
             )
-        if config.queues is not None:
-            raise ConfigError(
-                f"QUEUES={given['QUEUES']!r} and DATABASE_URL are both set: a cluster has the one "
-                "queue, default, with WORKERS workers, so leave QUEUES unset"
-            )
         if not config.database_url.startswith(("postgresql://", "postgres://")):
             # The URL itself is not echoed: it may hold a password.
             raise ConfigError("DATABASE_URL must start with postgresql:// or postgres://")

@@ -187,6 +187,10 @@ _QUEUE_PATHS: Final[dict[str, dict[str, Any]]] = {
         "get": {
             "operationId": "listQueues",
             "summary": "Each queue QUEUES declares, in that order, as it is now.",
+            "description": (
+                "In a cluster (DATABASE_URL) `waiting`, `scheduled` and `paused` are the whole "
+                "cluster's; `workers` and `busy` are the answering instance's."
+            ),
             "responses": {
                 "200": _json({"type": "array", "items": _QUEUE}, "The queues."),
                 "503": _error(_BUSY, Retry_After=_RETRY_AFTER),

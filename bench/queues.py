@@ -1,6 +1,6 @@
 """Queues: intake and engine figures with four queues against one, paired in the same run.
 
-    python bench/queues.py [--tasks 20000] [--rounds 3] [--bursts 6] [--burst 3]
+    python bench/queues.py [--tasks 20000] [--rounds 3] [--bursts 6] [--burst 3] [--cluster]
 
 Engine (in-process, thread mode, no HTTP): N no-op tasks through a TaskSystem with one queue of
 four workers, and through one with four queues of one worker each, the tasks dealt round-robin
@@ -12,11 +12,15 @@ Intake (HTTP): two services started once, ``WORKERS=4`` and ``QUEUES=q0:1,q1:1,q
 loaded in turn with short wrk bursts of POST /enqueue (bench/paired.py; the bodies of the second
 name its queues in turn, bench/queue_ids.lua). Reported: the median of the per-pair ratios, and
 each server's CPU per request.
+
+``--cluster``: the intake alone, both services in cluster mode, each on a fresh database of a
+private PostgreSQL 15 server (bench/pg_common.py: fsync on), as one instance of a cluster.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
 import threading
@@ -27,7 +31,7 @@ from common import BENCH_DIR, free_port, median, start_service, stop, table, wai
 from paired import Target, describe, paired_bursts
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Iterator, Sequence
 
 WORKERS: Final = 4
 FOUR: Final = tuple(f"q{n}" for n in range(WORKERS))
@@ -107,11 +111,31 @@ def engine(n: int, rounds: int) -> dict[str, Any]:
     }
 
 
-def intake(connections: int, burst_s: float, bursts: int) -> dict[str, Any]:
+@contextlib.contextmanager
+def databases(cluster: bool) -> Iterator[dict[str, dict[str, str]]]:
+    """With ``cluster``, each service's DATABASE_URL on a private server; else nothing."""
+    if not cluster:
+        yield {"one queue": {}, "four queues": {}}
+        return
+    from pg_common import bench_server
+
+    with bench_server() as server:
+        yield {
+            name: {"DATABASE_URL": server.url(server.create_database(f"queues{n}"))}
+            for n, name in enumerate(("one queue", "four queues"))
+        }
+
+
+def intake(
+    connections: int, burst_s: float, bursts: int, stores: dict[str, dict[str, str]]
+) -> dict[str, Any]:
     ports = {"one queue": free_port(), "four queues": free_port()}
     settings = {
-        "one queue": {"WORKERS": str(WORKERS)},
-        "four queues": {"QUEUES": ",".join(f"{name}:1" for name in FOUR)},
+        "one queue": {"WORKERS": str(WORKERS), **stores["one queue"]},
+        "four queues": {
+            "QUEUES": ",".join(f"{name}:1" for name in FOUR),
+            **stores["four queues"],
+        },
     }
     os.environ["BENCH_QUEUES"] = f"{ports['four queues']}={','.join(FOUR)}"
     processes = {}
@@ -154,29 +178,38 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--burst", type=float, default=3.0, help="seconds per wrk burst")
     parser.add_argument("--bursts", type=int, default=6, help="pairs of bursts")
     parser.add_argument("--engine-only", action="store_true", help="skip the HTTP intake")
+    parser.add_argument(
+        "--cluster", action="store_true", help="intake only, both services on PostgreSQL"
+    )
     parser.add_argument("--json", help="output file (default bench/out/queues.json)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
-    print(f"Queues: engine {args.tasks:,} no-op tasks x {args.rounds} rounds, {WORKERS} workers")
-    engine_results = engine(args.tasks, args.rounds)
-    rows = [
-        [
-            "engine tasks/s",
-            engine_results["tasks_per_s"]["one queue"],
-            engine_results["tasks_per_s"]["four queues"],
-            f"{engine_results['median_pair_ratio_four_over_one']:.3f}",
-        ],
-        [
-            "engine CPU µs/task",
-            engine_results["cpu_us_per_task"]["one queue"],
-            engine_results["cpu_us_per_task"]["four queues"],
-            "",
-        ],
-    ]
-    results: dict[str, Any] = {"workers": WORKERS, "engine": engine_results}
+    results: dict[str, Any] = {"workers": WORKERS, "cluster": args.cluster}
+    rows: list[list[Any]] = []
+    if not args.cluster:
+        print(
+            f"Queues: engine {args.tasks:,} no-op tasks x {args.rounds} rounds, {WORKERS} workers"
+        )
+        results["engine"] = engine_results = engine(args.tasks, args.rounds)
+        rows += [
+            [
+                "engine tasks/s",
+                engine_results["tasks_per_s"]["one queue"],
+                engine_results["tasks_per_s"]["four queues"],
+                f"{engine_results['median_pair_ratio_four_over_one']:.3f}",
+            ],
+            [
+                "engine CPU µs/task",
+                engine_results["cpu_us_per_task"]["one queue"],
+                engine_results["cpu_us_per_task"]["four queues"],
+                "",
+            ],
+        ]
     if not args.engine_only:
-        print(f"Queues: intake, {args.bursts} pairs of {args.burst:g} s wrk bursts")
-        intake_results = intake(args.connections, args.burst, args.bursts)
+        where = "on PostgreSQL (cluster mode)" if args.cluster else "in memory"
+        print(f"Queues: intake {where}, {args.bursts} pairs of {args.burst:g} s wrk bursts")
+        with databases(args.cluster) as stores:
+            intake_results = intake(args.connections, args.burst, args.bursts, stores)
         results["intake"] = intake_results
         rows += [
             [
@@ -194,7 +227,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         ]
     print()
     print(table(["", "one queue", "four queues", "four / one (median of pairs)"], rows))
-    print(f"written: {write_json('queues', results, args.json)}")
+    name = "queues-cluster" if args.cluster else "queues"
+    print(f"written: {write_json(name, results, args.json)}")
     return results
 
 

@@ -10,7 +10,7 @@ import pytest
 
 from actors.cluster_dispatcher import ClusterDispatcherActor
 from actors.protocol.answers import Admission, Outcome, Readiness
-from actors.protocol.cluster import AskReadiness, Claim, Claimed, Wake
+from actors.protocol.cluster import AskReadiness, Claim, Claimed, Wake, Want
 from actors.protocol.intake import AdmitTask, AnswerRefusal, StoreAdmittedTask, TaskStored
 from actors.protocol.lifecycle import BeginShutdown, Connect, StoreAvailability, WhenIdle
 from actors.protocol.reading import GetReadiness
@@ -65,11 +65,11 @@ def started(workers: int = 2) -> Actors:
 def test_it_claims_once_for_all_its_idle_workers_and_hands_one_task_to_each() -> None:
     repository, dispatcher, workers, _ = started(workers=2)
     (claim,) = wait_until(lambda: recorded(repository, Claim))
-    assert claim.limit == 2
+    assert claim.wants == (Want("default", 2),)
 
     dispatcher.tell(Wake())  # while the claim is out: no second one
     tasks = (new_task("a", b"{}", 3), new_task("b", b"{}", 3))
-    dispatcher.tell(Claimed(tasks, 2))
+    dispatcher.tell(Claimed("default", tasks, 2))
 
     wait_until(lambda: all(recorded(worker, Run) for worker in workers))
     assert sorted(recorded(worker, Run)[0].task.id for worker in workers) == ["a", "b"]
@@ -78,14 +78,14 @@ def test_it_claims_once_for_all_its_idle_workers_and_hands_one_task_to_each() ->
         AttemptFinished(0, tasks[1].__class__(**{**_fields(tasks[1]), "status": DONE}), None)
     )
     claims = wait_until(lambda: recorded(repository, Claim)[1:])
-    assert [claim.limit for claim in claims] == [1]
+    assert [claim.wants for claim in claims] == [(Want("default", 1),)]
     assert [save.task.id for save in recorded(repository, Save)] == ["b"]
 
 
 def test_a_retry_is_a_wake_up_at_its_due_time_on_this_instance() -> None:
     repository, dispatcher, workers, retry = started(workers=1)
     wait_until(lambda: recorded(repository, Claim))
-    dispatcher.tell(Claimed((new_task("a", b"{}", 3),), 1))
+    dispatcher.tell(Claimed("default", (new_task("a", b"{}", 3),), 1))
     wait_until(lambda: recorded(workers[0], Run))
     waiting = new_task("a", b"{}", 3, delay_s=0.5)
 
@@ -96,7 +96,7 @@ def test_a_retry_is_a_wake_up_at_its_due_time_on_this_instance() -> None:
     wait_until(lambda: len(recorded(repository, Claim)) == 2)
     with pytest.raises(pykka.Timeout):
         idle.get(timeout=0.1)
-    dispatcher.tell(Claimed((), 1))
+    dispatcher.tell(Claimed("default", (), 1))
     idle.get(timeout=TIMEOUT_S)
     scheduled = wait_until(lambda: recorded(retry, HoldUntilDue))
     assert [(s.task.id, s.delay_s) for s in scheduled] == [("a", 0.5)]

@@ -47,15 +47,16 @@ class Cluster:
         self.instances: list[Service] = []
 
     def start(self, name: str, **settings: str | int) -> Service:
-        """Start the instance ``name`` (its INSTANCE_ID) on the test's database."""
+        """Start the instance ``name`` (its INSTANCE_ID) on the test's database; two workers
+        unless ``settings`` declare QUEUES (which gives each queue its workers)."""
         options: dict[str, str | int] = {
             "DATABASE_URL": self.database_url,
             "INSTANCE_ID": name,
             "LEASE_MS": LEASE_MS,
             "WORKER_MODE": "thread",
-            "WORKERS": 2,
             "RETRY_BASE_MS": 1,
             "RETRY_MAX_MS": 10,
+            **({} if "QUEUES" in settings else {"WORKERS": 2}),
             **settings,
         }
         service = launch(self.log_dir, HANDLER, **options)

@@ -15,6 +15,7 @@ import time
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Final
 
+import psycopg
 import pytest
 from selenium import webdriver
 from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
@@ -620,17 +621,26 @@ def test_a_row_per_schedule_as_text_whose_button_pauses_and_resumes_it(
     assert service.request("GET", "/schedule?id=nightly").json()["paused"] is False
 
 
-def test_a_cluster_instance_shows_its_counters_with_no_queue_or_schedule_rows(
+def test_a_cluster_instance_shows_a_row_per_queue_whose_button_pauses_it_for_the_cluster(
     start_service: Callable[..., Service], browser: WebDriver, pg_database: str
 ) -> None:
-    # A cluster answers 404 on /schedules: the page still updates, with no rows to show.
-    service = start_service("fail_times", DATABASE_URL=pg_database, INSTANCE_ID="node-a")
+    # A cluster answers 404 on /schedules: the page still updates, with no schedule rows.
+    service = start_service(
+        "fail_times", DATABASE_URL=pg_database, INSTANCE_ID="node-a", QUEUES="default:1,emails:1"
+    )
     service.accept({"id": "in-a-cluster", "payload": {"failures": 0}})
     open_dashboard(browser, service)
 
     stats = wait_for_counters(browser, service)
 
-    assert stats["queues"] == []
+    assert [queue["name"] for queue in stats["queues"]] == ["default", "emails"]
     assert browser.find_element(By.ID, "connection-state").text == "live"
-    assert browser.find_elements(By.CSS_SELECTOR, "#queue-rows tr") == []
+    wait_until(lambda: queue_row(browser, "emails"), timeout_s=PAGE_TIMEOUT_S)
+    wait_until(
+        lambda: click(browser, 'button[aria-label="pause queue emails"]'), timeout_s=PAGE_TIMEOUT_S
+    )
+    wait_until(lambda: (queue_row(browser, "emails") or {}).get("paused") == "true")
+    with psycopg.connect(pg_database) as connection:
+        paused = connection.execute("SELECT name FROM task_queue_queues WHERE paused").fetchall()
+    assert paused == [("emails",)]
     assert browser.find_elements(By.CSS_SELECTOR, "#schedule-rows tr") == []

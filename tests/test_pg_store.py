@@ -129,7 +129,7 @@ def test_the_queue_bound_holds_across_instances(pg_database: str) -> None:
         assert enqueue(a, delayed[0]) == {"d0": Admission.QUEUE_FULL}
         assert a.claim(1)[0][0].id == "a1"
         assert enqueue(a, *delayed) == {"d2": Admission.TOO_MANY_SCHEDULED}
-        assert a.line() == (2, 2)
+        assert a.lines() == {"default": (2, 2)}
     finally:
         a.close()
         b.close()
@@ -328,7 +328,9 @@ def test_intake_counts_only_near_the_bound_and_never_lets_a_stale_count_refuse(
             done = task.__class__(**{**_fields(task), "status": DONE, "attempts": 1})
             assert small.finish([done]) == {task.id}
         with psycopg.connect(pg_database) as connection:
-            row = connection.execute("SELECT bound FROM task_queue_intake").fetchone()
+            row = connection.execute(
+                "SELECT bound FROM task_queue_intake WHERE queue = 'default'"
+            ).fetchone()
         assert row is not None
         assert row[0] <= 4  # set exactly whenever intake counted
     finally:
@@ -359,7 +361,7 @@ def test_a_claim_writes_the_outcomes_that_wait_in_the_same_round_trip(store: PgS
     (first,) = store.claim(1)[0]
     done = first.__class__(**{**_fields(first), "status": DONE, "attempts": 1})
 
-    claimed, written = store.claim(5, [done])
+    claimed, written, _ = store.claim(5, [done])
 
     assert [task.id for task in claimed] == ["second"]
     assert written == {"first"}

@@ -8,7 +8,8 @@
 - ``lifecycle``: start, recovery, the store's health, housekeeping and shutdown.
 - ``queues``: pausing, resuming and reading the queues, and their rate limits' timer.
 - ``schedules``: the schedule actor's questions and its firings.
-- ``cluster``: claiming work from a shared PostgreSQL table, and waking up for it.
+- ``cluster``: claiming work from a shared PostgreSQL table, queue by queue, waking up for it,
+  and the counts and queue states only the database knows.
 - ``answers``: what the questions above are answered with.
 
 pykka does not copy messages, so nothing here is mutable except the replies, which exist to be

@@ -11,25 +11,39 @@ if TYPE_CHECKING:
     import pykka
 
     from actors.protocol.answers import Readiness
+    from actors.queues import QueueInfo
     from actors.reply import Reply
     from actors.stats import LineCounts
     from actors.task import Task
 
 
-class Claim(NamedTuple):
-    """Dispatcher -> repository: claim up to ``limit`` due tasks for idle workers; answer
-    with Claimed, to ``dispatcher``."""
+class Want(NamedTuple):
+    """Up to ``limit`` due tasks of ``queue`` for its idle workers, no faster than
+    ``max_per_second`` (None: no limit) across the cluster."""
 
+    queue: str
     limit: int
+    max_per_second: float | None = None
+
+
+class Claim(NamedTuple):
+    """Dispatcher -> repository: claim what ``wants`` ask for, the queues without a rate in
+    one statement; answer with a Claimed for each, to ``dispatcher``."""
+
+    wants: tuple[Want, ...]
     dispatcher: pykka.ActorRef
 
 
 class Claimed(NamedTuple):
-    """Repository -> dispatcher: the tasks claimed, each running here under a lease, given as
-    they were before the claim (a worker's Run counts the attempt). ``limit`` was asked."""
+    """Repository -> dispatcher: the tasks of ``queue`` claimed, each running here under a
+    lease, given as they were before the claim (a worker's Run counts the attempt). ``limit``
+    was asked; ``next_token_s``: the queue's rate held the claim back, and allows the next
+    start that much later."""
 
+    queue: str
     tasks: tuple[Task, ...]
     limit: int
+    next_token_s: float | None = None
 
 
 class Wake(NamedTuple):
@@ -48,10 +62,19 @@ class LineStats(NamedTuple):
 
 
 class AskReadiness(NamedTuple):
-    """Dispatcher -> repository: whether a delayed task would fit in the cluster's queue now;
-    answer ``reply`` with the Readiness."""
+    """Dispatcher -> repository: whether a delayed task would fit now in one of ``queues``
+    (this instance's) across the cluster; answer ``reply`` with the Readiness."""
 
+    queues: tuple[str, ...]
     reply: Reply[Readiness]
+
+
+class FillQueues(NamedTuple):
+    """Dispatcher -> repository: answer ``reply`` with ``queues`` (this instance's workers)
+    filled with the cluster's lines and pauses, from the database."""
+
+    queues: tuple[QueueInfo, ...]
+    reply: Reply[tuple[QueueInfo, ...]]
 
 
 class Tick(NamedTuple):
