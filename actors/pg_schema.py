@@ -17,7 +17,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-SCHEMA_VERSION: Final = 1
+SCHEMA_VERSION: Final = 2
 """Kept in ``task_queue_schema``. A newer one than this is refused at start (exit 2)."""
 
 SCHEMA_LOCK: Final = 0x74517565_0001
@@ -82,8 +82,41 @@ _CREATE: Final = (
     "INSERT INTO task_queue_intake (bound) VALUES (0)",
 )
 
+# --- schedules (version 2): issue 15's schedules, shared by the cluster -------------------------
+# actors/pg_schedule_store.py reads and writes them; a firing locks its schedule's row.
+SCHEDULES_TABLE: Final = "task_queue_schedules"
+_SCHEDULES: Final = (
+    f"""
+    CREATE TABLE {SCHEDULES_TABLE} (
+        seq bigint GENERATED ALWAYS AS IDENTITY UNIQUE,  -- creation order
+        id text PRIMARY KEY,
+        timing bytea NOT NULL,         -- actors/schedule.py's Timing, as msgpack
+        task bytea NOT NULL,           -- the template of each firing's Task, as msgpack
+        created_at double precision NOT NULL,
+        next_run_at double precision,  -- NULL while paused
+        last_task_id text,
+        fired bigint NOT NULL DEFAULT 0,
+        skipped bigint NOT NULL DEFAULT 0,
+        version bigint NOT NULL        -- task_queue_schedule_changes.version of its last change
+    )
+    """,
+    f"CREATE INDEX task_queue_schedules_version ON {SCHEDULES_TABLE} (version)",
+    # One row, counting the changes made through the API (not firings): an instance that has
+    # seen version n reads the rows changed since. Updated in each change's transaction, so
+    # the row lock hands out versions in commit order and no change is ever read past.
+    """
+    CREATE TABLE task_queue_schedule_changes (
+        one boolean PRIMARY KEY DEFAULT true CHECK (one),
+        version bigint NOT NULL
+    )
+    """,
+    "INSERT INTO task_queue_schedule_changes (version) VALUES (0)",
+)
+# --- end of schedules ---------------------------------------------------------------------------
+
 _MIGRATIONS: Final[dict[int, tuple[str, ...]]] = {
     # version -> the statements that bring a database of that version to the next one
+    1: _SCHEDULES,
 }
 
 
@@ -107,7 +140,7 @@ def prepare(connection: psycopg.Connection) -> None:
                 "made by a newer task_queue, which is what must use it"
             )
         if version == 0:
-            for statement in _CREATE:
+            for statement in (*_CREATE, *_SCHEDULES):
                 connection.execute(statement)  # type: ignore[arg-type]  # our own text
             logger.info("schema version %d created", SCHEMA_VERSION)
         else:

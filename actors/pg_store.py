@@ -532,3 +532,20 @@ class _Transaction:
 
     def __exit__(self, *exc_info: Any) -> bool | None:
         return self._stack.__exit__(*exc_info)
+
+
+def insert_firing(connection: psycopg.Connection, task: Task, instance_id: str) -> bool:
+    """Insert the task of a schedule's firing in the caller's transaction (actors/
+    pg_schedule_store.py); False if its id is taken.
+
+    A firing gets in like a due retry, past QUEUE_SIZE, so nothing is counted; but the intake
+    bound is raised under the intake lock as every intake raises it, so that it stays above
+    the queued and running tasks. The instances are woken at commit, as after an intake.
+    """
+    connection.execute("SELECT pg_advisory_xact_lock(%s)", (INTAKE_LOCK,))
+    row = connection.execute(_INSERT, (instance_id, *([value] for value in row_of(task))))
+    if row.fetchone() is None:
+        return False
+    connection.execute("UPDATE task_queue_intake SET bound = bound + 1")
+    connection.execute("SELECT pg_notify(%s, %s)", (CHANNEL, instance_id))
+    return True

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import random
 import time
+from functools import partial
 from typing import TYPE_CHECKING, NamedTuple, TypeVar
 
 import pykka
@@ -192,7 +193,8 @@ class TaskSystem:
         self._queue_names = frozenset(spec.name for spec in queues)
         self.clustered = clustered
         """Whether the tasks are in a PostgreSQL database shared with other instances: then the
-        one queue, ``default``, and no schedules (actors/cluster.py)."""
+        one queue, ``default``, and the cluster's schedules (actors/cluster.py,
+        actors/cluster_schedules.py)."""
         self._first_queue = queues[0].name if queues else DEFAULT_QUEUE
 
     @classmethod
@@ -314,18 +316,13 @@ class TaskSystem:
             queues=queues,
         )
         # Last: its firings, a catch-up among them, go through the dispatcher like any task.
-        system._start_schedules(dispatcher, repository, open_schedules)
+        system._start_schedules(lambda: ScheduleActor.start(dispatcher, repository, open_schedules))
         return system
 
-    def _start_schedules(
-        self,
-        dispatcher: pykka.ActorRef,
-        repository: pykka.ActorRef,
-        open_schedules: OpenScheduleStore | None,
-    ) -> None:
-        """Start the schedule actor over its store (None: in memory); StoreError, with every
-        actor stopped, if the store cannot be used."""
-        self._schedules = ScheduleActor.start(dispatcher, repository, open_schedules)
+    def _start_schedules(self, start: Callable[[], pykka.ActorRef]) -> None:
+        """Start the schedule actor (``start``) and have it open its store; StoreError, with
+        every actor stopped, if the store cannot be used."""
+        self._schedules = start()
         reply: Reply[int | StoreError] = Reply()
         tell_or_fail(self._schedules, OpenSchedules(reply))
         try:
@@ -350,7 +347,10 @@ class TaskSystem:
         queue_size: int,
         scheduled_max: int,
     ) -> TaskSystem:
-        from actors.cluster import start_cluster  # psycopg is loaded only in cluster mode
+        # psycopg is loaded only in cluster mode
+        from actors.cluster import start_cluster
+        from actors.cluster_schedules import ClusterScheduleActor
+        from actors.pg_schedule_store import PgScheduleStore
 
         try:
             actors = start_cluster(
@@ -367,7 +367,7 @@ class TaskSystem:
         except BaseException:
             _close_all(made, 0.0)
             raise
-        return cls(
+        system = cls(
             *actors,
             runners=made,
             runner_counts=counts,
@@ -375,6 +375,11 @@ class TaskSystem:
             queues=default_queues(len(made)),
             clustered=True,
         )
+        open_schedules = partial(PgScheduleStore.open, cluster.url, cluster.instance_id)
+        system._start_schedules(
+            lambda: ClusterScheduleActor.start(actors.dispatcher, open_schedules)
+        )
+        return system
 
     # --- what the API asks ---------------------------------------------------------------------
 

@@ -101,15 +101,15 @@ def create_app(
         "/tasks",
         TaskListResource(system, timeout_s=request_timeout_s, listings_max=listings_max),
     )
-    if not system.clustered:  # a cluster has the one queue and no schedules yet
+    if not system.clustered:  # a cluster has the one queue
         add_queue_routes(app, system, timeout_s=request_timeout_s)
-        add_schedule_routes(
-            app,
-            system,
-            max_body_bytes=max_body_bytes,
-            timeout_s=request_timeout_s,
-            allow=target_allow,
-        )
+    add_schedule_routes(
+        app,
+        system,
+        max_body_bytes=max_body_bytes,
+        timeout_s=request_timeout_s,
+        allow=target_allow,
+    )
     app.add_route("/healthz", HealthResource())
     app.add_route("/stats", StatsResource(system, invalid, timeout_s=request_timeout_s))
     app.add_route("/readyz", ReadinessResource(system, timeout_s=request_timeout_s))

@@ -1,6 +1,6 @@
-"""End to end with DATABASE_URL: what a cluster instance does not offer yet (issue 15's queues
-and schedules) is refused plainly, and nothing that asks about queues waits for an answer that
-a cluster's dispatcher never gives."""
+"""End to end with DATABASE_URL: what a cluster instance does not offer yet (issue 15's queues)
+is refused plainly, and nothing that asks about queues waits for an answer that a cluster's
+dispatcher never gives. (Its schedules: tests/test_e2e_cluster_schedules.py.)"""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ if TYPE_CHECKING:
 ANSWER_S = 2.0
 
 
-def test_a_cluster_instance_has_the_default_queue_and_no_queue_or_schedule_paths(
+def test_a_cluster_instance_has_the_default_queue_and_no_queue_paths(
     cluster: Cluster,  # noqa: F811
 ) -> None:
     service = cluster.start("only")
@@ -38,9 +38,6 @@ def test_a_cluster_instance_has_the_default_queue_and_no_queue_or_schedule_paths
     for method, path in (
         ("GET", "/queues"),
         ("POST", "/queues/pause?name=default"),
-        ("GET", "/schedules"),
-        ("POST", "/schedules"),
-        ("GET", "/schedule?id=x"),
     ):
         reply = service.request(method, path)
         assert reply.status == 404, (method, path, reply)
