@@ -248,18 +248,21 @@ class ClusterScheduleActor(Actor):
     def _sync(self, now: float) -> None:
         """Read what the API changed since the last read, and plan the next read."""
         assert self._store is not None
+        self._plan(_SYNC, now + SYNC_INTERVAL_S)
+        if self._down_until is not None and now < self._down_until:
+            return
         try:
             changes = self._store.changes(self._version)
         except StoreError as exc:
-            logger.debug("schedules: the changes cannot be read: %s", exc)
-            changes = None
+            self._failed(exc, now)
+            return
+        self._available()
         if changes is not None:
             self._version = changes.version
             for schedule_id in [i for i in self._schedules if i not in changes.ids]:
                 self._forget(schedule_id)
             for schedule in changes.changed:
                 self._hold(schedule)
-        self._plan(_SYNC, now + SYNC_INTERVAL_S)
 
     def _open(self) -> int | StoreError:
         """Connect, read every schedule and start the timer: a schedule whose time passed while
