@@ -58,6 +58,11 @@ RETRY_S: Final = 1.0
 """While the database cannot be reached, firings are tried again this often (the first one due
 tries; the others wait for it): each try may wait for a connection's timeout."""
 
+BUSY_RETRY_S: Final = 0.2
+"""How soon a firing whose row another instance held is tried again: by then that instance
+has moved the row on (and this one learns its next time), or its transaction failed and this
+one fires, still within a second of the time."""
+
 LATE_S: Final = 1.0
 """A firing later than this is logged: no instance was there to fire it on time."""
 
@@ -172,7 +177,8 @@ class ClusterScheduleActor(Actor):
             elif self._down_until is not None and now < self._down_until:
                 self._plan(key, self._down_until)
             elif (schedule := self._schedules.get(key)) is not None:
-                self._fire(schedule, now)
+                # Its own reading: the firings before it in this round took time.
+                self._fire(schedule, self._clock())
         self._timer.arm()
 
     def _fire(self, schedule: Schedule, now: float) -> None:
@@ -191,6 +197,8 @@ class ClusterScheduleActor(Actor):
         match fired.outcome:
             case Firing.GONE:
                 self._forget(schedule.id)
+            case Firing.BUSY:
+                self._plan(schedule.id, now + BUSY_RETRY_S)
             case Firing.STALE:
                 # Fired by another instance, or paused or resumed: on from the row as it is.
                 logger.debug(

@@ -62,6 +62,9 @@ class Firing(enum.Enum):
     resumed. Nothing was done; ``schedule`` is the row as it is."""
     GONE = "gone"
     """The schedule was deleted."""
+    BUSY = "busy"
+    """Another instance holds the row (firing it, or pausing it) at this moment: nothing was
+    done; trying again shortly learns how the row moved on."""
 
 
 class Fired(NamedTuple):
@@ -210,13 +213,22 @@ class PgScheduleStore:
     def fire(self, schedule_id: str, fire_at: float, now: float) -> Fired:
         """Fire the schedule for its time ``fire_at``, at ``now``, if its row still names that
         time: enqueue its task (or skip, while the last one is queued or running anywhere),
-        and move the row on to its first time after ``now``; all in one transaction."""
+        and move the row on to its first time after ``now``; all in one transaction.
+
+        A row another instance holds is skipped, not waited for: instances whose timers ring
+        together then fire different schedules at once instead of queueing on each one.
+        """
         with self._using("cannot fire") as connection, connection.transaction():
             row = connection.execute(
-                f"SELECT {_COLUMNS} FROM {SCHEDULES_TABLE} WHERE id = %s FOR UPDATE",
+                f"SELECT {_COLUMNS} FROM {SCHEDULES_TABLE} WHERE id = %s FOR UPDATE SKIP LOCKED",
                 (schedule_id,),
             ).fetchone()
-            schedule = None if row is None else _schedule(row)
+            if row is None:
+                held = connection.execute(
+                    f"SELECT 1 FROM {SCHEDULES_TABLE} WHERE id = %s", (schedule_id,)
+                ).fetchone()
+                return Fired(Firing.GONE if held is None else Firing.BUSY, None)
+            schedule = _schedule(row)
             if schedule is None:
                 return Fired(Firing.GONE, None)
             if schedule.next_run_at != fire_at:
