@@ -64,7 +64,8 @@ has moved the row on (and this one learns its next time), or its transaction fai
 one fires, still within a second of the time."""
 
 LATE_S: Final = 1.0
-"""A firing later than this is logged: no instance was there to fire it on time."""
+"""A firing later than this is logged: no instance could fire it in time (none ran, or the
+database was down)."""
 
 _SYNC: Final = "\x00sync"
 """The timer's key for the next read of changes: no schedule's id holds a control character."""
@@ -220,8 +221,8 @@ class ClusterScheduleActor(Actor):
             case Firing.FIRED:
                 if now - fire_at > LATE_S:
                     logger.info(
-                        "schedule %r: the firing of %s fires now, %.1f s late: no instance was "
-                        "there to fire it on time",
+                        "schedule %r: the firing of %s fires now, %.1f s late "
+                        "(no instance could fire it in time)",
                         schedule.id,
                         rfc3339(fire_at),
                         now - fire_at,

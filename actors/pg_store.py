@@ -527,7 +527,13 @@ class _Transaction:
 
     def __enter__(self) -> psycopg.Connection:
         connection = self._stack.enter_context(self._store._using(self._doing))
-        self._stack.enter_context(connection.transaction())
+        try:
+            self._stack.enter_context(connection.transaction())
+        except BaseException as exc:
+            # Its BEGIN failing (the server ended the connection while it was idle) is a
+            # StoreError like any other statement's: _using makes it one.
+            if not self._stack.__exit__(type(exc), exc, exc.__traceback__):
+                raise
         return connection
 
     def __exit__(self, *exc_info: Any) -> bool | None:
