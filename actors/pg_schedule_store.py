@@ -37,6 +37,13 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 _COLUMNS: Final = "id, timing, task, created_at, next_run_at, last_task_id, fired, skipped"
+_LOCK_FOR_FIRING: Final = (
+    f"SELECT {', '.join(f's.{column}' for column in _COLUMNS.split(', '))}, t.status "
+    f"FROM {SCHEDULES_TABLE} AS s LEFT JOIN {TABLE} AS t ON t.id = s.last_task_id "
+    "WHERE s.id = %s FOR UPDATE OF s SKIP LOCKED"
+)
+"""A firing's first statement: the schedule's row, locked unless another instance holds it,
+with the status of its last task (anywhere in the cluster)."""
 _DURABLE: Final = "SET LOCAL synchronous_commit = on"
 """A change made through the API is promised to its client: its commit waits for the disk, as
 an enqueue's does (actors/pg_store.py). Firings commit asynchronously, the connection's
@@ -216,28 +223,33 @@ class PgScheduleStore:
         and move the row on to its first time after ``now``; all in one transaction.
 
         A row another instance holds is skipped, not waited for: instances whose timers ring
-        together then fire different schedules at once instead of queueing on each one.
+        together then fire different schedules at once instead of queueing on each one. The
+        statements are pipelined: two round trips to skip or to move on, three to enqueue.
         """
-        with self._using("cannot fire") as connection, connection.transaction():
-            row = connection.execute(
-                f"SELECT {_COLUMNS} FROM {SCHEDULES_TABLE} WHERE id = %s FOR UPDATE SKIP LOCKED",
-                (schedule_id,),
-            ).fetchone()
+        with (
+            self._using("cannot fire") as connection,
+            connection.pipeline(),
+            connection.transaction(),
+        ):
+            locked = connection.execute(_LOCK_FOR_FIRING, (schedule_id,))
+            # Sent with it, read only if the row was not there to lock: held, or deleted.
+            found = connection.execute(
+                f"SELECT 1 FROM {SCHEDULES_TABLE} WHERE id = %s", (schedule_id,)
+            )
+            row = locked.fetchone()
             if row is None:
-                held = connection.execute(
-                    f"SELECT 1 FROM {SCHEDULES_TABLE} WHERE id = %s", (schedule_id,)
-                ).fetchone()
-                return Fired(Firing.GONE if held is None else Firing.BUSY, None)
-            schedule = _schedule(row)
+                held = found.fetchone() is not None
+                return Fired(Firing.BUSY if held else Firing.GONE, None)
+            schedule = _schedule(row[:-1])
+            status = row[-1]
             if schedule is None:
                 return Fired(Firing.GONE, None)
             if schedule.next_run_at != fire_at:
                 return Fired(Firing.STALE, schedule)
             next_run_at = schedule.timing.next_run(now, schedule.created_at)
-            status = _status(connection, schedule.last_task_id)
             if status in (QUEUED, RUNNING):
                 skipped = _moved_on(connection, schedule, next_run_at, skipped=1)
-                return Fired(Firing.SKIPPED, skipped, schedule.last_task_id, status or "")
+                return Fired(Firing.SKIPPED, skipped, schedule.last_task_id, status)
             task = firing_task(schedule, fire_at, now)
             inserted = insert_firing(connection, task, self._instance_id)
             fired = _moved_on(
@@ -250,13 +262,6 @@ def _bump(connection: psycopg.Connection) -> int:
     row = connection.execute(_BUMP).fetchone()
     assert row is not None
     return int(row[0])
-
-
-def _status(connection: psycopg.Connection, task_id: str | None) -> str | None:
-    if task_id is None:
-        return None
-    row = connection.execute(f"SELECT status FROM {TABLE} WHERE id = %s", (task_id,)).fetchone()
-    return None if row is None else str(row[0])
 
 
 def _moved_on(
