@@ -114,13 +114,46 @@ _QUEUES: Final = (
 )
 # --- end of queues -----------------------------------------------------------------------------
 
-_CREATE: Final = _VERSION_1 + _QUEUES
+
+# --- schedules (version 2) ---------------------------------------------------------------------
+# actors/pg_schedule_store.py reads and writes them; a firing locks its schedule's row.
+SCHEDULES_TABLE: Final = "task_queue_schedules"
+_SCHEDULES: Final = (
+    f"""
+    CREATE TABLE {SCHEDULES_TABLE} (
+        seq bigint GENERATED ALWAYS AS IDENTITY UNIQUE,  -- creation order
+        id text PRIMARY KEY,
+        timing bytea NOT NULL,         -- actors/schedule.py's Timing, as msgpack
+        task bytea NOT NULL,           -- the template of each firing's Task, as msgpack
+        created_at double precision NOT NULL,
+        next_run_at double precision,  -- NULL while paused
+        last_task_id text,
+        fired bigint NOT NULL DEFAULT 0,
+        skipped bigint NOT NULL DEFAULT 0,
+        version bigint NOT NULL        -- task_queue_schedule_changes.version of its last change
+    )
+    """,
+    f"CREATE INDEX task_queue_schedules_version ON {SCHEDULES_TABLE} (version)",
+    # One row, counting the changes made through the API (not firings): an instance that has
+    # seen version n reads the rows changed since. Updated in each change's transaction, so
+    # the row lock hands out versions in commit order and no change is ever read past.
+    """
+    CREATE TABLE task_queue_schedule_changes (
+        one boolean PRIMARY KEY DEFAULT true CHECK (one),
+        version bigint NOT NULL
+    )
+    """,
+    "INSERT INTO task_queue_schedule_changes (version) VALUES (0)",
+)
+# --- end of schedules ---------------------------------------------------------------------------
+
+_CREATE: Final = _VERSION_1 + _QUEUES + _SCHEDULES
 """A fresh database: version 1's tables, then each later version's block, as a migration
 would build them, so that a fresh and a migrated database are the same."""
 
 _MIGRATIONS: Final[dict[int, tuple[str, ...]]] = {
     # version -> the statements that bring a database of that version to the next one
-    1: _QUEUES,
+    1: _QUEUES + _SCHEDULES,
 }
 
 

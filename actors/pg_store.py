@@ -630,8 +630,35 @@ class _Transaction:
 
     def __enter__(self) -> psycopg.Connection:
         connection = self._stack.enter_context(self._store._using(self._doing))
-        self._stack.enter_context(connection.transaction())
+        try:
+            self._stack.enter_context(connection.transaction())
+        except BaseException as exc:
+            # Its BEGIN failing (the server ended the connection while it was idle) is a
+            # StoreError like any other statement's: _using makes it one.
+            if not self._stack.__exit__(type(exc), exc, exc.__traceback__):
+                raise
         return connection
 
     def __exit__(self, *exc_info: Any) -> bool | None:
         return self._stack.__exit__(*exc_info)
+
+
+def insert_firing(connection: psycopg.Connection, task: Task, instance_id: str) -> bool:
+    """Insert the task of a schedule's firing in the caller's transaction (actors/
+    pg_schedule_store.py); False if its id is taken.
+
+    A firing gets in like a due retry, past QUEUE_SIZE, so nothing is counted; but its queue's
+    intake bound is raised under the intake lock as every intake raises it, so that it stays
+    above the queue's queued and running tasks. The instances are woken at commit, as after
+    an intake.
+    """
+    connection.execute("SELECT pg_advisory_xact_lock(%s)", (INTAKE_LOCK,))
+    row = connection.execute(_INSERT, (instance_id, *([value] for value in row_of(task))))
+    if row.fetchone() is None:
+        return False
+    # A queue without a bound row is counted exactly at its next intake, this task with it.
+    connection.execute(
+        "UPDATE task_queue_intake SET bound = bound + 1 WHERE queue = %s", (task.queue,)
+    )
+    connection.execute("SELECT pg_notify(%s, %s)", (CHANNEL, instance_id))
+    return True

@@ -132,11 +132,21 @@ def new_schedule(schedule_id: str, timing: Timing, task: Task, now: float) -> Sc
     return Schedule(schedule_id, timing, task, now, timing.first_run(now))
 
 
+def paused_at(schedule: Schedule, paused: bool, now: float) -> Schedule:
+    """The schedule paused, or resumed at ``now``: from then on, without the firings missed."""
+    next_run_at = None if paused else schedule.timing.next_run(now, schedule.created_at)
+    return msgspec.structs.replace(schedule, next_run_at=next_run_at)
+
+
 def fire_id(schedule_id: str, fire_at: float) -> str:
     """The id of the task the firing at ``fire_at`` enqueues: the schedule's id, ``@``, and the
     time in RFC 3339 UTC to the second. Unique for each firing, so a firing runs at most once."""
-    stamp = datetime.fromtimestamp(math.floor(fire_at), UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-    return f"{schedule_id}@{stamp}"
+    return f"{schedule_id}@{rfc3339(fire_at)}"
+
+
+def rfc3339(at: float) -> str:
+    """``at`` in RFC 3339 UTC to the second, as firings' ids and logs show it."""
+    return datetime.fromtimestamp(math.floor(at), UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def firing_task(schedule: Schedule, fire_at: float, now: float) -> Task:

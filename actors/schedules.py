@@ -3,17 +3,13 @@
 from __future__ import annotations
 
 import contextlib
-import heapq
-import itertools
 import logging
 import time
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 import msgspec
 import pykka
 
-from actors.alarm import Alarm
 from actors.base import Actor, tell_or_fail
 from actors.protocol.answers import Admission
 from actors.protocol.reading import GetTask
@@ -31,8 +27,9 @@ from actors.protocol.schedules import (
     StopSchedules,
 )
 from actors.reply import Reply
-from actors.schedule import firing_task, new_schedule
+from actors.schedule import firing_task, new_schedule, paused_at, rfc3339
 from actors.schedule_store import MemoryScheduleStore
+from actors.schedule_timer import FiringTimer
 from actors.store import StoreError
 from actors.task import QUEUED, RUNNING
 
@@ -49,18 +46,14 @@ T = TypeVar("T")
 
 _ALARM_RANG: Final = ScheduleAlarmRang()
 
-COMPACT_AT: Final = 1024
-"""Emptied heap entries (paused or deleted schedules) tolerated beyond the live ones before the
-heap is rebuilt without them."""
-
 FLUSH_AT: Final = 512
 """Changed schedules (after firings) written at once at most: more are written without waiting
 for the inbox to empty."""
 
 
 class ScheduleActor(Actor):
-    """Keeps every schedule, and a heap of their next firings by time, with one alarm thread
-    for all of them (``actors/alarm.py``, as the RetryActor has): no thread per schedule.
+    """Keeps every schedule, and their next firings by time with one alarm thread for all of
+    them (``actors/schedule_timer.py``, as the RetryActor has): no thread per schedule.
 
     A firing first asks the repository for the schedule's last task: while it is queued or
     running, the firing is skipped (counted, logged); otherwise its task goes to the dispatcher
@@ -89,18 +82,12 @@ class ScheduleActor(Actor):
         self._store: ScheduleStore | None = None
         # By id, in creation order.
         self._schedules: dict[str, Schedule] = {}
-        # [fire_at, tie-breaker, schedule id or None once paused or deleted], and each
-        # schedule's entry by id: how a pause or delete finds it.
-        self._heap: list[list[Any]] = []
-        self._entries: dict[str, list[Any]] = {}
-        self._order = itertools.count()
-        self._emptied = 0
+        self._timer: FiringTimer | None = None
         # Schedules whose firing's task is on its way to the repository: a firing due
         # meanwhile is skipped, as if that task were already queued.
         self._in_flight: set[str] = set()
         # Changed by firings, not yet written.
         self._dirty: dict[str, Schedule] = {}
-        self._alarm: Alarm | None = None
         self._stopped = False
 
     def on_stop(self) -> None:
@@ -179,11 +166,7 @@ class ScheduleActor(Actor):
         if schedule is None or schedule.paused == paused:
             reply.set(schedule)
             return
-        if paused:
-            next_run_at = None
-        else:
-            next_run_at = schedule.timing.next_run(self._clock(), schedule.created_at)
-        changed = msgspec.structs.replace(schedule, next_run_at=next_run_at)
+        changed = paused_at(schedule, paused, self._clock())
         self._change(changed, reply, changed)
 
     # --- firing --------------------------------------------------------------------------------
@@ -191,13 +174,9 @@ class ScheduleActor(Actor):
     def _fire_due(self) -> None:
         if self._stopped:
             return
+        assert self._timer is not None
         now = self._clock()
-        while self._heap and self._heap[0][0] <= now:
-            fire_at, _, schedule_id = heapq.heappop(self._heap)
-            if schedule_id is None:
-                self._emptied -= 1
-                continue
-            del self._entries[schedule_id]
+        for fire_at, schedule_id in self._timer.due(now):
             schedule = self._schedules[schedule_id]
             # The first of its times after now: firings the alarm was too late for (a process
             # paused, a machine asleep) are not made up, as after a restart.
@@ -205,7 +184,7 @@ class ScheduleActor(Actor):
             schedule = self._update(schedule, next_run_at=next_run_at)
             self._plan(schedule)
             self._fire(schedule, fire_at)
-        self._set_alarm()
+        self._timer.arm()
 
     def _fire(self, schedule: Schedule, fire_at: float) -> None:
         """Fire now for ``fire_at``: unless the last firing's task is still queued or running."""
@@ -236,7 +215,7 @@ class ScheduleActor(Actor):
         logger.info(
             "schedule %r: the firing of %s is skipped: %s",
             schedule.id,
-            _rfc3339(fire_at),
+            rfc3339(fire_at),
             why,
             extra={"schedule_id": schedule.id},
         )
@@ -278,36 +257,16 @@ class ScheduleActor(Actor):
         self._dirty[schedule.id] = schedule
         return schedule
 
-    # --- the heap and the alarm ----------------------------------------------------------------
+    # --- the timer ----------------------------------------------------------------------------
 
     def _plan(self, schedule: Schedule) -> None:
-        """Put the schedule's next firing in the heap, and the alarm earlier if it must be."""
-        if schedule.next_run_at is None or self._stopped:
-            return
-        entry = [schedule.next_run_at, next(self._order), schedule.id]
-        earliest = self._heap[0][0] if self._heap else None
-        heapq.heappush(self._heap, entry)
-        self._entries[schedule.id] = entry
-        if earliest is None or schedule.next_run_at < earliest:
-            self._set_alarm()
+        """Have the timer ring at the schedule's next firing (none while it is paused)."""
+        if schedule.next_run_at is not None and self._timer is not None:
+            self._timer.plan(schedule.id, schedule.next_run_at)
 
     def _unplan(self, schedule_id: str) -> None:
-        entry = self._entries.pop(schedule_id, None)
-        if entry is None:
-            return
-        entry[2] = None
-        self._emptied += 1
-        if self._emptied > max(COMPACT_AT, len(self._entries)):
-            self._heap = [entry for entry in self._heap if entry[2] is not None]
-            heapq.heapify(self._heap)
-            self._emptied = 0
-
-    def _set_alarm(self) -> None:
-        if self._stopped or self._alarm is None or not self._heap:
-            return
-        # The heap holds wall-clock times (a cron time is one); the alarm waits on the
-        # monotonic clock, set again at every ring.
-        self._alarm.set(time.monotonic() + (self._heap[0][0] - self._clock()))
+        if self._timer is not None:
+            self._timer.unplan(schedule_id)
 
     def _ring(self) -> None:
         # Runs on the alarm's thread: it only posts a message.
@@ -317,8 +276,8 @@ class ScheduleActor(Actor):
     def _stop_alarm(self) -> None:
         if not self._stopped:
             self._stopped = True
-            if self._alarm is not None:
-                self._alarm.close()
+            if self._timer is not None:
+                self._timer.close()
 
     # --- the store -----------------------------------------------------------------------------
 
@@ -329,7 +288,7 @@ class ScheduleActor(Actor):
             loaded = self._store.load()
         except StoreError as exc:
             return exc
-        self._alarm = Alarm(self._ring, name="schedule-alarm")
+        self._timer = FiringTimer(self._ring, self._clock)
         now = self._clock()
         missed: list[tuple[Schedule, float]] = []
         for schedule in loaded:
@@ -346,7 +305,7 @@ class ScheduleActor(Actor):
             logger.info(
                 "schedule %r: the firing of %s fell due while the service was down: it fires now",
                 schedule.id,
-                _rfc3339(fire_at),
+                rfc3339(fire_at),
             )
             self._fire(schedule, fire_at)
         if loaded:
@@ -390,7 +349,3 @@ class _Forward(Reply[T]):
         with contextlib.suppress(pykka.ActorDeadError):
             self._to.tell(self._make(value))
         return True
-
-
-def _rfc3339(at: float) -> str:
-    return datetime.fromtimestamp(at, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

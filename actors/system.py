@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import random
 import time
+from functools import partial
 from typing import TYPE_CHECKING, NamedTuple, TypeVar
 
 import pykka
@@ -178,7 +179,6 @@ class TaskSystem:
         runner_counts: RunnerCounts | None = None,
         durable: bool = False,
         queues: Sequence[QueueSpec] = (),
-        clustered: bool = False,
     ) -> None:
         self._repository = repository
         self._dispatcher = dispatcher
@@ -190,9 +190,6 @@ class TaskSystem:
         self._started_at = time.monotonic()
         self._schedules: pykka.ActorRef | None = None
         self._queue_names = frozenset(spec.name for spec in queues)
-        self.clustered = clustered
-        """Whether the tasks are in a PostgreSQL database shared with other instances: then no
-        schedules yet (actors/cluster.py)."""
         self._first_queue = queues[0].name if queues else DEFAULT_QUEUE
 
     @classmethod
@@ -315,18 +312,13 @@ class TaskSystem:
             queues=queues,
         )
         # Last: its firings, a catch-up among them, go through the dispatcher like any task.
-        system._start_schedules(dispatcher, repository, open_schedules)
+        system._start_schedules(lambda: ScheduleActor.start(dispatcher, repository, open_schedules))
         return system
 
-    def _start_schedules(
-        self,
-        dispatcher: pykka.ActorRef,
-        repository: pykka.ActorRef,
-        open_schedules: OpenScheduleStore | None,
-    ) -> None:
-        """Start the schedule actor over its store (None: in memory); StoreError, with every
-        actor stopped, if the store cannot be used."""
-        self._schedules = ScheduleActor.start(dispatcher, repository, open_schedules)
+    def _start_schedules(self, start: Callable[[], pykka.ActorRef]) -> None:
+        """Start the schedule actor (``start``) and have it open its store; StoreError, with
+        every actor stopped, if the store cannot be used."""
+        self._schedules = start()
         reply: Reply[int | StoreError] = Reply()
         tell_or_fail(self._schedules, OpenSchedules(reply))
         try:
@@ -352,7 +344,10 @@ class TaskSystem:
         scheduled_max: int,
         queues: tuple[QueueSpec, ...],
     ) -> TaskSystem:
-        from actors.cluster import start_cluster  # psycopg is loaded only in cluster mode
+        # psycopg is loaded only in cluster mode
+        from actors.cluster import start_cluster
+        from actors.cluster_schedules import ClusterScheduleActor
+        from actors.pg_schedule_store import PgScheduleStore
 
         try:
             actors = start_cluster(
@@ -370,14 +365,18 @@ class TaskSystem:
         except BaseException:
             _close_all(made, 0.0)
             raise
-        return cls(
+        system = cls(
             *actors,
             runners=made,
             runner_counts=counts,
             durable=True,
             queues=queues,
-            clustered=True,
         )
+        open_schedules = partial(PgScheduleStore.open, cluster.url, cluster.instance_id)
+        system._start_schedules(
+            lambda: ClusterScheduleActor.start(actors.dispatcher, open_schedules)
+        )
+        return system
 
     # --- what the API asks ---------------------------------------------------------------------
 

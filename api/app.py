@@ -102,14 +102,13 @@ def create_app(
         TaskListResource(system, timeout_s=request_timeout_s, listings_max=listings_max),
     )
     add_queue_routes(app, system, timeout_s=request_timeout_s)
-    if not system.clustered:  # a cluster has no schedules yet
-        add_schedule_routes(
-            app,
-            system,
-            max_body_bytes=max_body_bytes,
-            timeout_s=request_timeout_s,
-            allow=target_allow,
-        )
+    add_schedule_routes(
+        app,
+        system,
+        max_body_bytes=max_body_bytes,
+        timeout_s=request_timeout_s,
+        allow=target_allow,
+    )
     app.add_route("/healthz", HealthResource())
     app.add_route("/stats", StatsResource(system, invalid, timeout_s=request_timeout_s))
     app.add_route("/readyz", ReadinessResource(system, timeout_s=request_timeout_s))

@@ -40,8 +40,7 @@ WARMUP = 2000
 class AcceptingSystem:
     """Stands in for TaskSystem on the enqueue path: every task is accepted at once."""
 
-    clustered = False  # what create_app and the enqueue resource read of a TaskSystem
-    queue_names = frozenset({"default"})
+    queue_names = frozenset({"default"})  # what the enqueue resource reads of a TaskSystem
 
     def submit_async(self, task: Task) -> Reply[Admission]:
         reply: Reply[Admission] = Reply()

@@ -1,6 +1,7 @@
 """Benchmark: 10,000 schedules held with the cost of one timer, in-process through TaskSystem.
 
     python bench/schedules.py [--schedules 10000] [--every-ms 10000] [--periods 3] [--cron]
+    python bench/schedules.py --cluster 2 [--schedules 1000] [--every-ms 10000] [--periods 3]
 
 Creates the schedules the way ``POST /schedules`` does (a Timing and a template task each) on a
 system with the built-in no-op handler, 4 workers. Reported:
@@ -14,6 +15,12 @@ system with the built-in no-op handler, 4 workers. Reported:
   of ``--every-ms`` (the schedules' creation times, and so their firings, spread over the time
   it took to create them); with ``--cron``, also every schedule on ``* * * * *``: all of them
   due at the same second, the next whole minute (waits for it).
+
+With ``--cluster N``: N ``python main.py`` instances on a private PostgreSQL (bench/pg_common.py,
+fsync on), the schedules created through ``POST /schedules`` on the first one; every instance's
+timer tries every firing, and the firing's transaction lets one through. Reported: the firing
+lateness (the task's ``created_at``, set by the instance that fired, minus its nominal time, read
+from the database), the firings and skips, and which instance fired how many.
 """
 
 from __future__ import annotations
@@ -43,6 +50,7 @@ if TYPE_CHECKING:
     from actors.schedule import Schedule
 
 WORKERS: Final = 4
+TASKS: Final = "task_queue_tasks"
 TIMEOUT_S: Final = 120.0
 
 
@@ -155,14 +163,80 @@ def measure(count: int, every_ms: int, periods: int, cron: bool) -> dict[str, An
         system.stop(time.monotonic() + 10)
 
 
+def measure_cluster(instances_n: int, count: int, every_ms: int, periods: int) -> dict[str, Any]:
+    """The schedules of a cluster of ``instances_n`` instances: lateness of their firings."""
+    import http.client
+    import json
+
+    import psycopg
+    from common import BIG_QUEUE, HOST, NOOP_HANDLER, wait_for_quiet
+    from pg_common import bench_server, instances
+
+    with bench_server() as server:
+        url = server.url(server.create_database("schedules"))
+        options = {"TASK_HANDLER": NOOP_HANDLER, "QUEUE_SIZE": str(BIG_QUEUE)}
+        with instances(instances_n, url, "schedules", **options) as started:
+            wait_for_quiet()
+            watch = CpuWatch([instance.process.pid for instance in started])
+            connection = http.client.HTTPConnection(HOST, started[0].port, timeout=30)
+            created: dict[str, float] = {}
+            began = time.perf_counter()
+            for index in range(count):
+                body = {"id": f"every-{index}", "every_ms": every_ms, "task": {}}
+                connection.request("POST", "/schedules", body=json.dumps(body).encode())
+                response = connection.getresponse()
+                answer = json.loads(response.read())
+                assert response.status == 201, answer
+                created[answer["id"]] = datetime.fromisoformat(answer["created_at"]).timestamp()
+            create_s = time.perf_counter() - began
+            connection.close()
+            last_due = max(created.values()) + periods * every_ms / 1000
+            time.sleep(max(0.0, last_due - time.time() + 1.5))
+            foreign_cores = watch.foreign_cores()
+            service_cpu_s = sum(watch.pid_seconds(instance.process.pid) for instance in started)
+            with psycopg.connect(url) as db:
+                rows = db.execute(f"SELECT id, created_at, enqueued_by FROM {TASKS}").fetchall()
+                counts = db.execute(
+                    "SELECT sum(fired), sum(skipped) FROM task_queue_schedules"
+                ).fetchone()
+            assert counts is not None
+            lateness: list[float] = []
+            by_instance: dict[str, int] = {}
+            period = every_ms / 1000
+            for task_id, task_created, enqueued_by in rows:
+                anchor = created[task_id.rpartition("@")[0]]
+                nominal = anchor + round((task_created - anchor) / period) * period
+                lateness.append(task_created - nominal)
+                by_instance[enqueued_by] = by_instance.get(enqueued_by, 0) + 1
+    return {
+        "instances": instances_n,
+        "schedules": count,
+        "every_ms": every_ms,
+        "periods": periods,
+        "create_s": create_s,
+        "every": stats(lateness),
+        "expected_firings": count * periods,
+        "fired": int(counts[0]),
+        "skipped": int(counts[1]),
+        "fired_by_instance": by_instance,
+        "service_cpu_s": service_cpu_s,
+        "foreign_cores": foreign_cores,
+    }
+
+
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description="Schedules held with the cost of one timer")
     parser.add_argument("--schedules", type=int, default=10_000)
     parser.add_argument("--every-ms", type=int, default=10_000)
     parser.add_argument("--periods", type=int, default=3)
     parser.add_argument("--cron", action="store_true", help="also fire all at one minute")
+    parser.add_argument(
+        "--cluster", type=int, metavar="N", help="N instances on a private PostgreSQL"
+    )
     parser.add_argument("--json", help="output file (default bench/out/schedules.json)")
     args = parser.parse_args(argv)
+    if args.cluster:
+        return main_cluster(args)
     print(
         f"Schedules: {args.schedules:,} every {args.every_ms} ms for {args.periods} periods, "
         f"{WORKERS} workers, no-op handler"
@@ -212,6 +286,37 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     )
     print(f"(other processes kept {results['foreign_cores']:.1f} cores busy meanwhile)")
     print(f"written: {write_json('schedules', results, args.json)}")
+    return results
+
+
+def main_cluster(args: argparse.Namespace) -> dict[str, Any]:
+    print(
+        f"Schedules in a cluster of {args.cluster} instances on PostgreSQL: {args.schedules:,} "
+        f"every {args.every_ms} ms for {args.periods} periods, no-op handler"
+    )
+    results = measure_cluster(args.cluster, args.schedules, args.every_ms, args.periods)
+    row = results["every"]
+    print(
+        table(
+            ["firings", "expected", "skipped", "lateness p50 ms", "p99 ms", "max ms", "by"],
+            [
+                [
+                    row["firings"],
+                    results["expected_firings"],
+                    results["skipped"],
+                    f"{row['p50_ms']:.1f}",
+                    f"{row['p99_ms']:.1f}",
+                    f"{row['max_ms']:.1f}",
+                    results["fired_by_instance"],
+                ]
+            ],
+        )
+    )
+    print(
+        f"(the instances used {results['service_cpu_s']:.1f} s of CPU; other processes kept "
+        f"{results['foreign_cores']:.1f} cores busy meanwhile)"
+    )
+    print(f"written: {write_json('schedules_cluster', results, args.json)}")
     return results
 
 

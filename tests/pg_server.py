@@ -234,6 +234,24 @@ class PgServer:
             raise RuntimeError(f"psql {statement!r} failed: {result.stderr}")
         return result.stdout.strip()
 
+    def schema(self, database: str) -> str:
+        """``database``'s schema as pg_dump writes it (no data), to compare two databases."""
+        dumped = self._run(
+            "pg_dump",
+            "-h",
+            str(self.socket_dir),
+            "-p",
+            str(self.port),
+            "-U",
+            "postgres",
+            "--schema-only",
+            "--no-owner",
+            "--no-privileges",
+            database,
+        ).stdout
+        # pg_dump marks its output with a random key (\restrict): not part of the schema.
+        return "\n".join(line for line in dumped.splitlines() if not line.startswith("\\"))
+
     def create_database(self, prefix: str = "test") -> str:
         """Create an empty database with a name not used before in this session; its name."""
         name = f"{prefix}_{os.getpid()}_{next(_unique)}"

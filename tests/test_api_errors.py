@@ -346,7 +346,6 @@ class SilentSystem:
     """Looks like a TaskSystem to the API, but no answer ever comes."""
 
     queue_names = frozenset({"default"})
-    clustered = False
 
     def __init__(self) -> None:
         self.asked = 0

@@ -1,21 +1,17 @@
-"""End to end with DATABASE_URL: what a cluster instance does not offer yet (issue 15's
-schedules) is refused plainly, and what asks about queues is answered at once (the queues
-themselves: tests/test_e2e_cluster_queues.py)."""
+"""End to end with DATABASE_URL and no QUEUES: an instance has the one queue, ``default``, and
+everything that asks about queues and schedules is answered at once (the queues themselves:
+tests/test_e2e_cluster_queues.py; the schedules: tests/test_e2e_cluster_schedules.py)."""
 
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING
 
 from tests.test_e2e_cluster import Cluster, cluster  # noqa: F401 (the fixture)
-
-if TYPE_CHECKING:
-    pass
 
 ANSWER_S = 2.0
 
 
-def test_a_cluster_instance_has_the_default_queue_and_no_schedule_paths(
+def test_a_cluster_instance_without_queues_declared_has_the_default_queue(
     cluster: Cluster,  # noqa: F811
 ) -> None:
     service = cluster.start("only")
@@ -32,10 +28,9 @@ def test_a_cluster_instance_has_the_default_queue_and_no_schedule_paths(
     assert stats.status == 200, stats
     assert stats_s < ANSWER_S
     assert [queue["name"] for queue in stats.json()["queues"]] == ["default"]
-    for method, path in (
-        ("GET", "/schedules"),
-        ("POST", "/schedules"),
-        ("GET", "/schedule?id=x"),
-    ):
-        reply = service.request(method, path)
-        assert reply.status == 404, (method, path, reply)
+    for path in ("/queues", "/schedules"):
+        started = time.monotonic()
+        reply = service.request("GET", path)
+        assert reply.status == 200, (path, reply)
+        assert time.monotonic() - started < ANSWER_S, path
+    assert [queue["name"] for queue in service.request("GET", "/queues").json()] == ["default"]

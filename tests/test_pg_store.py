@@ -368,3 +368,21 @@ def test_a_claim_writes_the_outcomes_that_wait_in_the_same_round_trip(store: PgS
     stored = store.get("first")
     assert stored is not None
     assert stored.status == DONE
+
+
+def test_a_transaction_begun_on_a_connection_the_server_ended_is_a_store_error(
+    pg_server: PgServer, pg_database: str
+) -> None:
+    store = open_store(pg_database)
+    try:
+        store.check()
+        pg_server.stop()
+
+        with pytest.raises(StoreError, match="cannot renew"), store.transaction("cannot renew"):
+            pass  # pragma: no cover - the BEGIN fails
+
+        pg_server.start()
+        with store.transaction("renews again") as connection:
+            assert connection.execute("SELECT 1").fetchone() == (1,)
+    finally:
+        store.close()

@@ -158,8 +158,6 @@ def test_the_lines_a_request_causes_carry_its_id_and_tie_it_to_the_task(
 class BrokenSystem:
     """A fake task system whose stats question hits a bug."""
 
-    clustered = False
-
     def stats_async(self) -> Any:
         raise RuntimeError("a bug")
 

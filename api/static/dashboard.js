@@ -259,7 +259,7 @@ function scheduleRow(schedule) {
   return row;
 }
 
-/** The schedules, or none where the service has no schedules (a cluster answers 404). */
+/** The schedules, or none where the service has no schedules (its /schedules answers 404). */
 async function listSchedules() {
   try {
     return (await api("GET", "/schedules")).data;

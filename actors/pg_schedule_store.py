@@ -1,0 +1,314 @@
+"""PgScheduleStore: a cluster's schedules in one PostgreSQL table, shared by every instance.
+
+Where SqliteScheduleStore (actors/schedule_store.py) keeps one process's schedules, this keeps
+the cluster's: every instance reads and changes the same rows, so the table, not an instance's
+memory, decides. A firing is one transaction that locks its schedule's row and goes ahead only
+if the row still exists, is not paused and still names the time being fired: of the instances
+whose timers ring for one firing, exactly one enqueues its task; the others find the row moved
+on and learn its next time. Changes made through the API count in ``task_queue_schedule_changes``
+so that instances catch up on them by reading only what changed (``changes``).
+
+Its connection is its own, owned by the ClusterScheduleActor, as the SQLite schedule store's
+file is: a firing must lock the schedule's row and insert its task in one transaction, and the
+repository's connection is busy with the repository's own work (its intake commits, claims and
+leases) on the repository's thread. The repository keeps the connections of the tasks.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import enum
+import logging
+from typing import TYPE_CHECKING, Any, Final, NamedTuple
+
+import msgspec
+import psycopg
+
+from actors.pg_schema import SCHEDULES_TABLE, TABLE
+from actors.pg_store import insert_firing
+from actors.schedule import Schedule, Timing, firing_task, paused_at
+from actors.task import QUEUED, RUNNING, Task
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator, Sequence
+
+    from actors.pg_connect import DatabaseUrl
+
+logger = logging.getLogger(__name__)
+
+_COLUMNS: Final = "id, timing, task, created_at, next_run_at, last_task_id, fired, skipped"
+_LOCK_FOR_FIRING: Final = (
+    f"SELECT {', '.join(f's.{column}' for column in _COLUMNS.split(', '))}, t.status "
+    f"FROM {SCHEDULES_TABLE} AS s LEFT JOIN {TABLE} AS t ON t.id = s.last_task_id "
+    "WHERE s.id = %s FOR UPDATE OF s SKIP LOCKED"
+)
+"""A firing's first statement: the schedule's row, locked unless another instance holds it,
+with the status of its last task (anywhere in the cluster)."""
+_DURABLE: Final = "SET LOCAL synchronous_commit = on"
+"""A change made through the API is promised to its client: its commit waits for the disk, as
+an enqueue's does (actors/pg_store.py). Firings commit asynchronously, the connection's
+default: one undone by a crash of the server is undone whole, schedule row and task alike."""
+_BUMP: Final = "UPDATE task_queue_schedule_changes SET version = version + 1 RETURNING version"
+
+_encoder: Final = msgspec.msgpack.Encoder()
+_timing_decoder: Final = msgspec.msgpack.Decoder(Timing)
+_task_decoder: Final = msgspec.msgpack.Decoder(Task)
+
+
+class Firing(enum.Enum):
+    """What one firing's transaction did."""
+
+    FIRED = "fired"
+    """Its task is enqueued."""
+    DUPLICATE = "duplicate"
+    """Its task's id was taken (a task of an earlier schedule of the same id): nothing new."""
+    SKIPPED = "skipped"
+    """The last firing's task is still queued or running: counted in ``skipped``."""
+    STALE = "stale"
+    """The row no longer names this time: another instance fired it, or it was paused or
+    resumed. Nothing was done; ``schedule`` is the row as it is."""
+    GONE = "gone"
+    """The schedule was deleted."""
+    BUSY = "busy"
+    """Another instance holds the row (firing it, or pausing it) at this moment: nothing was
+    done; trying again shortly learns how the row moved on."""
+
+
+class Fired(NamedTuple):
+    outcome: Firing
+    schedule: Schedule | None
+    """The row after the transaction (None: gone)."""
+    task_id: str | None = None
+    """FIRED, DUPLICATE: the firing's task; SKIPPED: the last task, still unfinished."""
+    why: str = ""
+    """SKIPPED: that task's status."""
+
+
+class Changes(NamedTuple):
+    """What the API changed since a version, read in one snapshot."""
+
+    version: int
+    changed: tuple[Schedule, ...]
+    """The rows changed since, in creation order."""
+    ids: frozenset[str]
+    """Every schedule's id: those missing were deleted."""
+
+
+class PgScheduleStore:
+    """The cluster's schedules; every method a StoreError on failure. Used from the
+    ClusterScheduleActor's thread alone."""
+
+    def __init__(self, url: DatabaseUrl, instance_id: str) -> None:
+        self._url = url
+        self._instance_id = instance_id
+        self._connection: psycopg.Connection | None = None
+
+    @classmethod
+    def open(cls, url: DatabaseUrl, instance_id: str) -> PgScheduleStore:
+        """Connect; the schema is the repository's to prepare, and is prepared before."""
+        store = cls(url, instance_id)
+        with store._using("cannot be reached") as connection:
+            connection.execute(f"SELECT 1 FROM {SCHEDULES_TABLE} LIMIT 1")
+        return store
+
+    def close(self) -> None:
+        if self._connection is not None:
+            with contextlib.suppress(Exception):
+                self._connection.close()
+            self._connection = None
+
+    @contextlib.contextmanager
+    def _using(self, doing: str) -> Iterator[psycopg.Connection]:
+        """The connection, made again if it was lost; a failure is a StoreError."""
+        if self._connection is None or self._connection.closed:
+            self._connection = self._url.connect(f"task_queue {self._instance_id} schedules")
+        connection = self._connection
+        try:
+            yield connection
+        except psycopg.Error as exc:
+            if connection.broken or connection.closed or isinstance(exc, psycopg.OperationalError):
+                self.close()
+            raise self._url.error(f"schedules {doing}", exc) from None
+
+    # --- reads ----------------------------------------------------------------------------------
+
+    def load(self) -> list[Schedule]:
+        """Every schedule, in creation order."""
+        with self._using("cannot be read") as connection:
+            rows = connection.execute(
+                f"SELECT {_COLUMNS} FROM {SCHEDULES_TABLE} ORDER BY seq"
+            ).fetchall()
+        return _schedules(rows)
+
+    def get(self, schedule_id: str) -> Schedule | None:
+        with self._using("cannot be read") as connection:
+            row = connection.execute(
+                f"SELECT {_COLUMNS} FROM {SCHEDULES_TABLE} WHERE id = %s", (schedule_id,)
+            ).fetchone()
+        return None if row is None else _schedule(row)
+
+    def changes(self, since: int | None) -> Changes | None:
+        """What the API changed after version ``since`` (None: everything); None if nothing."""
+        with self._using("cannot be read") as connection, connection.transaction():
+            connection.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            row = connection.execute("SELECT version FROM task_queue_schedule_changes").fetchone()
+            version = int(row[0]) if row is not None else 0
+            if since is not None and version == since:
+                return None
+            rows = connection.execute(
+                f"SELECT {_COLUMNS} FROM {SCHEDULES_TABLE} WHERE version > %s ORDER BY seq",
+                (-1 if since is None else since,),
+            ).fetchall()
+            ids = connection.execute(f"SELECT id FROM {SCHEDULES_TABLE}").fetchall()
+        return Changes(version, tuple(_schedules(rows)), frozenset(row[0] for row in ids))
+
+    # --- the API's changes ----------------------------------------------------------------------
+
+    def add(self, schedule: Schedule) -> bool:
+        """Store a new schedule; False if its id is taken."""
+        with self._using("cannot be written") as connection, connection.transaction():
+            connection.execute(_DURABLE)
+            version = _bump(connection)
+            added = connection.execute(
+                f"INSERT INTO {SCHEDULES_TABLE} (id, timing, task, created_at, next_run_at, "
+                "version) VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (id) DO NOTHING RETURNING id",
+                (
+                    schedule.id,
+                    _encoder.encode(schedule.timing),
+                    _encoder.encode(schedule.task),
+                    schedule.created_at,
+                    schedule.next_run_at,
+                    version,
+                ),
+            ).fetchone()
+            if added is None:
+                raise psycopg.Rollback  # the version stays as it was
+        return added is not None
+
+    def pause(self, schedule_id: str, paused: bool, now: float) -> Schedule | None:
+        """Pause the schedule, or resume it from ``now`` on; None if the id is unknown."""
+        with self._using("cannot be written") as connection, connection.transaction():
+            connection.execute(_DURABLE)
+            row = connection.execute(
+                f"SELECT {_COLUMNS} FROM {SCHEDULES_TABLE} WHERE id = %s FOR UPDATE",
+                (schedule_id,),
+            ).fetchone()
+            schedule = None if row is None else _schedule(row)
+            if schedule is None or schedule.paused == paused:
+                return schedule
+            changed = paused_at(schedule, paused, now)
+            connection.execute(
+                f"UPDATE {SCHEDULES_TABLE} SET next_run_at = %s, version = %s WHERE id = %s",
+                (changed.next_run_at, _bump(connection), schedule_id),
+            )
+        return changed
+
+    def delete(self, schedule_id: str) -> bool:
+        """Forget the schedule (its tasks stay); False if the id is unknown."""
+        with self._using("cannot be written") as connection, connection.transaction():
+            connection.execute(_DURABLE)
+            _bump(connection)
+            deleted = connection.execute(
+                f"DELETE FROM {SCHEDULES_TABLE} WHERE id = %s RETURNING id", (schedule_id,)
+            ).fetchone()
+            if deleted is None:
+                raise psycopg.Rollback
+        return deleted is not None
+
+    # --- firing ---------------------------------------------------------------------------------
+
+    def fire(self, schedule_id: str, fire_at: float, now: float) -> Fired:
+        """Fire the schedule for its time ``fire_at``, at ``now``, if its row still names that
+        time: enqueue its task (or skip, while the last one is queued or running anywhere),
+        and move the row on to its first time after ``now``; all in one transaction.
+
+        A row another instance holds is skipped, not waited for: instances whose timers ring
+        together then fire different schedules at once instead of queueing on each one. The
+        statements are pipelined: two round trips to skip or to move on, three to enqueue.
+        """
+        with (
+            self._using("cannot fire") as connection,
+            connection.pipeline(),
+            connection.transaction(),
+        ):
+            locked = connection.execute(_LOCK_FOR_FIRING, (schedule_id,))
+            # Sent with it, read only if the row was not there to lock: held, or deleted.
+            found = connection.execute(
+                f"SELECT 1 FROM {SCHEDULES_TABLE} WHERE id = %s", (schedule_id,)
+            )
+            row = locked.fetchone()
+            if row is None:
+                held = found.fetchone() is not None
+                return Fired(Firing.BUSY if held else Firing.GONE, None)
+            schedule = _schedule(row[:-1])
+            status = row[-1]
+            if schedule is None:
+                return Fired(Firing.GONE, None)
+            if schedule.next_run_at != fire_at:
+                return Fired(Firing.STALE, schedule)
+            next_run_at = schedule.timing.next_run(now, schedule.created_at)
+            if status in (QUEUED, RUNNING):
+                skipped = _moved_on(connection, schedule, next_run_at, skipped=1)
+                return Fired(Firing.SKIPPED, skipped, schedule.last_task_id, status)
+            task = firing_task(schedule, fire_at, now)
+            inserted = insert_firing(connection, task, self._instance_id)
+            fired = _moved_on(
+                connection, schedule, next_run_at, last_task_id=task.id, fired=int(inserted)
+            )
+        return Fired(Firing.FIRED if inserted else Firing.DUPLICATE, fired, task.id)
+
+
+def _bump(connection: psycopg.Connection) -> int:
+    row = connection.execute(_BUMP).fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+def _moved_on(
+    connection: psycopg.Connection,
+    schedule: Schedule,
+    next_run_at: float,
+    *,
+    last_task_id: str | None = None,
+    fired: int = 0,
+    skipped: int = 0,
+) -> Schedule:
+    """Write the row's next time and counts after a firing (its version stays: a firing is
+    no change the other instances must read, they learn of it when they try it)."""
+    last_task_id = schedule.last_task_id if last_task_id is None else last_task_id
+    connection.execute(
+        f"UPDATE {SCHEDULES_TABLE} SET next_run_at = %s, last_task_id = %s, "
+        "fired = fired + %s, skipped = skipped + %s WHERE id = %s",
+        (next_run_at, last_task_id, fired, skipped, schedule.id),
+    )
+    return msgspec.structs.replace(
+        schedule,
+        next_run_at=next_run_at,
+        last_task_id=last_task_id,
+        fired=schedule.fired + fired,
+        skipped=schedule.skipped + skipped,
+    )
+
+
+def _schedule(row: Sequence[Any]) -> Schedule | None:
+    """The Schedule a row holds, or None (logged): one unreadable row must not keep the
+    instance, and every other schedule, down."""
+    schedule_id, timing, task, created_at, next_run_at, last_task_id, fired, skipped = row
+    try:
+        return Schedule(
+            schedule_id,
+            _timing_decoder.decode(timing),
+            _task_decoder.decode(task),
+            created_at,
+            next_run_at,
+            last_task_id,
+            int(fired),
+            int(skipped),
+        )
+    except (msgspec.DecodeError, TypeError) as exc:
+        logger.error("schedule %r in the database cannot be read (%s): skipped", schedule_id, exc)
+        return None
+
+
+def _schedules(rows: Sequence[Sequence[Any]]) -> list[Schedule]:
+    return [schedule for schedule in map(_schedule, rows) if schedule is not None]
