@@ -540,18 +540,30 @@ class _Transaction:
         return self._stack.__exit__(*exc_info)
 
 
-def insert_firing(connection: psycopg.Connection, task: Task, instance_id: str) -> bool:
-    """Insert the task of a schedule's firing in the caller's transaction (actors/
-    pg_schedule_store.py); False if its id is taken.
+def insert_firings(
+    connection: psycopg.Connection, tasks: Sequence[Task], instance_id: str
+) -> set[str]:
+    """Insert the tasks of schedules' firings in one statement, in the caller's transaction
+    (actors/pg_schedule_store.py); the ids inserted (a taken id is not).
 
-    A firing gets in like a due retry, past QUEUE_SIZE, so nothing is counted; but the intake
-    bound is raised under the intake lock as every intake raises it, so that it stays above
-    the queued and running tasks. The instances are woken at commit, as after an intake.
+    Firings get in like due retries, past QUEUE_SIZE, so nothing is counted; but they go in
+    under the intake lock, and raise the intake bound, as every intake does, so that the bound
+    stays above the queued and running tasks. The instances are woken at commit by one
+    notification, as after an intake.
     """
+    if not tasks:
+        return set()
     connection.execute("SELECT pg_advisory_xact_lock(%s)", (INTAKE_LOCK,))
-    row = connection.execute(_INSERT, (instance_id, *([value] for value in row_of(task))))
-    if row.fetchone() is None:
-        return False
-    connection.execute("UPDATE task_queue_intake SET bound = bound + 1")
-    connection.execute("SELECT pg_notify(%s, %s)", (CHANNEL, instance_id))
-    return True
+    columns = list(zip(*map(row_of, tasks), strict=True))
+    inserted = connection.execute(_INSERT, (instance_id, *map(list, columns)))
+    taken = {row[0] for row in inserted.fetchall()}
+    if taken:
+        raise_intake_bound(connection, [task for task in tasks if task.id in taken])
+        connection.execute("SELECT pg_notify(%s, %s)", (CHANNEL, instance_id))
+    return taken
+
+
+def raise_intake_bound(connection: psycopg.Connection, tasks: Sequence[Task]) -> None:
+    """Raise the intake bound by ``tasks``, just inserted past it by a transaction that holds
+    the intake lock (``insert_firings``): the one place firings move the bound."""
+    connection.execute("UPDATE task_queue_intake SET bound = bound + %s", (len(tasks),))
