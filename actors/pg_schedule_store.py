@@ -251,9 +251,9 @@ class PgScheduleStore:
         if not due:
             return []
         ids = [schedule_id for schedule_id, _ in due]
-        if len(set(ids)) != len(ids):
-            raise ValueError("a batch fires each schedule once")
-        answers: list[Fired] = []
+        if len(set(ids)) != len(ids) or len(ids) > FIRINGS_PER_TRANSACTION:
+            raise ValueError("a batch fires each schedule once, and so many at most")
+        answers: dict[str, Fired] = {}
         moves: list[_Move] = []
         with (
             self._using("cannot fire") as connection,
@@ -264,41 +264,40 @@ class PgScheduleStore:
             found_rows = connection.execute(_FOUND, (ids,))
             locked = {row[0]: row for row in locked_rows.fetchall()}
             found = {row[0] for row in found_rows.fetchall()}
-            firings: list[tuple[int, Schedule, Task, float]] = []
+            firings: list[tuple[Schedule, Task, float]] = []
             for schedule_id, fire_at in due:
                 row = locked.get(schedule_id)
                 schedule = None if row is None else _schedule(row[:-1])
                 if row is None or schedule is None:
                     held = row is None and schedule_id in found
-                    answers.append(Fired(Firing.BUSY if held else Firing.GONE, None))
+                    answers[schedule_id] = Fired(Firing.BUSY if held else Firing.GONE, None)
                     continue
                 if schedule.next_run_at != fire_at:
-                    answers.append(Fired(Firing.STALE, schedule))
+                    answers[schedule_id] = Fired(Firing.STALE, schedule)
                     continue
                 next_run_at = schedule.timing.next_run(now, schedule.created_at)
                 status = row[-1]
                 if status in (QUEUED, RUNNING):
-                    move = _Move(schedule.id, next_run_at, schedule.last_task_id, 0, 1)
+                    move = _Move(schedule_id, next_run_at, schedule.last_task_id, 0, 1)
                     moves.append(move)
-                    skipped = move.applied_to(schedule)
-                    answers.append(Fired(Firing.SKIPPED, skipped, schedule.last_task_id, status))
+                    answers[schedule_id] = Fired(
+                        Firing.SKIPPED, move.applied_to(schedule), schedule.last_task_id, status
+                    )
                     continue
-                firings.append(
-                    (len(answers), schedule, firing_task(schedule, fire_at, now), next_run_at)
-                )
-                answers.append(Fired(Firing.FIRED, None))  # filled in once inserted
-            taken = insert_firings(connection, [task for *_, task, _ in firings], self._instance_id)
-            for index, schedule, task, next_run_at in firings:
+                firings.append((schedule, firing_task(schedule, fire_at, now), next_run_at))
+            taken = insert_firings(connection, [task for _, task, _ in firings], self._instance_id)
+            for schedule, task, next_run_at in firings:
                 inserted = task.id in taken
                 move = _Move(schedule.id, next_run_at, task.id, int(inserted), 0)
                 moves.append(move)
-                fired = move.applied_to(schedule)
-                answers[index] = Fired(
-                    Firing.FIRED if inserted else Firing.DUPLICATE, fired, task.id
+                answers[schedule.id] = Fired(
+                    Firing.FIRED if inserted else Firing.DUPLICATE,
+                    move.applied_to(schedule),
+                    task.id,
                 )
             if moves:
                 connection.execute(_MOVE_ON, [list(column) for column in zip(*moves, strict=True)])
-        return answers
+        return [answers[schedule_id] for schedule_id in ids]
 
 
 def _bump(connection: psycopg.Connection) -> int:
