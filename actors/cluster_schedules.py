@@ -3,9 +3,11 @@
 It answers the ScheduleActor's messages (actors/protocol/schedules.py), so the API sees no
 difference; but the schedules are the cluster's, in PostgreSQL (actors/pg_schedule_store.py),
 and every instance's timer rings for every schedule. Its copy of the schedules says only when
-to try: each firing is a transaction that goes ahead only if the schedule's row still names
-that time, so of the instances that try, one enqueues the task, and a copy that is out of date
-(a schedule deleted, paused or fired elsewhere) fires nothing and learns the row as it is.
+to try: a firing goes ahead only if the schedule's row still names that time, so of the
+instances that try, one enqueues the task, and a copy that is out of date (a schedule deleted,
+paused or fired elsewhere) fires nothing and learns the row as it is. When the timer rings,
+every firing due is tried in one transaction (FIRINGS_PER_TRANSACTION at most; several if more
+are due): a burst costs a few round trips, not a few per firing.
 
 Reads (GET /schedule, /schedules) and the API's changes go to the table, like a cluster's
 task reads. What another instance's API changed is read every SYNC_INTERVAL_S, so a schedule
@@ -22,7 +24,7 @@ from typing import TYPE_CHECKING, Any, Final, TypeVar
 import pykka
 
 from actors.base import Actor
-from actors.pg_schedule_store import Firing
+from actors.pg_schedule_store import FIRINGS_PER_TRANSACTION, Firing
 from actors.protocol.cluster import Wake
 from actors.protocol.schedules import (
     AddSchedule,
@@ -41,7 +43,7 @@ from actors.store import StoreError
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from actors.pg_schedule_store import PgScheduleStore
+    from actors.pg_schedule_store import Fired, PgScheduleStore
     from actors.reply import Reply
     from actors.schedule import Schedule
 
@@ -59,9 +61,9 @@ RETRY_S: Final = 1.0
 tries; the others wait for it): each try may wait for a connection's timeout."""
 
 BUSY_RETRY_S: Final = 0.2
-"""How soon a firing whose row another instance held is tried again: by then that instance
-has moved the row on (and this one learns its next time), or its transaction failed and this
-one fires, still within a second of the time."""
+"""How soon a firing whose row another instance held is tried again (with whatever else is due
+then, in one transaction): by then that instance has moved the row on (and this one learns its
+next time), or its transaction failed and this one fires, still within a second of the time."""
 
 LATE_S: Final = 1.0
 """A firing later than this is logged: no instance could fire it in time (none ran, or the
@@ -172,50 +174,67 @@ class ClusterScheduleActor(Actor):
         if self._stopped or self._timer is None:
             return
         now = self._clock()
+        due: list[tuple[str, float]] = []
         for _, key in self._timer.due(now):
             if key == _SYNC:
                 self._sync(now)
-            elif self._down_until is not None and now < self._down_until:
-                self._plan(key, self._down_until)
-            elif (schedule := self._schedules.get(key)) is not None:
-                # Its own reading: the firings before it in this round took time.
-                self._fire(schedule, self._clock())
+            elif (schedule := self._schedules.get(key)) is not None and (
+                schedule.next_run_at is not None
+            ):
+                due.append((key, schedule.next_run_at))
+        for start in range(0, len(due), FIRINGS_PER_TRANSACTION):
+            # Each batch its own reading of the clock: the ones before it took time.
+            self._fire(due[start : start + FIRINGS_PER_TRANSACTION], self._clock())
         self._timer.arm()
 
-    def _fire(self, schedule: Schedule, now: float) -> None:
-        """Try the firing the copy says is due; the row decides whether it happens."""
+    def _fire(self, due: list[tuple[str, float]], now: float) -> None:
+        """Try the firings the copy says are due (id, time), in one transaction; the rows
+        decide which happen."""
         assert self._store is not None
-        fire_at = schedule.next_run_at
-        if fire_at is None:
+        if self._down_until is not None and now < self._down_until:
+            for schedule_id, _ in due:
+                self._plan(schedule_id, self._down_until)
             return
         try:
-            fired = self._store.fire(schedule.id, fire_at, now)
+            answers = self._store.fire_batch(due, now)
         except StoreError as exc:
             self._failed(exc, now)
-            self._plan(schedule.id, now + RETRY_S)
+            for schedule_id, _ in due:
+                self._plan(schedule_id, now + RETRY_S)
             return
         self._available()
+        enqueued = False
+        for (schedule_id, fire_at), fired in zip(due, answers, strict=True):
+            self._fired(schedule_id, fire_at, fired, now)
+            enqueued = enqueued or fired.outcome is Firing.FIRED
+        if enqueued:
+            # The notification wakes the other instances; this one's dispatcher hears here.
+            with contextlib.suppress(pykka.ActorDeadError):
+                self._dispatcher.tell(_WAKE)
+
+    def _fired(self, schedule_id: str, fire_at: float, fired: Fired, now: float) -> None:
+        """Go on from what the firing of ``schedule_id`` at ``fire_at`` did."""
         match fired.outcome:
             case Firing.GONE:
-                self._forget(schedule.id)
+                self._forget(schedule_id)
             case Firing.BUSY:
-                self._plan(schedule.id, now + BUSY_RETRY_S)
+                self._plan(schedule_id, now + BUSY_RETRY_S)
             case Firing.STALE:
                 # Fired by another instance, or paused or resumed: on from the row as it is.
                 logger.debug(
                     "schedule %r: the firing of %s is not this instance's",
-                    schedule.id,
+                    schedule_id,
                     rfc3339(fire_at),
                 )
                 self._hold(fired.schedule)
             case Firing.SKIPPED:
                 logger.info(
                     "schedule %r: the firing of %s is skipped: its last task %r is %s",
-                    schedule.id,
+                    schedule_id,
                     rfc3339(fire_at),
                     fired.task_id,
                     fired.why,
-                    extra={"schedule_id": schedule.id},
+                    extra={"schedule_id": schedule_id},
                 )
                 self._hold(fired.schedule)
             case Firing.FIRED:
@@ -223,19 +242,16 @@ class ClusterScheduleActor(Actor):
                     logger.info(
                         "schedule %r: the firing of %s fires now, %.1f s late "
                         "(no instance could fire it in time)",
-                        schedule.id,
+                        schedule_id,
                         rfc3339(fire_at),
                         now - fire_at,
                     )
-                logger.debug("schedule %r fired: task %r", schedule.id, fired.task_id)
+                logger.debug("schedule %r fired: task %r", schedule_id, fired.task_id)
                 self._hold(fired.schedule)
-                # The notification wakes the other instances; this one's dispatcher hears here.
-                with contextlib.suppress(pykka.ActorDeadError):
-                    self._dispatcher.tell(_WAKE)
             case Firing.DUPLICATE:
                 logger.info(
                     "schedule %r: task %r exists already; not enqueued again",
-                    schedule.id,
+                    schedule_id,
                     fired.task_id,
                 )
                 self._hold(fired.schedule)

@@ -5,8 +5,10 @@ the cluster's: every instance reads and changes the same rows, so the table, not
 memory, decides. A firing is one transaction that locks its schedule's row and goes ahead only
 if the row still exists, is not paused and still names the time being fired: of the instances
 whose timers ring for one firing, exactly one enqueues its task; the others find the row moved
-on and learn its next time. Changes made through the API count in ``task_queue_schedule_changes``
-so that instances catch up on them by reading only what changed (``changes``).
+on and learn its next time. The firings that fall due together are fired together, in one
+transaction of a few round trips (``fire_batch``). Changes made through the API count in
+``task_queue_schedule_changes`` so that instances catch up on them by reading only what changed
+(``changes``).
 
 Its connection is its own, owned by the ClusterScheduleActor, as the SQLite schedule store's
 file is: a firing must lock the schedule's row and insert its task in one transaction, and the
@@ -25,7 +27,7 @@ import msgspec
 import psycopg
 
 from actors.pg_schema import SCHEDULES_TABLE, TABLE
-from actors.pg_store import insert_firing
+from actors.pg_store import insert_firings
 from actors.schedule import Schedule, Timing, firing_task, paused_at
 from actors.task import QUEUED, RUNNING, Task
 
@@ -37,13 +39,26 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 _COLUMNS: Final = "id, timing, task, created_at, next_run_at, last_task_id, fired, skipped"
+FIRINGS_PER_TRANSACTION: Final = 500
+"""The most firings one transaction takes (``fire_batch``): a burst of more is several
+transactions, so that none holds its rows and the intake lock for long."""
 _LOCK_FOR_FIRING: Final = (
     f"SELECT {', '.join(f's.{column}' for column in _COLUMNS.split(', '))}, t.status "
     f"FROM {SCHEDULES_TABLE} AS s LEFT JOIN {TABLE} AS t ON t.id = s.last_task_id "
-    "WHERE s.id = %s FOR UPDATE OF s SKIP LOCKED"
+    "WHERE s.id = ANY(%s) FOR UPDATE OF s SKIP LOCKED"
 )
-"""A firing's first statement: the schedule's row, locked unless another instance holds it,
-with the status of its last task (anywhere in the cluster)."""
+"""A batch's first statement: the schedules' rows, each locked unless another instance holds
+it, with the status of its last task (anywhere in the cluster)."""
+_FOUND: Final = f"SELECT id FROM {SCHEDULES_TABLE} WHERE id = ANY(%s)"
+"""Sent with it: which of the rows exist, so that one not locked is told held from deleted."""
+_MOVE_ON: Final = (
+    f"UPDATE {SCHEDULES_TABLE} AS s SET next_run_at = f.next_run_at, "
+    "last_task_id = f.last_task_id, fired = s.fired + f.fired, skipped = s.skipped + f.skipped "
+    "FROM unnest(%s::text[], %s::float8[], %s::text[], %s::int8[], %s::int8[]) "
+    "AS f(id, next_run_at, last_task_id, fired, skipped) WHERE s.id = f.id"
+)
+"""The rows' next times and counts after a batch, in one statement (their version stays: a
+firing is no change the other instances must read, they learn of it when they try it)."""
 _DURABLE: Final = "SET LOCAL synchronous_commit = on"
 """A change made through the API is promised to its client: its commit waits for the disk, as
 an enqueue's does (actors/pg_store.py). Firings commit asynchronously, the connection's
@@ -218,44 +233,71 @@ class PgScheduleStore:
     # --- firing ---------------------------------------------------------------------------------
 
     def fire(self, schedule_id: str, fire_at: float, now: float) -> Fired:
-        """Fire the schedule for its time ``fire_at``, at ``now``, if its row still names that
-        time: enqueue its task (or skip, while the last one is queued or running anywhere),
-        and move the row on to its first time after ``now``; all in one transaction.
+        """``fire_batch`` of one firing."""
+        return self.fire_batch([(schedule_id, fire_at)], now)[0]
 
-        A row another instance holds is skipped, not waited for: instances whose timers ring
-        together then fire different schedules at once instead of queueing on each one. The
-        statements are pipelined: two round trips to skip or to move on, three to enqueue.
+    def fire_batch(self, due: Sequence[tuple[str, float]], now: float) -> list[Fired]:
+        """Fire each schedule of ``due`` (ids, each once, with the time the caller's copy says
+        is due; at most FIRINGS_PER_TRANSACTION) at ``now``, if its row still names that time:
+        enqueue its task (or skip, while the last one is queued or running anywhere), and move
+        the row on to its first time after ``now``. One transaction for all; what each firing
+        did, in the order of ``due``.
+
+        A row another instance holds is skipped, not waited for (BUSY): instances whose timers
+        ring together then fire different schedules at once instead of queueing on each one.
+        The statements are pipelined: one round trip to lock and read the rows, one to insert
+        the tasks (none if there are none), and one to move the rows on and commit.
         """
+        if not due:
+            return []
+        ids = [schedule_id for schedule_id, _ in due]
+        if len(set(ids)) != len(ids) or len(ids) > FIRINGS_PER_TRANSACTION:
+            raise ValueError("a batch fires each schedule once, and so many at most")
+        answers: dict[str, Fired] = {}
+        moves: list[_Move] = []
         with (
             self._using("cannot fire") as connection,
             connection.pipeline(),
             connection.transaction(),
         ):
-            locked = connection.execute(_LOCK_FOR_FIRING, (schedule_id,))
-            # Sent with it, read only if the row was not there to lock: held, or deleted.
-            found = connection.execute(
-                f"SELECT 1 FROM {SCHEDULES_TABLE} WHERE id = %s", (schedule_id,)
-            )
-            row = locked.fetchone()
-            if row is None:
-                held = found.fetchone() is not None
-                return Fired(Firing.BUSY if held else Firing.GONE, None)
-            schedule = _schedule(row[:-1])
-            status = row[-1]
-            if schedule is None:
-                return Fired(Firing.GONE, None)
-            if schedule.next_run_at != fire_at:
-                return Fired(Firing.STALE, schedule)
-            next_run_at = schedule.timing.next_run(now, schedule.created_at)
-            if status in (QUEUED, RUNNING):
-                skipped = _moved_on(connection, schedule, next_run_at, skipped=1)
-                return Fired(Firing.SKIPPED, skipped, schedule.last_task_id, status)
-            task = firing_task(schedule, fire_at, now)
-            inserted = insert_firing(connection, task, self._instance_id)
-            fired = _moved_on(
-                connection, schedule, next_run_at, last_task_id=task.id, fired=int(inserted)
-            )
-        return Fired(Firing.FIRED if inserted else Firing.DUPLICATE, fired, task.id)
+            locked_rows = connection.execute(_LOCK_FOR_FIRING, (ids,))
+            found_rows = connection.execute(_FOUND, (ids,))
+            locked = {row[0]: row for row in locked_rows.fetchall()}
+            found = {row[0] for row in found_rows.fetchall()}
+            firings: list[tuple[Schedule, Task, float]] = []
+            for schedule_id, fire_at in due:
+                row = locked.get(schedule_id)
+                schedule = None if row is None else _schedule(row[:-1])
+                if row is None or schedule is None:
+                    held = row is None and schedule_id in found
+                    answers[schedule_id] = Fired(Firing.BUSY if held else Firing.GONE, None)
+                    continue
+                if schedule.next_run_at != fire_at:
+                    answers[schedule_id] = Fired(Firing.STALE, schedule)
+                    continue
+                next_run_at = schedule.timing.next_run(now, schedule.created_at)
+                status = row[-1]
+                if status in (QUEUED, RUNNING):
+                    move = _Move(schedule_id, next_run_at, schedule.last_task_id, 0, 1)
+                    moves.append(move)
+                    answers[schedule_id] = Fired(
+                        Firing.SKIPPED, move.applied_to(schedule), schedule.last_task_id, status
+                    )
+                    continue
+                firings.append((schedule, firing_task(schedule, fire_at, now), next_run_at))
+            taken = insert_firings(connection, [task for _, task, _ in firings], self._instance_id)
+            for schedule, task, next_run_at in firings:
+                inserted = task.id in taken
+                move = _Move(schedule.id, next_run_at, task.id, int(inserted), 0)
+                moves.append(move)
+                answers[schedule.id] = Fired(
+                    Firing.FIRED if inserted else Firing.DUPLICATE,
+                    move.applied_to(schedule),
+                    task.id,
+                )
+            if moves:
+                connection.execute(_MOVE_ON, [list(column) for column in zip(*moves, strict=True)])
+        return [answers[schedule_id] for schedule_id in ids]
 
 
 def _bump(connection: psycopg.Connection) -> int:
@@ -264,30 +306,24 @@ def _bump(connection: psycopg.Connection) -> int:
     return int(row[0])
 
 
-def _moved_on(
-    connection: psycopg.Connection,
-    schedule: Schedule,
-    next_run_at: float,
-    *,
-    last_task_id: str | None = None,
-    fired: int = 0,
-    skipped: int = 0,
-) -> Schedule:
-    """Write the row's next time and counts after a firing (its version stays: a firing is
-    no change the other instances must read, they learn of it when they try it)."""
-    last_task_id = schedule.last_task_id if last_task_id is None else last_task_id
-    connection.execute(
-        f"UPDATE {SCHEDULES_TABLE} SET next_run_at = %s, last_task_id = %s, "
-        "fired = fired + %s, skipped = skipped + %s WHERE id = %s",
-        (next_run_at, last_task_id, fired, skipped, schedule.id),
-    )
-    return msgspec.structs.replace(
-        schedule,
-        next_run_at=next_run_at,
-        last_task_id=last_task_id,
-        fired=schedule.fired + fired,
-        skipped=schedule.skipped + skipped,
-    )
+class _Move(NamedTuple):
+    """How a firing moves its schedule's row on: a row of ``_MOVE_ON``."""
+
+    id: str
+    next_run_at: float
+    last_task_id: str | None
+    fired: int
+    skipped: int
+
+    def applied_to(self, schedule: Schedule) -> Schedule:
+        """The schedule as its row is once moved on."""
+        return msgspec.structs.replace(
+            schedule,
+            next_run_at=self.next_run_at,
+            last_task_id=self.last_task_id,
+            fired=schedule.fired + self.fired,
+            skipped=schedule.skipped + self.skipped,
+        )
 
 
 def _schedule(row: Sequence[Any]) -> Schedule | None:

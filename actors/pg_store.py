@@ -87,6 +87,10 @@ _BOUNDS: Final = (
     "INSERT INTO task_queue_intake (queue, bound) SELECT * FROM unnest(%s::text[], %s::int8[]) "
     "ON CONFLICT (queue) DO UPDATE SET bound = excluded.bound"
 )
+_RAISE_BOUNDS: Final = (
+    "UPDATE task_queue_intake AS intake SET bound = intake.bound + added.count "
+    "FROM unnest(%s::text[], %s::int8[]) AS added(queue, count) WHERE intake.queue = added.queue"
+)
 _CLAIM: Final = (
     f"UPDATE {TABLE} SET status = 'running', attempts = attempts + 1, owner = %s, "
     "lease_until = clock_timestamp() + %s * interval '1 millisecond', "
@@ -643,22 +647,32 @@ class _Transaction:
         return self._stack.__exit__(*exc_info)
 
 
-def insert_firing(connection: psycopg.Connection, task: Task, instance_id: str) -> bool:
-    """Insert the task of a schedule's firing in the caller's transaction (actors/
-    pg_schedule_store.py); False if its id is taken.
+def insert_firings(
+    connection: psycopg.Connection, tasks: Sequence[Task], instance_id: str
+) -> set[str]:
+    """Insert the tasks of schedules' firings in one statement, in the caller's transaction
+    (actors/pg_schedule_store.py); the ids inserted (a taken id is not).
 
-    A firing gets in like a due retry, past QUEUE_SIZE, so nothing is counted; but its queue's
-    intake bound is raised under the intake lock as every intake raises it, so that it stays
-    above the queue's queued and running tasks. The instances are woken at commit, as after
-    an intake.
+    Firings get in like due retries, past QUEUE_SIZE, so nothing is counted; but they go in
+    under the intake lock, and raise their queues' intake bounds, as every intake does, so that
+    each bound stays above its queue's queued and running tasks. The instances are woken at
+    commit by one notification, as after an intake.
     """
+    if not tasks:
+        return set()
     connection.execute("SELECT pg_advisory_xact_lock(%s)", (INTAKE_LOCK,))
-    row = connection.execute(_INSERT, (instance_id, *([value] for value in row_of(task))))
-    if row.fetchone() is None:
-        return False
-    # A queue without a bound row is counted exactly at its next intake, this task with it.
-    connection.execute(
-        "UPDATE task_queue_intake SET bound = bound + 1 WHERE queue = %s", (task.queue,)
-    )
-    connection.execute("SELECT pg_notify(%s, %s)", (CHANNEL, instance_id))
-    return True
+    columns = list(zip(*map(row_of, tasks), strict=True))
+    inserted = connection.execute(_INSERT, (instance_id, *map(list, columns)))
+    taken = {row[0] for row in inserted.fetchall()}
+    if taken:
+        raise_intake_bound(connection, [task for task in tasks if task.id in taken])
+        connection.execute("SELECT pg_notify(%s, %s)", (CHANNEL, instance_id))
+    return taken
+
+
+def raise_intake_bound(connection: psycopg.Connection, tasks: Sequence[Task]) -> None:
+    """Raise the intake bound of each queue by its ``tasks``, just inserted past it by a
+    transaction that holds the intake lock (``insert_firings``): the one place firings move the
+    bounds. A queue without a bound row is counted exactly at its next intake, these with it."""
+    added = Counter(task.queue for task in tasks)
+    connection.execute(_RAISE_BOUNDS, (list(added), list(added.values())))

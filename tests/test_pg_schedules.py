@@ -17,8 +17,8 @@ import pytest
 
 from actors.pg_connect import DatabaseUrl
 from actors.pg_schedule_store import Firing, PgScheduleStore
-from actors.pg_schema import SCHEMA_VERSION, TABLE
-from actors.pg_store import PgStore
+from actors.pg_schema import INTAKE_LOCK, SCHEMA_VERSION, TABLE
+from actors.pg_store import PgStore, raise_intake_bound
 from actors.schedule import new_schedule, timing_of
 from actors.target import Target
 from actors.task import DONE, QUEUED, new_task
@@ -327,3 +327,206 @@ def test_a_row_another_instance_holds_is_busy_not_waited_for_and_fires_once_let_
     assert (busy.outcome, busy.schedule) == (Firing.BUSY, None)
     assert fired.outcome is Firing.FIRED
     assert [row[0] for row in task_rows(pg_database)] == ["held@2027-01-15T08:00:01Z"]
+
+
+# --- firing in batches --------------------------------------------------------------------------
+
+
+def test_a_batch_fires_exactly_the_firings_its_rows_allow_and_moves_each_row_on(
+    pg_database: str, stores: tuple[PgScheduleStore, PgScheduleStore]
+) -> None:
+    a, b = stores
+    for name in ("due", "also-due", "paused", "deleted", "running", "queued", "elsewhere", "held"):
+        a.add(every(name))
+    a.add(every("taken"))
+    a.add(every("late", seconds=5))
+    tasks = open_tasks(pg_database)
+    try:
+        tasks.commit([new_task("taken@2027-01-15T08:00:01Z", b"null", 0)])
+    finally:
+        tasks.close()
+    # What this instance's copy does not know: changes and firings made on the other one.
+    b.pause("paused", True, NOW + 0.5)
+    b.delete("deleted")
+    for name in ("running", "queued"):
+        assert b.fire(name, NOW + 1, NOW + 1).outcome is Firing.FIRED
+    set_status(pg_database, "running@2027-01-15T08:00:01Z", "running")
+    assert b.fire("elsewhere", NOW + 1, NOW + 1.1).outcome is Firing.FIRED
+    before = {schedule.id: schedule for schedule in a.load()}
+    now = NOW + 2.25
+    batch = [
+        ("due", NOW + 1),
+        ("also-due", NOW + 1),
+        ("paused", NOW + 1),
+        ("deleted", NOW + 1),
+        ("running", NOW + 2),
+        ("queued", NOW + 2),
+        ("elsewhere", NOW + 1),
+        ("held", NOW + 1),
+        ("taken", NOW + 1),
+        ("late", NOW + 5 - 10),  # a time its row does not name: the copy is wrong
+    ]
+
+    with psycopg.connect(pg_database) as holder:
+        holder.execute("SELECT 1 FROM task_queue_schedules WHERE id = 'held' FOR UPDATE")
+        fired = a.fire_batch(batch, now)
+        holder.rollback()
+
+    outcomes = {schedule_id: f for (schedule_id, _), f in zip(batch, fired, strict=True)}
+    assert {name: f.outcome for name, f in outcomes.items()} == {
+        "due": Firing.FIRED,
+        "also-due": Firing.FIRED,
+        "paused": Firing.STALE,
+        "deleted": Firing.GONE,
+        "running": Firing.SKIPPED,
+        "queued": Firing.SKIPPED,
+        "elsewhere": Firing.STALE,
+        "held": Firing.BUSY,
+        "taken": Firing.DUPLICATE,
+        "late": Firing.STALE,
+    }
+    assert (outcomes["running"].task_id, outcomes["running"].why) == (
+        "running@2027-01-15T08:00:01Z",
+        "running",
+    )
+    assert (outcomes["queued"].task_id, outcomes["queued"].why) == (
+        "queued@2027-01-15T08:00:01Z",
+        QUEUED,
+    )
+    assert (outcomes["deleted"].schedule, outcomes["held"].schedule) == (None, None)
+    # Each answer is the row as the transaction left it, and the table holds the same.
+    rows = {schedule.id: schedule for schedule in b.load()}
+    for name, f in outcomes.items():
+        if f.schedule is not None:
+            assert rows[name] == f.schedule, name
+    moved = NOW + 3
+    assert rows["due"] == msgspec.structs.replace(
+        before["due"], next_run_at=moved, last_task_id="due@2027-01-15T08:00:01Z", fired=1
+    )
+    assert rows["also-due"].fired == 1
+    assert rows["running"] == msgspec.structs.replace(
+        before["running"], next_run_at=moved, skipped=1
+    )
+    assert rows["queued"] == msgspec.structs.replace(before["queued"], next_run_at=moved, skipped=1)
+    assert rows["taken"] == msgspec.structs.replace(
+        before["taken"], next_run_at=moved, last_task_id="taken@2027-01-15T08:00:01Z"
+    )
+    # Left as they were: not this batch's to change.
+    for name in ("paused", "elsewhere", "held", "late"):
+        assert rows[name] == before[name], name
+    assert rows["paused"].paused
+    assert "deleted" not in rows
+    assert [row[0] for row in task_rows(pg_database)] == [
+        "taken@2027-01-15T08:00:01Z",
+        "running@2027-01-15T08:00:01Z",
+        "queued@2027-01-15T08:00:01Z",
+        "elsewhere@2027-01-15T08:00:01Z",
+        "due@2027-01-15T08:00:01Z",
+        "also-due@2027-01-15T08:00:01Z",
+    ]
+    enqueued = {row[0]: row for row in task_rows(pg_database)}
+    assert enqueued["due@2027-01-15T08:00:01Z"][1:] == (QUEUED, "a")
+
+
+def test_a_batch_s_firings_get_past_a_full_queue_and_raise_the_intake_bound_by_their_number(
+    pg_database: str,
+) -> None:
+    tasks = open_tasks(pg_database, queue_size=1)
+    store = PgScheduleStore.open(DatabaseUrl.parse(pg_database), "a")
+    try:
+        tasks.commit([new_task("filler", b"null", 0)])
+        for n in range(3):
+            store.add(every(f"poll{n}"))
+
+        fired = store.fire_batch([(f"poll{n}", NOW + 1) for n in range(3)], NOW + 1)
+        tasks.commit([new_task("refused", b"null", 0)])
+
+        assert [f.outcome for f in fired] == [Firing.FIRED] * 3
+        assert len(task_rows(pg_database)) == 4
+        assert set(tasks.refused) == {"refused"}
+        with psycopg.connect(pg_database) as connection:
+            row = connection.execute(
+                "SELECT bound FROM task_queue_intake WHERE queue = 'default'"
+            ).fetchone()
+        assert row is not None
+        assert row[0] >= 4
+    finally:
+        store.close()
+        tasks.close()
+
+
+def test_firings_raise_each_queue_s_own_intake_bound_and_leave_a_queue_without_one_to_be_counted(
+    pg_database: str,
+) -> None:
+    open_tasks(pg_database).close()  # the schema
+    firings = [
+        msgspec.structs.replace(new_task(f"f{n}", b"null", 0), queue=queue)
+        for n, queue in enumerate(("emails", "emails", "reports", "uncounted"))
+    ]
+    with psycopg.connect(pg_database, autocommit=True) as connection:
+        connection.execute(
+            "INSERT INTO task_queue_intake (queue, bound) VALUES ('emails', 5), ('reports', 1)"
+        )
+        with connection.transaction():
+            connection.execute("SELECT pg_advisory_xact_lock(%s)", (INTAKE_LOCK,))
+            raise_intake_bound(connection, firings)
+        bounds = dict(connection.execute("SELECT queue, bound FROM task_queue_intake").fetchall())
+
+    assert bounds == {"emails": 7, "reports": 2}
+
+
+def test_an_empty_batch_is_nothing(stores: tuple[PgScheduleStore, PgScheduleStore]) -> None:
+    a, _ = stores
+    assert a.fire_batch([], NOW) == []
+
+
+def test_instances_firing_the_same_batch_at_once_fire_each_firing_once(pg_database: str) -> None:
+    open_tasks(pg_database).close()
+    stores = [PgScheduleStore.open(DatabaseUrl.parse(pg_database), f"i{n}") for n in range(4)]
+    names = [f"s{n:03}" for n in range(300)]
+    for name in names:
+        stores[0].add(every(name))
+    fired_by: dict[str, list[str]] = {name: [] for name in names}
+    errors: list[BaseException] = []
+    start = threading.Barrier(len(stores))
+
+    def fire(store: PgScheduleStore, instance: str) -> None:
+        try:
+            start.wait()
+            batch = [(name, NOW + 1) for name in names]
+            # As the actor does: a row another instance held is tried again, until none is.
+            while batch:
+                answers = store.fire_batch(batch, NOW + 1.1)
+                for (name, _), answer in zip(batch, answers, strict=True):
+                    assert answer.outcome in (Firing.FIRED, Firing.STALE, Firing.BUSY), answer
+                    if answer.outcome is Firing.FIRED:
+                        fired_by[name].append(instance)
+                batch = [
+                    due
+                    for due, answer in zip(batch, answers, strict=True)
+                    if answer.outcome is Firing.BUSY
+                ]
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [
+        threading.Thread(target=fire, args=(store, f"i{n}")) for n, store in enumerate(stores)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    try:
+        rows = stores[0].load()
+    finally:
+        for store in stores:
+            store.close()
+
+    assert errors == []
+    assert {name: len(by) for name, by in fired_by.items()} == dict.fromkeys(names, 1)
+    assert sorted(row[0] for row in task_rows(pg_database)) == [
+        f"{name}@2027-01-15T08:00:01Z" for name in names
+    ]
+    assert {(row.fired, row.next_run_at) for row in rows} == {(1, NOW + 2)}
+    enqueued_by = {row[0].split("@")[0]: row[2] for row in task_rows(pg_database)}
+    assert enqueued_by == {name: by[0] for name, by in fired_by.items()}
