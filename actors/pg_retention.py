@@ -22,14 +22,16 @@ SWEEP_BATCHES: Final = 4
 """Most batches one sweep runs: the rest waits for the next sweep, a second later."""
 
 _FINAL: Final = "status IN ('done', 'failed', 'cancelled')"
+# Each batch's seqs are gathered into an array first, so that the delete finds its rows by the
+# primary key: as "seq IN (subquery)" the planner may hash-join the whole table instead.
 _EXPIRED: Final = (
-    f"DELETE FROM {TABLE} WHERE seq IN (SELECT seq FROM {TABLE} WHERE {_FINAL} "
-    "AND updated_at <= %s ORDER BY updated_at LIMIT %s FOR UPDATE SKIP LOCKED)"
+    f"DELETE FROM {TABLE} WHERE seq = ANY(ARRAY(SELECT seq FROM {TABLE} WHERE {_FINAL} "
+    "AND updated_at <= %s ORDER BY updated_at LIMIT %s FOR UPDATE SKIP LOCKED))"
 )
 _COUNT: Final = f"SELECT count(*) FROM {TABLE} WHERE {_FINAL}"
 _OLDEST: Final = (
-    f"DELETE FROM {TABLE} WHERE seq IN (SELECT seq FROM {TABLE} WHERE {_FINAL} "
-    "ORDER BY updated_at LIMIT %s FOR UPDATE SKIP LOCKED)"
+    f"DELETE FROM {TABLE} WHERE seq = ANY(ARRAY(SELECT seq FROM {TABLE} WHERE {_FINAL} "
+    "ORDER BY updated_at LIMIT %s FOR UPDATE SKIP LOCKED))"
 )
 
 

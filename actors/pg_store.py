@@ -95,13 +95,17 @@ _CLAIM: Final = (
     f"UPDATE {TABLE} SET status = 'running', attempts = attempts + 1, owner = %s, "
     "lease_until = clock_timestamp() + %s * interval '1 millisecond', "
     f"updated_at = {_NOW} "
-    # For each queue wanted, its own limit: several queues in one statement.
-    "WHERE seq IN (SELECT claimable.seq FROM unnest(%s::text[], %s::int4[]) AS wanted(queue, n) "
+    # For each queue wanted, its own limit: several queues in one statement. The seqs are
+    # gathered into an array first, so that the update finds its rows by the primary key:
+    # as "seq IN (subquery)" the planner may hash-join the whole table, finished tasks and
+    # all, on every claim.
+    "WHERE seq = ANY(ARRAY(SELECT claimable.seq "
+    "FROM unnest(%s::text[], %s::int4[]) AS wanted(queue, n) "
     f"CROSS JOIN LATERAL (SELECT seq FROM {TABLE} WHERE status = 'queued' "
     f"AND {TABLE}.queue = wanted.queue AND {_DUE} "
     # A paused queue starts nothing, whichever instance paused it.
     "AND NOT EXISTS (SELECT 1 FROM task_queue_queues q WHERE q.name = wanted.queue AND q.paused) "
-    "ORDER BY priority DESC, seq LIMIT wanted.n FOR UPDATE SKIP LOCKED) AS claimable) "
+    "ORDER BY priority DESC, seq LIMIT wanted.n FOR UPDATE SKIP LOCKED) AS claimable)) "
     f"RETURNING {COLUMNS}, seq"
 )
 _FINISH: Final = (

@@ -15,7 +15,7 @@ import msgspec
 import psycopg
 import pytest
 
-from actors import pg_schema, pg_store
+from actors import pg_retention, pg_schema, pg_store
 from actors.pg_connect import DatabaseUrl
 from actors.pg_queues import queue_lines
 from actors.pg_store import PgStore
@@ -99,6 +99,38 @@ def test_the_claim_uses_the_queue_index(stores: tuple[PgStore, PgStore]) -> None
     plan = "\n".join(row[0] for row in rows)
     assert "task_queue_claim" in plan, plan
     assert "Sort" not in plan, plan
+
+
+def _plan(store: PgStore, statement: str, params: tuple[object, ...]) -> str:
+    return "\n".join(row[0] for row in store.execute("explain", f"EXPLAIN {statement}", params))
+
+
+def test_a_claim_and_a_retention_batch_find_their_rows_by_key_not_by_scanning_the_table(
+    pg_database: str,
+) -> None:
+    """Finished tasks stay in the table until retention takes them: a statement that scans it
+    costs more with every task the cluster has run. As ``seq IN (subquery)`` the planner
+    hash-joined the whole table on every claim."""
+    a = open_store(pg_database, "big", queue_size=10_000)
+    assert enqueue(a, *(task(f"t{n}", "default") for n in range(3000))) == {}
+    with psycopg.connect(pg_database, autocommit=True) as connection:
+        connection.execute(
+            f"INSERT INTO {pg_schema.TABLE} (id, payload, max_retries, status, attempts, "
+            "created_at, updated_at, enqueued_by) SELECT 'done' || n, '{}', 0, 'done', 1, n, n, "
+            "'big' FROM generate_series(1, 30000) AS n"
+        )
+        connection.execute(f"ANALYZE {pg_schema.TABLE}")
+
+    plans = {
+        "claim": _plan(a, pg_store._CLAIM, ("a", 1000, ["default", "emails"], [1, 2])),
+        "expired": _plan(a, pg_retention._EXPIRED, (time.time(), 1000)),
+        "oldest": _plan(a, pg_retention._OLDEST, (1000,)),
+    }
+
+    a.close()
+    for name, plan in plans.items():
+        assert f"Seq Scan on {pg_schema.TABLE}" not in plan, (name, plan)
+        assert "task_queue_tasks_pkey" in plan, (name, plan)
 
 
 # --- pause -------------------------------------------------------------------------------------
