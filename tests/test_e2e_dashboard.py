@@ -621,10 +621,9 @@ def test_a_row_per_schedule_as_text_whose_button_pauses_and_resumes_it(
     assert service.request("GET", "/schedule?id=nightly").json()["paused"] is False
 
 
-def test_a_cluster_instance_shows_a_row_per_queue_whose_button_pauses_it_for_the_cluster(
+def test_a_cluster_instance_shows_its_schedules_and_its_queues_whose_buttons_pause_them(
     start_service: Callable[..., Service], browser: WebDriver, pg_database: str
 ) -> None:
-    # A cluster answers 404 on /schedules: the page still updates, with no schedule rows.
     service = start_service(
         "fail_times", DATABASE_URL=pg_database, INSTANCE_ID="node-a", QUEUES="default:1,emails:1"
     )
@@ -643,4 +642,9 @@ def test_a_cluster_instance_shows_a_row_per_queue_whose_button_pauses_it_for_the
     with psycopg.connect(pg_database) as connection:
         paused = connection.execute("SELECT name FROM task_queue_queues WHERE paused").fetchall()
     assert paused == [("emails",)]
+    # The cluster's schedules are shown as one process's are.
     assert browser.find_elements(By.CSS_SELECTOR, "#schedule-rows tr") == []
+    body = {"id": "poll", "every_ms": 60_000, "task": {"payload": {"failures": 0}}}
+    reply = service.request("POST", "/schedules", json.dumps(body).encode())
+    assert reply.status == 201, reply
+    wait_until(lambda: schedule_row(browser, "poll"), timeout_s=PAGE_TIMEOUT_S)

@@ -259,14 +259,8 @@ function scheduleRow(schedule) {
   return row;
 }
 
-/** The schedules, or none where the service has no schedules (its /schedules answers 404). */
 async function listSchedules() {
-  try {
-    return (await api("GET", "/schedules")).data;
-  } catch (error) {
-    if (error instanceof ApiError && error.status === 404) return [];
-    throw error;
-  }
+  return (await api("GET", "/schedules")).data;
 }
 
 function showSchedules(schedules) {
