@@ -3,8 +3,9 @@
 It answers the RepositoryActor's messages (actors/protocol/), so the dispatcher, the workers
 and the API see no difference in how they ask; but it keeps no map of the tasks: in a cluster
 the table is the one view every instance shares (actors/pg_store.py), so every read goes there.
-It is this instance's only owner of its database connections: the one it uses, and the
-listener's (actors/pg_listener.py), which it starts and stops.
+It is this instance's only owner of the tasks' database connections: the one it uses, and the
+listener's (actors/pg_listener.py), which it starts and stops. (The schedules have theirs,
+owned by the ClusterScheduleActor: actors/pg_schedule_store.py says why.)
 
 Intake goes through a GroupCommit (actors/group_commit.py), as with SQLite: many enqueues per
 transaction, and nobody answered before the commit. The outcome of attempts is written in
