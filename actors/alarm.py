@@ -2,15 +2,29 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
 from typing import TYPE_CHECKING
 
+import pykka
+
 if TYPE_CHECKING:
     from collections.abc import Callable
 
 logger = logging.getLogger(__name__)
+
+
+def posting(actor: pykka.ActorRef, message: object) -> Callable[[], None]:
+    """A ring that only tells ``actor`` ``message``: it runs on the alarm's thread, where the
+    actor's own state must not be touched, and an actor that has stopped needs no ring."""
+
+    def ring() -> None:
+        with contextlib.suppress(pykka.ActorDeadError):
+            actor.tell(message)
+
+    return ring
 
 
 class Alarm:

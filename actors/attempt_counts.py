@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from actors.stats import LineCounts, Workers
 from actors.task import DONE, FAILED
 
 if TYPE_CHECKING:
@@ -31,3 +32,18 @@ class AttemptCounts:
             self.done += 1
         elif task.status == FAILED:
             self.failed += 1
+
+    def line_counts(
+        self, *, waiting: int, workers: int, busy: int, queue_size: int, scheduled_max: int
+    ) -> LineCounts:
+        """The dispatcher's LineCounts: its line and workers now, with these counts."""
+        return LineCounts(
+            waiting=waiting,
+            workers=Workers(total=workers, busy=busy),
+            queue_size=queue_size,
+            scheduled_max=scheduled_max,
+            attempts=self.attempts,
+            retries=self.retries,
+            done=self.done,
+            failed=self.failed,
+        )

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 import pykka
 
-from actors.alarm import Alarm
+from actors.alarm import Alarm, posting
 from actors.attempt_counts import AttemptCounts
 from actors.base import Actor, tell_or_fail
 from actors.protocol.answers import Admission, Outcome, Readiness
@@ -56,7 +56,7 @@ from actors.protocol.task_actions import AdmitRequeue, CancelInLine, StoreAdmitt
 from actors.protocol.waiting import HoldUntilDue, TasksDue
 from actors.queues import QueueInfo, QueueSpec
 from actors.reply import SystemStopped
-from actors.stats import LineCounts, Workers
+from actors.stats import LineCounts
 from actors.task import DEFAULT_QUEUE
 
 if TYPE_CHECKING:
@@ -136,7 +136,7 @@ class ClusterDispatcherActor(Actor):
         self._poll = Alarm(self._ring, name="dispatcher-poll-alarm")
         self._poll.set(time.monotonic() + POLL_INTERVAL_S)
         if self._specs is not None and any(s.max_per_second is not None for s in self._specs):
-            self._tokens = Alarm(self._ring_tokens, name="rate-limit-alarm")
+            self._tokens = Alarm(posting(self.actor_ref, _TOKENS_DUE), name="rate-limit-alarm")
 
     def on_stop(self) -> None:
         super().on_stop()
@@ -359,25 +359,17 @@ class ClusterDispatcherActor(Actor):
             assert self._poll is not None
             self._poll.set(time.monotonic() + POLL_INTERVAL_S)
 
-    def _ring_tokens(self) -> None:
-        # On the alarm's thread: it only posts a message.
-        with contextlib.suppress(pykka.ActorDeadError):
-            self.actor_ref.tell(_TOKENS_DUE)
-
     def _idle_count(self) -> int:
         return sum(len(queue.idle) for queue in self._queues.values())
 
     def _totals(self) -> LineCounts:
         workers = len(self._workers)
-        return LineCounts(
+        return self._counts.line_counts(
             waiting=0,  # the cluster's, filled in by the repository
-            workers=Workers(total=workers, busy=workers - self._idle_count()),
+            workers=workers,
+            busy=workers - self._idle_count(),
             queue_size=self._queue_size,
             scheduled_max=self._scheduled_max,
-            attempts=self._counts.attempts,
-            retries=self._counts.retries,
-            done=self._counts.done,
-            failed=self._counts.failed,
         )
 
     def _answer_idle_waiters(self) -> None:

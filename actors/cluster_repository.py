@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, Final, NamedTuple
 import msgspec
 import pykka
 
-from actors.alarm import Alarm
+from actors.alarm import Alarm, posting
 from actors.base import Actor
 from actors.group_commit import GroupCommit
 from actors.leases import renew, renew_interval_s, rescue, rescue_interval_s
@@ -567,7 +567,9 @@ class ClusterRepositoryActor(Actor):
         except StoreError as exc:
             return exc
         self._store = store
-        self._commit_alarm = Alarm(self._ring_commit, name="repository-commit-alarm")
+        self._commit_alarm = Alarm(
+            posting(self.actor_ref, _COMMIT_DUE), name="repository-commit-alarm"
+        )
         self._group = GroupCommit(
             store,
             self._commit_alarm,
@@ -576,14 +578,6 @@ class ClusterRepositoryActor(Actor):
             failed=self._intake_failed,
             back=self._back,
         )
-        self._tick_alarm = Alarm(self._ring_tick, name="repository-lease-alarm")
+        self._tick_alarm = Alarm(posting(self.actor_ref, _TICK), name="repository-lease-alarm")
         self._arm_tick()
         return ()
-
-    def _ring_commit(self) -> None:
-        with contextlib.suppress(pykka.ActorDeadError):
-            self.actor_ref.tell(_COMMIT_DUE)
-
-    def _ring_tick(self) -> None:
-        with contextlib.suppress(pykka.ActorDeadError):
-            self.actor_ref.tell(_TICK)

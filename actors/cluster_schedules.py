@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 import pykka
 
+from actors.alarm import posting
 from actors.base import Actor
 from actors.pg_schedule_store import FIRINGS_PER_TRANSACTION, Firing
 from actors.protocol.cluster import Wake
@@ -298,7 +299,7 @@ class ClusterScheduleActor(Actor):
         except StoreError as exc:
             return exc
         assert changes is not None
-        self._timer = FiringTimer(self._ring, self._clock)
+        self._timer = FiringTimer(posting(self.actor_ref, _ALARM_RANG), self._clock)
         self._version = changes.version
         for schedule in changes.changed:
             self._hold(schedule)
@@ -306,11 +307,6 @@ class ClusterScheduleActor(Actor):
         if changes.changed:
             logger.info("%d schedule(s) of the cluster loaded", len(changes.changed))
         return len(changes.changed)
-
-    def _ring(self) -> None:
-        # Runs on the alarm's thread: it only posts a message.
-        with contextlib.suppress(pykka.ActorDeadError):
-            self.actor_ref.tell(_ALARM_RANG)
 
     def _stop_timer(self) -> None:
         if not self._stopped:

@@ -3,7 +3,6 @@ workers."""
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import time
 from collections import Counter
@@ -11,7 +10,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 import pykka
 
-from actors.alarm import Alarm
+from actors.alarm import Alarm, posting
 from actors.attempt_counts import AttemptCounts
 from actors.base import Actor, tell_or_fail, tell_question
 from actors.protocol.answers import Admission, BatchAdmission, Outcome, Readiness
@@ -39,7 +38,7 @@ from actors.protocol.task_actions import (
 from actors.protocol.waiting import HoldUntilDue, TasksDue, WaitingCancelled
 from actors.queues import QueueSpec, QueueState
 from actors.reply import SystemStopped
-from actors.stats import LineCounts, Workers
+from actors.stats import LineCounts
 from actors.task import DEFAULT_QUEUE, log_fields
 
 if TYPE_CHECKING:
@@ -121,7 +120,7 @@ class DispatcherActor(Actor):
 
     def on_start(self) -> None:
         if any(state.bucket is not None for state in self._queues.values()):
-            self._rate_alarm = Alarm(self._ring_tokens, name="rate-limit-alarm")
+            self._rate_alarm = Alarm(posting(self.actor_ref, _TOKENS_DUE), name="rate-limit-alarm")
 
     def on_receive(self, message: Any) -> Any:
         match message:
@@ -436,11 +435,6 @@ class DispatcherActor(Actor):
         self._rate_alarm_at = deadline
         self._rate_alarm.set(deadline)
 
-    def _ring_tokens(self) -> None:
-        # Runs on the alarm's thread: it only posts a message.
-        with contextlib.suppress(pykka.ActorDeadError):
-            self.actor_ref.tell(_TOKENS_DUE)
-
     def _readiness(self) -> Readiness:
         """What an AdmitTask of a delayed task would meet now, in the queue with the most room:
         the same check, from ``_refusal``. Not ready only when no queue would take it."""
@@ -452,15 +446,12 @@ class DispatcherActor(Actor):
     def _totals(self) -> LineCounts:
         workers = len(self._workers)
         idle = sum(len(state.idle) for state in self._queues.values())
-        return LineCounts(
+        return self._counts.line_counts(
             waiting=sum(len(state.line) for state in self._queues.values()),
-            workers=Workers(total=workers, busy=workers - idle),
+            workers=workers,
+            busy=workers - idle,
             queue_size=self._queue_size,
             scheduled_max=self._scheduled_max,
-            attempts=self._counts.attempts,
-            retries=self._counts.retries,
-            done=self._counts.done,
-            failed=self._counts.failed,
         )
 
     def _answer_idle_waiters(self) -> None:

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, Final, NamedTuple
 import msgspec
 import pykka
 
-from actors.alarm import Alarm
+from actors.alarm import Alarm, posting
 from actors.base import Actor, fail_replies, tell_question
 from actors.group_commit import GroupCommit, deliver
 from actors.outage import StoreOutage
@@ -163,7 +163,9 @@ class RepositoryActor(Actor):
 
     def on_start(self) -> None:
         if self._retention is not None and self._retention.ttl_s > 0:
-            self._sweep_alarm = Alarm(self._ring_sweep, name="repository-retention-alarm")
+            self._sweep_alarm = Alarm(
+                posting(self.actor_ref, _SWEEP), name="repository-retention-alarm"
+            )
 
     def on_receive(self, message: Any) -> Any:
         answer = self._handle(message)
@@ -641,7 +643,7 @@ class RepositoryActor(Actor):
             return exc
         if isinstance(store, QueueStates):
             self._queue_states = store
-        alarm = Alarm(self._ring, name="repository-commit-alarm")
+        alarm = Alarm(posting(self.actor_ref, _COMMIT_DUE), name="repository-commit-alarm")
         self._group = GroupCommit(
             store,
             alarm,
@@ -687,16 +689,6 @@ class RepositoryActor(Actor):
                 "paused" if paused else "resumed",
                 exc,
             )
-
-    def _ring(self) -> None:
-        # Runs on the alarm's thread: it only posts a message.
-        with contextlib.suppress(pykka.ActorDeadError):
-            self.actor_ref.tell(_COMMIT_DUE)
-
-    def _ring_sweep(self) -> None:
-        # Runs on the alarm's thread: it only posts a message.
-        with contextlib.suppress(pykka.ActorDeadError):
-            self.actor_ref.tell(_SWEEP)
 
 
 def _same(reason: Admission) -> Admission:

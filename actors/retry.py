@@ -5,7 +5,6 @@ The tasks it holds wait for a retry after a failed attempt, or are delayed tasks
 
 from __future__ import annotations
 
-import contextlib
 import heapq
 import itertools
 import logging
@@ -14,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import pykka
 
-from actors.alarm import Alarm
+from actors.alarm import Alarm, posting
 from actors.base import Actor, tell_or_fail
 from actors.protocol.reading import GetRetryStats
 from actors.protocol.task_actions import CancelInLine, CancelInRepository
@@ -62,7 +61,7 @@ class RetryActor(Actor):
         self._cancelled = False
 
     def on_start(self) -> None:
-        self._alarm = Alarm(self._ring, name="retry-alarm")
+        self._alarm = Alarm(posting(self.actor_ref, _ALARM_RANG), name="retry-alarm")
 
     def on_stop(self) -> None:
         super().on_stop()
@@ -97,11 +96,6 @@ class RetryActor(Actor):
             case _:
                 return super().on_receive(message)
         return None
-
-    def _ring(self) -> None:
-        # Runs on the alarm's thread: it only posts a message.
-        with contextlib.suppress(pykka.ActorDeadError):
-            self.actor_ref.tell(_ALARM_RANG)
 
     def _schedule(self, task: Task, due: float) -> None:
         earliest_before = self._waiting[0][0] if self._waiting else None

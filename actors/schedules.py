@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any, Final, TypeVar
 import msgspec
 import pykka
 
+from actors.alarm import posting
 from actors.base import Actor, tell_or_fail
 from actors.protocol.answers import Admission
 from actors.protocol.reading import GetTask
@@ -268,11 +269,6 @@ class ScheduleActor(Actor):
         if self._timer is not None:
             self._timer.unplan(schedule_id)
 
-    def _ring(self) -> None:
-        # Runs on the alarm's thread: it only posts a message.
-        with contextlib.suppress(pykka.ActorDeadError):
-            self.actor_ref.tell(_ALARM_RANG)
-
     def _stop_alarm(self) -> None:
         if not self._stopped:
             self._stopped = True
@@ -288,7 +284,7 @@ class ScheduleActor(Actor):
             loaded = self._store.load()
         except StoreError as exc:
             return exc
-        self._timer = FiringTimer(self._ring, self._clock)
+        self._timer = FiringTimer(posting(self.actor_ref, _ALARM_RANG), self._clock)
         now = self._clock()
         missed: list[tuple[Schedule, float]] = []
         for schedule in loaded:

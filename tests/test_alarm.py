@@ -7,9 +7,10 @@ import threading
 import time
 from collections.abc import Iterator
 
+import pykka
 import pytest
 
-from actors.alarm import Alarm
+from actors.alarm import Alarm, posting
 
 RING_TIMEOUT_S = 5.0
 """How long a test waits for a ring that should come."""
@@ -194,3 +195,26 @@ def test_deadlines_microseconds_away_always_ring_however_hard_the_alarm_is_hamme
             alarm.close()
 
     assert failures == []
+
+
+class _Inbox(pykka.ThreadingActor):
+    def __init__(self) -> None:
+        super().__init__()
+        self.got: list[object] = []
+
+    def on_receive(self, message: object) -> object:
+        if message == "what":
+            return list(self.got)
+        self.got.append(message)
+        return None
+
+
+def test_a_posting_ring_tells_its_actor_and_is_quiet_once_the_actor_has_stopped() -> None:
+    actor = _Inbox.start()
+    ring = posting(actor, "rang")
+
+    ring()
+    ring()
+    assert actor.ask("what", timeout=RING_TIMEOUT_S) == ["rang", "rang"]
+    actor.stop()
+    ring()  # no ActorDeadError on the alarm's thread
