@@ -30,7 +30,7 @@ from actors.protocol.cluster import Want
 from actors.rows import decode_row, row_of, task_if_sound
 from actors.stats import StatusCounts
 from actors.store import StoreError
-from actors.task import CANCELLED, DEFAULT_QUEUE, FAILED, QUEUED, RUNNING, STATUSES, Task
+from actors.task import CANCELLED, FAILED, QUEUED, RUNNING, STATUSES, Task
 
 if TYPE_CHECKING:
     from collections.abc import Collection, Iterable, Sequence
@@ -147,17 +147,6 @@ class Claims(NamedTuple):
     """The ids of the outcomes written, as ``finish`` returns them."""
     next_token_s: dict[str, float]
     """For each queue whose rate held the claim back: how soon it has its next token."""
-
-
-class ClaimResult(NamedTuple):
-    """What one ``claim`` did."""
-
-    tasks: list[Task]
-    """The tasks claimed, as they were before the claim."""
-    written: set[str]
-    """The ids of the outcomes written, as ``finish`` returns them."""
-    next_token_s: float | None = None
-    """With a rate limit that held the claim back: how soon the queue has its next token."""
 
 
 class PgStore:
@@ -448,20 +437,6 @@ class PgStore:
         return {queue: (int(due), int(later)) for queue, due, later in rows}
 
     # --- work -----------------------------------------------------------------------------------
-
-    def claim(
-        self,
-        limit: int,
-        finished: Sequence[Task] = (),
-        *,
-        queue: str = DEFAULT_QUEUE,
-        max_per_second: float | None = None,
-    ) -> ClaimResult:
-        """``claim_many`` for one queue."""
-        claims = self.claim_many((Want(queue, limit, max_per_second),), finished)
-        return ClaimResult(
-            claims.tasks.get(queue, []), claims.written, claims.next_token_s.get(queue)
-        )
 
     def claim_many(self, wants: Sequence[Want], finished: Sequence[Task] = ()) -> Claims:
         """For each of ``wants``, up to its limit of due queued tasks of its queue, highest

@@ -15,6 +15,7 @@ from actors.recovery import INTERRUPTED
 from actors.retention import Retention
 from actors.task import FAILED, QUEUED, RUNNING, new_task
 from actors.worker import RetryPolicy
+from tests.pg_claims import claim_one
 from tests.support import no_jitter, wait_until
 
 POLICY = RetryPolicy(base_ms=100, max_ms=1000)
@@ -37,7 +38,7 @@ def test_an_expired_lease_is_an_interrupted_attempt_retried_with_backoff(pg_data
     dead, alive = open_store(pg_database, "dead"), open_store(pg_database, "alive")
     try:
         dead.commit([new_task("t", b"{}", 3), new_task("last", b"{}", 0)])
-        assert len(dead.claim(2)[0]) == 2
+        assert len(claim_one(dead, 2)[0]) == 2
         assert rescue(alive, POLICY, no_jitter) == []  # the leases still run
 
         rescued = wait_until(lambda: rescue(alive, POLICY, no_jitter), timeout_s=5)
@@ -64,7 +65,7 @@ def test_a_renewed_lease_is_never_rescued(pg_database: str) -> None:
     busy, other = open_store(pg_database, "busy"), open_store(pg_database, "other")
     try:
         busy.commit([new_task("t", b"{}", 3)])
-        busy.claim(1)
+        claim_one(busy, 1)
         deadline = time.monotonic() + 1.0  # over three leases
         while time.monotonic() < deadline:
             assert renew(busy) == 1
@@ -83,8 +84,8 @@ def test_an_instance_releases_its_own_attempts_at_once_when_asked(pg_database: s
     try:
         a.commit([new_task("mine", b"{}", 3)])
         b.commit([new_task("theirs", b"{}", 3)])
-        a.claim(1)
-        b.claim(1)
+        claim_one(a, 1)
+        claim_one(b, 1)
 
         released = rescue(a, POLICY, no_jitter, own=True)
 

@@ -23,6 +23,7 @@ from actors.protocol.answers import Admission, BatchAdmission, Readiness
 from actors.protocol.cluster import Want
 from actors.queues import QueueInfo
 from actors.task import FAILED, new_task
+from tests.pg_claims import claim_one
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -64,12 +65,12 @@ def test_a_claim_takes_only_tasks_of_its_queue(stores: tuple[PgStore, PgStore]) 
     a, b = stores
     enqueue(a, task("r1", "reports", priority=9), task("e1", "emails"), task("e2", "emails"))
 
-    emails = b.claim(10, queue="emails").tasks
-    reports = a.claim(10, queue="reports").tasks
+    emails = claim_one(b, 10, queue="emails").tasks
+    reports = claim_one(a, 10, queue="reports").tasks
 
     assert ids(emails) == ["e1", "e2"]
     assert ids(reports) == ["r1"]
-    assert a.claim(10).tasks == [], "nothing of default"
+    assert claim_one(a, 10).tasks == [], "nothing of default"
 
 
 def test_one_claim_takes_several_queues_each_up_to_its_own_limit(
@@ -144,16 +145,16 @@ def test_a_queue_paused_by_one_instance_starts_nothing_anywhere_until_resumed(
 
     a.pause("emails", paused=True)
 
-    assert b.claim(5, queue="emails").tasks == []
-    assert b.claim(5, queue="emails", max_per_second=100).tasks == []
-    assert ids(b.claim(5).tasks) == ["d1"], "other queues go on"
+    assert claim_one(b, 5, queue="emails").tasks == []
+    assert claim_one(b, 5, queue="emails", max_per_second=100).tasks == []
+    assert ids(claim_one(b, 5).tasks) == ["d1"], "other queues go on"
     later = open_store(pg_database, "c")  # a restarted instance sees it too
     try:
         assert queue_lines(later).paused == frozenset({"emails"})
     finally:
         later.close()
     b.pause("emails", paused=False)
-    assert ids(a.claim(5, queue="emails").tasks) == ["e1"]
+    assert ids(claim_one(a, 5, queue="emails").tasks) == ["e1"]
     assert queue_lines(a).paused == frozenset()
 
 
@@ -182,7 +183,7 @@ def test_the_token_bucket_is_shared_so_two_instances_start_no_more_than_the_rate
     started = time.monotonic()
     while time.monotonic() - started < 1.0:
         for store in (a, b):
-            result = store.claim(10, queue="slow", max_per_second=rate)
+            result = claim_one(store, 10, queue="slow", max_per_second=rate)
             claimed.extend(result.tasks)
             if result.next_token_s is not None:
                 waits.append(result.next_token_s)
@@ -201,8 +202,8 @@ def test_a_claim_the_bucket_holds_back_says_when_its_next_token_comes(
     a, _ = stores
     enqueue(a, *(task(f"t{n}", "slow") for n in range(5)))
 
-    first = a.claim(3, queue="slow", max_per_second=2)
-    second = a.claim(3, queue="slow", max_per_second=2)
+    first = claim_one(a, 3, queue="slow", max_per_second=2)
+    second = claim_one(a, 3, queue="slow", max_per_second=2)
 
     assert (len(first.tasks), len(second.tasks)) == (2, 0)
     assert second.next_token_s is not None
@@ -214,7 +215,7 @@ def test_a_rate_limited_claim_of_an_empty_queue_asks_for_no_wake_up(
     stores: tuple[PgStore, PgStore],
 ) -> None:
     a, _ = stores
-    result = a.claim(3, queue="slow", max_per_second=2)
+    result = claim_one(a, 3, queue="slow", max_per_second=2)
     assert result == (result.tasks, set(), None)
     assert result.tasks == []
 
@@ -234,7 +235,7 @@ def test_each_queue_has_its_own_bound_across_instances(pg_database: str) -> None
         assert b.insert_batch([task("r3", "reports")]) == BatchAdmission(Admission.QUEUE_FULL)
         assert a.insert_batch([task("d1", "default")]) == BatchAdmission(Admission.ACCEPTED)
         # A claimed task leaves its queue's line: room again, only there.
-        assert ids(a.claim(1, queue="emails").tasks) == ["e1"]
+        assert ids(claim_one(a, 1, queue="emails").tasks) == ["e1"]
         assert enqueue(b, task("e5", "emails"), task("r4", "reports")) == {
             "r4": Admission.QUEUE_FULL
         }
@@ -261,7 +262,7 @@ def test_a_retry_by_hand_needs_room_in_its_own_queue(pg_database: str) -> None:
         assert a.cancel("e1", time.time()).task is not None
         enqueue(a, task("e2", "emails"), task("r1", "reports"))
         assert a.requeue("e1", time.time()).refused is Admission.QUEUE_FULL
-        (claimed,) = a.claim(1, queue="emails").tasks
+        (claimed,) = claim_one(a, 1, queue="emails").tasks
         failed = msgspec.structs.replace(claimed, status=FAILED, attempts=1)
         assert a.finish([failed]) == {"e2"}
         requeued = a.requeue("e1", time.time()).task
@@ -361,6 +362,6 @@ def test_a_migrated_database_keeps_its_tasks_and_bounds_its_queue(pg_database: s
     try:
         assert enqueue(a, task("new1", "default")) == {}
         assert enqueue(a, task("new2", "default")) == {"new2": Admission.QUEUE_FULL}
-        assert ids(a.claim(10).tasks) == ["old0", "old1", "old2", "new1"]
+        assert ids(claim_one(a, 10).tasks) == ["old0", "old1", "old2", "new1"]
     finally:
         a.close()

@@ -19,6 +19,7 @@ from actors.pg_store import PgStore
 from actors.protocol.answers import Admission, BatchAdmission
 from actors.store import StoreError
 from actors.task import CANCELLED, DONE, FAILED, QUEUED, RUNNING, new_task
+from tests.pg_claims import claim_one
 
 if TYPE_CHECKING:
     from tests.pg_server import PgServer
@@ -127,7 +128,7 @@ def test_the_queue_bound_holds_across_instances(pg_database: str) -> None:
         delayed = [new_task(f"d{n}", b"{}", 3, delay_s=60) for n in range(3)]
         # The line is full: a delayed task is refused too, as in one process.
         assert enqueue(a, delayed[0]) == {"d0": Admission.QUEUE_FULL}
-        assert a.claim(1)[0][0].id == "a1"
+        assert claim_one(a, 1)[0][0].id == "a1"
         assert enqueue(a, *delayed) == {"d2": Admission.TOO_MANY_SCHEDULED}
         assert a.lines() == {"default": (2, 2)}
     finally:
@@ -160,8 +161,8 @@ def test_claims_take_priority_first_then_creation_and_never_the_same_task_twice(
         tasks.append(new_task("later", b"{}", 3, now, delay_s=60))
         enqueue(a, *tasks)
 
-        first = a.claim(3)[0]
-        second = b.claim(10)[0]
+        first = claim_one(a, 3)[0]
+        second = claim_one(b, 10)[0]
 
         assert [task.id for task in first] == ["urgent", "t0", "t1"]
         assert [task.id for task in second] == ["t2", "t3", "t4", "t5"]
@@ -170,7 +171,7 @@ def test_claims_take_priority_first_then_creation_and_never_the_same_task_twice(
         stored = a.get("t2")
         assert stored is not None
         assert (stored.status, stored.attempts) == (RUNNING, 1)
-        assert a.claim(10)[0] == []
+        assert claim_one(a, 10)[0] == []
     finally:
         a.close()
         b.close()
@@ -186,7 +187,7 @@ def test_claims_racing_from_many_connections_take_each_task_once(pg_database: st
     def claimer(name: str) -> None:
         own = open_store(pg_database, name)
         try:
-            while batch := own.claim(7)[0]:
+            while batch := claim_one(own, 7)[0]:
                 with lock:
                     claimed.extend(task.id for task in batch)
         finally:
@@ -205,7 +206,7 @@ def test_an_outcome_is_written_only_by_the_instance_holding_the_lease(pg_databas
     a, b = open_store(pg_database, "a"), open_store(pg_database, "b")
     try:
         enqueue(a, new_task("t", b"{}", 3))
-        (task,) = a.claim(1)[0]
+        (task,) = claim_one(a, 1)[0]
         done = task.__class__(**{**_fields(task), "status": DONE, "attempts": 1})
 
         assert b.finish([done]) == set()
@@ -229,7 +230,7 @@ def test_cancel_requeue_and_delete_work_on_tasks_any_instance_took_in(pg_databas
         assert cancelled.task.status == CANCELLED
         assert b.cancel("t", time.time()).conflict == "task is cancelled"
         assert b.cancel("missing", time.time()).task is None
-        a.claim(1)
+        claim_one(a, 1)
         assert b.cancel("r", time.time()).conflict == "task is running"
         assert b.delete("r").conflict == "task is running; only a finished task can be deleted"
 
@@ -303,7 +304,7 @@ def test_failed_outcomes_keep_their_error(pg_database: str) -> None:
     a = open_store(pg_database)
     try:
         enqueue(a, new_task("t", b"{}", 0))
-        (task,) = a.claim(1)[0]
+        (task,) = claim_one(a, 1)[0]
         failed = task.__class__(
             **{**_fields(task), "status": FAILED, "attempts": 1, "last_error": "boom"}
         )
@@ -324,7 +325,7 @@ def test_intake_counts_only_near_the_bound_and_never_lets_a_stale_count_refuse(
         # before the next, so the queue never holds more than one.
         for n in range(12):
             assert enqueue(small, new_task(f"t{n}", b"{}", 3)) == {}
-            (task,) = small.claim(1)[0]
+            (task,) = claim_one(small, 1)[0]
             done = task.__class__(**{**_fields(task), "status": DONE, "attempts": 1})
             assert small.finish([done]) == {task.id}
         with psycopg.connect(pg_database) as connection:
@@ -341,13 +342,13 @@ def test_a_late_outcome_never_overwrites_the_next_attempt_of_the_same_instance(
     store: PgStore,
 ) -> None:
     enqueue(store, new_task("t", b"{}", 3))
-    (first,) = store.claim(1)[0]
+    (first,) = claim_one(store, 1)[0]
     # Its lease ran out and it was rescued; this instance claimed it again for attempt 2.
     store.execute(
         "reset",
         "UPDATE task_queue_tasks SET status = 'queued', owner = NULL, lease_until = NULL",
     )
-    store.claim(1)
+    claim_one(store, 1)
     late = first.__class__(**{**_fields(first), "status": DONE, "attempts": 1})
 
     assert store.finish([late]) == set()
@@ -358,10 +359,10 @@ def test_a_late_outcome_never_overwrites_the_next_attempt_of_the_same_instance(
 
 def test_a_claim_writes_the_outcomes_that_wait_in_the_same_round_trip(store: PgStore) -> None:
     enqueue(store, new_task("first", b"{}", 3), new_task("second", b"{}", 3))
-    (first,) = store.claim(1)[0]
+    (first,) = claim_one(store, 1)[0]
     done = first.__class__(**{**_fields(first), "status": DONE, "attempts": 1})
 
-    claimed, written, _ = store.claim(5, [done])
+    claimed, written, _ = claim_one(store, 5, [done])
 
     assert [task.id for task in claimed] == ["second"]
     assert written == {"first"}
